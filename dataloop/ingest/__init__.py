@@ -1,0 +1,1 @@
+"""Ingest: decode committed drive uploads into Parquet tables, quarantine what cannot be."""

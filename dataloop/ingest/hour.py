@@ -1,0 +1,93 @@
+"""Ingest every upload that arrived in one hour (the partition of the ingest asset)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dataloop.ingest.drive import QUARANTINED, USABLE, ingest_upload
+from dataloop.lake import keys as K
+from dataloop.lake.hashing import sha256_json
+from dataloop.lake.pointers import write_json
+from dataloop.lake.store import ObjectInfo, ObjectStore
+
+HOUR_FORMAT = "%Y-%m-%d-%H:%M"
+KEY_DAY_SLACK = timedelta(days=1)
+"""A manifest's key carries the day its upload *started*; it may commit the next day."""
+
+
+def parse_hour(hour: str) -> datetime:
+    return datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
+
+
+def manifests_in_hour(store: ObjectStore, hour: str) -> Iterator[ObjectInfo]:
+    """Committed manifests whose arrival time (server LastModified) falls in ``hour``."""
+    start = parse_hour(hour)
+    end = start + timedelta(hours=1)
+    days = sorted({(start - KEY_DAY_SLACK).date(), start.date(), (end - timedelta(0, 1)).date()})
+    for day in days:
+        for info in store.list(K.raw_day_prefix(day)):
+            if info.key.endswith(".manifest.json") and start <= info.last_modified < end:
+                yield info
+
+
+@dataclass
+class HourReport:
+    hour: str
+    drives: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def data_version(self) -> str:
+        """Hash of the versions of the hour's drives: changes iff what the hour holds changes."""
+        return sha256_json(
+            sorted((d["manifest_key"], d["status"], d["version"]) for d in self.drives)
+        )[:32]
+
+    def count(self, *statuses: str) -> int:
+        return sum(d["status"] in statuses for d in self.drives)
+
+    @property
+    def usable(self) -> list[dict[str, Any]]:
+        return [d for d in self.drives if d["status"] in USABLE]
+
+    def summary(self) -> dict[str, Any]:
+        usable = self.usable
+        return {
+            "hour": self.hour,
+            "data_version": self.data_version,
+            "drives": len(self.drives),
+            "usable": len(usable),
+            "recovered": self.count("recovered"),
+            "quarantined": self.count(QUARANTINED),
+            "newly_processed": sum(not d.get("skipped") for d in self.drives),
+            "hours_of_driving": round(sum(d.get("duration_s", 0) for d in usable) / 3600, 4),
+            "bytes": sum(d.get("bytes", 0) for d in usable),
+        }
+
+
+def ingest_hour(
+    store: ObjectStore,
+    hour: str,
+    on_drive: Callable[[dict[str, Any]], None] | None = None,
+) -> HourReport:
+    """Ingest the hour's uploads (skipping those already done) and write its index."""
+    report = HourReport(hour)
+    for manifest in manifests_in_hour(store, hour):
+        record = ingest_upload(store, manifest, hour=hour)
+        report.drives.append(record)
+        if on_drive:
+            on_drive(record)
+    write_json(
+        store,
+        K.hour_record_key(hour),
+        {
+            **report.summary(),
+            "drives": [
+                {k: d.get(k) for k in ("vehicle", "drive", "manifest_key", "status", "version")}
+                for d in report.drives
+            ],
+        },
+    )
+    return report

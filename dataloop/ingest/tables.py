@@ -1,0 +1,73 @@
+"""The decoded lake tables: one Parquet file per drive and table, with these columns."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataloop.lake.hashing import sha256_bytes
+
+T = pa.timestamp("ns", tz="UTC")
+_ID_COLUMNS = [("vehicle_id", pa.string()), ("drive_id", pa.string()), ("t", T)]
+
+SCHEMAS: dict[str, pa.Schema] = {
+    name: pa.schema(_ID_COLUMNS + cols)
+    for name, cols in {
+        # JPEGs stay inside the raw MCAP: a frame is located by its chunk (file offset of
+        # the chunk's records, compression, sizes) and the message's offset inside the
+        # uncompressed chunk records. ingest/frames.py reads one back.
+        "frames": [
+            ("seq", pa.int64()),
+            ("format", pa.string()),
+            ("jpeg_bytes", pa.int64()),
+            ("jpeg_sha256", pa.string()),
+            ("chunk_offset", pa.int64()),
+            ("chunk_compression", pa.string()),
+            ("chunk_length", pa.int64()),
+            ("chunk_uncompressed_size", pa.int64()),
+            ("message_offset", pa.int64()),
+            ("message_length", pa.int64()),
+        ],
+        "gnss": [
+            ("latitude", pa.float64()),
+            ("longitude", pa.float64()),
+            ("altitude", pa.float64()),
+            ("horizontal_sigma_m", pa.float64()),
+        ],
+        "imu": [
+            (f, pa.float64())
+            for f in ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z")
+        ],
+        "vehicle_state": [
+            ("speed_mps", pa.float64()),
+            ("steering_angle_rad", pa.float64()),
+            ("accelerator", pa.float64()),
+            ("brake", pa.float64()),
+            ("yaw_rate_radps", pa.float64()),
+            ("gear", pa.string()),
+            ("turn_signal", pa.string()),
+        ],
+        "objects": [
+            ("object_id", pa.int64()),
+            ("object_class", pa.string()),
+            *[
+                (f, pa.float64())
+                for f in ("x", "y", "vx", "vy", "length", "width", "height", "heading")
+            ],
+            ("confidence", pa.float64()),
+        ],
+        "events": [("type", pa.string()), ("detail", pa.string())],
+    }.items()
+}
+
+TABLES = tuple(SCHEMAS)
+
+
+def to_parquet(table: pa.Table) -> tuple[bytes, str]:
+    """Deterministic zstd Parquet bytes and their SHA-256: a re-run writes the same bytes."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = buf.getvalue()
+    return data, sha256_bytes(data)

@@ -1,0 +1,71 @@
+"""What the lake knows about drives: the per-drive records and the quarantine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+
+from dataloop.ingest.tables import SCHEMAS
+from dataloop.lake import keys as K
+from dataloop.lake.query import register_table
+from dataloop.lake.store import ObjectStore
+
+
+def _records(store: ObjectStore, prefix: str) -> Iterator[dict[str, Any]]:
+    for info in store.list(prefix):
+        if info.key.endswith(".json"):
+            yield json.loads(store.get(info.key))
+
+
+def drive_records(store: ObjectStore) -> list[dict[str, Any]]:
+    """One record per (vehicle, drive): the upload that counts and what became of it."""
+    return list(_records(store, f"{K.INGEST}/drives/"))
+
+
+def quarantine_records(store: ObjectStore) -> list[dict[str, Any]]:
+    return list(_records(store, f"{K.QUARANTINE}/"))
+
+
+def drives_overview(store: ObjectStore) -> list[dict[str, Any]]:
+    """Every drive and every quarantined upload: stage reached, verdict, reasons."""
+    drives = drive_records(store)
+    counted = {d["manifest_key"] for d in drives}
+    rows = drives + [q for q in quarantine_records(store) if q["manifest_key"] not in counted]
+    return sorted(
+        (
+            {
+                "vehicle": r.get("vehicle"),
+                "drive": r.get("drive"),
+                "stage": "ingest",
+                "status": r["status"],
+                "reasons": r.get("reasons", []),
+                "hour": r.get("hour"),
+                "duration_s": r.get("duration_s"),
+                "bytes": r.get("bytes"),
+                "manifest_key": r["manifest_key"],
+            }
+            for r in rows
+        ),
+        key=lambda r: (str(r["vehicle"]), str(r["drive"]), r["manifest_key"]),
+    )
+
+
+def table_files(records: list[dict[str, Any]], table: str) -> list[str]:
+    """Keys of the current Parquet files of ``table``, one per usable drive record."""
+    return [
+        d["tables"][table]["key"]
+        for d in records
+        if d.get("status") in ("ingested", "recovered") and table in d.get("tables", {})
+    ]
+
+
+def connect_tables(store: ObjectStore) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per decoded table (current versions only)."""
+    con = duckdb.connect()
+    records = drive_records(store)
+    for table, schema in SCHEMAS.items():
+        register_table(con, store, table, table_files(records, table), schema)
+    return con

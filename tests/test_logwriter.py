@@ -35,7 +35,9 @@ def test_log_has_schemas_indexes_and_summary(make_log):
         end = start + 1_000_000_000
         window = list(
             reader.iter_decoded_messages(
-                topics=[contract.IMU.topic, contract.CAMERA.topic], starting_at=start, ending_before=end
+                topics=[contract.IMU.topic, contract.CAMERA.topic],
+                starting_at=start,
+                ending_before=end,
             )
         )
         imu = [p for _, c, _, p in window if c.topic == contract.IMU.topic]

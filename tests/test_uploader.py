@@ -106,7 +106,9 @@ def test_resume_reuploads_parts_that_do_not_match(store, big_file):
     assert store.get(result.log_key) == bytes(data)
 
 
-@pytest.mark.parametrize("vehicle,drive", [("../x", "d"), ("v", "../x"), ("v/w", "d"), ("v", ".x"), ("v", "a b")])
+@pytest.mark.parametrize(
+    "vehicle,drive", [("../x", "d"), ("v", "../x"), ("v/w", "d"), ("v", ".x"), ("v", "a b")]
+)
 def test_ids_that_could_escape_are_refused(store, make_log, vehicle, drive):
     with pytest.raises(InvalidId):
         upload_drive(store, make_log(), vehicle=vehicle, drive=drive)

@@ -144,10 +144,12 @@ def upload_drive(
     part_size: int = PART_SIZE,
     progress: Progress | None = None,
 ) -> UploadResult:
-    """Upload one drive log and commit it with its manifest."""
+    """Upload one drive log and commit it with its manifest. The drive id defaults to the one
+    the log names in its metadata, else the file name."""
     path = Path(path)
     validate_id(vehicle, "vehicle")
-    drive = validate_id(drive or path.name.removesuffix(".mcap"), "drive")
+    start, end, meta = _log_times(path)
+    drive = validate_id(drive or meta.get("drive") or path.name.removesuffix(".mcap"), "drive")
     sha, size = sha256_file(path)
     now = now or datetime.now(UTC)
     today = RawKeys(now.date(), vehicle, drive)
@@ -177,7 +179,6 @@ def upload_drive(
             f"sha256 {remote_sha[:12]}…); use a new drive id"
         )
 
-    start, end, meta = _log_times(path)
     manifest = UploadManifest(
         vehicle=vehicle,
         drive=drive,

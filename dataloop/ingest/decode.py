@@ -288,7 +288,10 @@ def _read_chunk(payload: bytes) -> Chunk:
 def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, log: DecodedLog):
     """Read top-level records until the footer. Message indexes and the summary's indexes are
     hashed but not parsed: ingest streams the whole file anyway."""
-    if reader.read(8) != _MAGIC:
+    magic = reader.read(8)
+    if magic != _MAGIC:
+        if len(magic) < 8 and _MAGIC.startswith(magic):
+            raise EndOfFile()
         raise DecodeError("not_mcap", "the file does not start with the MCAP magic")
     data_crc = zlib.crc32(_MAGIC)
     in_data = True

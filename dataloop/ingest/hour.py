@@ -33,6 +33,18 @@ def manifests_in_hour(store: ObjectStore, hour: str) -> Iterator[ObjectInfo]:
                 yield info
 
 
+def arrival_hours(store: ObjectStore, days: list[str]) -> list[str]:
+    """The arrival hours of every manifest under the given upload days (``YYYY-MM-DD``)."""
+    return sorted(
+        {
+            K.utc_hour_key(o.last_modified.astimezone(UTC))
+            for day in days
+            for o in store.list(f"{K.RAW}/date={day}/")
+            if o.key.endswith(".manifest.json")
+        }
+    )
+
+
 @dataclass
 class HourReport:
     hour: str

@@ -1,0 +1,102 @@
+"""Helpers shared by tests: committing uploads the way a (possibly hostile) client would."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from dataloop.fleet import contract
+from dataloop.fleet.logwriter import DriveLogWriter
+from dataloop.ingest.hour import HourReport, arrival_hours, ingest_hour
+from dataloop.lake.hashing import sha256_file
+from dataloop.lake.keys import RawKeys
+from dataloop.lake.manifest import UploadManifest
+from dataloop.lake.store import ObjectStore
+
+
+def commit_raw(
+    store: ObjectStore,
+    path: Path,
+    *,
+    vehicle: str,
+    drive: str,
+    day: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
+) -> RawKeys:
+    """Put a log and its manifest straight into raw/, bypassing the uploader's checks."""
+    keys = RawKeys(date.fromisoformat(day) if day else datetime.now(UTC).date(), vehicle, drive)
+    real_sha, real_size = sha256_file(path)
+    with path.open("rb") as f:
+        store.put_stream(keys.log, f)
+    manifest = UploadManifest(
+        vehicle=vehicle,
+        drive=drive,
+        log_key=keys.log,
+        size=size if size is not None else real_size,
+        sha256=sha256 or real_sha,
+        start=None,
+        end=None,
+        software_version="test",
+        model_version="baseline",
+        trigger="test",
+        uploaded_at=datetime.now(UTC).isoformat(),
+    )
+    store.put(keys.manifest, manifest.to_json())
+    return keys
+
+
+def ingest_everything(store: ObjectStore) -> dict[str, HourReport]:
+    """Ingest every arrival hour of today's and yesterday's uploads (tests may cross an hour)."""
+    days = sorted({o.key.split("/")[1][5:] for o in store.list("raw/")})
+    return {hour: ingest_hour(store, hour) for hour in arrival_hours(store, days)}
+
+
+def write_minimal_log(
+    path: Path,
+    *,
+    vehicle: str = "veh-1",
+    drive: str = "drive-1",
+    seconds: float = 1.0,
+    channels=contract.CHANNELS,
+    compression=None,
+    extra_channel=None,
+    chunk_size: int = 1024 * 1024,
+) -> Path:
+    """A short log with every contract channel (or a subset), optionally uncompressed and
+    with one extra channel ``(topic, message)``."""
+    from mcap.writer import CompressionType
+
+    kwargs = {
+        "compression": compression if compression is not None else CompressionType.ZSTD,
+        "chunk_size": chunk_size,
+    }
+    t0 = time.time_ns()
+    with DriveLogWriter(path, vehicle=vehicle, drive=drive, channels=channels, **kwargs) as log:
+        if extra_channel:
+            topic, message = extra_channel
+            log._register(topic, type(message))
+            log.write(topic, t0, message)
+        topics = {c.topic for c in channels}
+        for k in range(int(seconds * 100)):
+            t = t0 + k * 10_000_000
+            if contract.IMU.topic in topics:
+                log.imu(t, (0.1, 0.0, 9.81), (0.0, 0.0, 0.01))
+            if k % 2 == 0 and contract.VEHICLE_STATE.topic in topics:
+                log.vehicle_state(
+                    t,
+                    speed_mps=10.0,
+                    steering_angle_rad=0.0,
+                    accelerator=0.1,
+                    brake=0.0,
+                    yaw_rate_radps=0.01,
+                )
+            if k % 10 == 0:
+                if contract.GNSS.topic in topics:
+                    log.gnss(t, 48.1, 11.5, 500.0)
+                if contract.OBJECTS.topic in topics:
+                    log.objects(t, [{"id": 7, "object_class": "car", "x": 20.0, "y": 0.0}])
+                if contract.CAMERA.topic in topics:
+                    log.camera(t, b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8 + b"\xff\xd9")
+    return path

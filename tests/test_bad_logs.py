@@ -1,0 +1,155 @@
+"""A corpus of bad uploads: each is quarantined with its reason, the rest of the hour
+proceeds, and nothing already stored is lost or overwritten."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from foxglove_schemas_protobuf.Log_pb2 import Log
+from mcap.writer import CompressionType
+
+from dataloop.fleet import contract
+from dataloop.fleet.uploader import upload_drive
+from dataloop.ingest.catalog import drives_overview
+from dataloop.lake import keys as K
+from dataloop.lake.pointers import read_json
+from tests.helpers import commit_raw, ingest_everything, write_minimal_log
+
+
+def _flip_inside_first_chunk(path):
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\xff\xd8\xff\xe0") + 100  # inside the first (uncompressed) JPEG
+    data[at] ^= 0x55
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _truncate(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[: keep if keep > 1 else int(len(data) * keep)])
+    return path
+
+
+def bad_uploads(tmp_path):
+    """(drive id, path, commit kwargs, expected code) for every kind of bad upload."""
+
+    def log(name, **kw):
+        return write_minimal_log(tmp_path / f"{name}.mcap", drive=name, seconds=2.0, **kw)
+
+    garbage = tmp_path / "garbage.mcap"
+    garbage.write_bytes(os.urandom(50_000))
+    no_imu = [c for c in contract.CHANNELS if c is not contract.IMU]
+    return [
+        ("truncated-header", _truncate(log("truncated-header"), 5), {}, "truncated"),
+        ("garbage", garbage, {}, "not_mcap"),
+        (
+            "bad-crc",
+            _flip_inside_first_chunk(log("bad-crc", compression=CompressionType.NONE)),
+            {},
+            "crc_mismatch",
+        ),
+        ("checksum", log("checksum"), {"sha256": "0" * 64}, "checksum_mismatch"),
+        ("size", log("size"), {"size": 12}, "checksum_mismatch"),
+        (
+            "unknown-schema",
+            log("unknown-schema", extra_channel=("/diagnostics", Log(message="hi"))),
+            {},
+            "unknown_schema",
+        ),
+        ("missing-channel", log("missing-channel", channels=no_imu), {}, "missing_channel"),
+        ("wrong-identity", log("someone-else"), {}, "identity_mismatch"),
+    ]
+
+
+def test_each_bad_upload_is_quarantined_with_its_reason(store, tmp_path, make_log):
+    good = make_log(vehicle="veh-1", drive="good")
+    upload_drive(store, good, vehicle="veh-1")
+    corpus = bad_uploads(tmp_path)
+    for drive, path, kwargs, _ in corpus:
+        commit_raw(store, path, vehicle="veh-1", drive=drive, **kwargs)
+    raw_before = {o.key: store.get(o.key) for o in store.list("raw/")}
+
+    reports = ingest_everything(store)
+
+    status = {d["drive"]: d for r in reports.values() for d in r.drives}
+    assert status["good"]["status"] == "ingested", "the rest of the hour proceeds"
+    for drive, _, _, code in corpus:
+        record = status[drive]
+        assert record["status"] == "quarantined", drive
+        assert record["reasons"][0]["code"] == code, (drive, record["reasons"])
+        assert record["reasons"][0]["detail"]
+        q = read_json(store, K.quarantine_key(record["manifest_key"]))
+        assert q["reasons"][0]["code"] == code and q["log_key"] == record["log_key"]
+        assert not list(store.list(f"tables/imu/vehicle=veh-1/drive={drive}/"))
+    # Nothing is lost: every raw byte is still there, unchanged.
+    assert {o.key: store.get(o.key) for o in store.list("raw/")} == raw_before
+    overview = {r["drive"]: r for r in drives_overview(store)}
+    assert overview["bad-crc"]["reasons"][0]["code"] == "crc_mismatch"
+
+
+def test_truncated_log_is_recovered_and_says_so(store, tmp_path):
+    # Small chunks, so that cutting the file leaves several complete ones.
+    full = write_minimal_log(tmp_path / "full.mcap", drive="cut", seconds=8.0, chunk_size=32_000)
+    path = _truncate(full, 0.6)
+    commit_raw(store, path, vehicle="veh-1", drive="cut")
+    record = next(d for r in ingest_everything(store).values() for d in r.drives)
+    assert record["status"] == "recovered"
+    assert record["reasons"][0]["code"] == "truncated"
+    assert "without a complete footer" in record["reasons"][0]["detail"]
+    assert 0 < record["tables"]["imu"]["rows"] < 800
+
+
+@pytest.mark.parametrize(
+    "manifest_key",
+    [
+        "raw/date={day}/vehicle=../x.manifest.json",
+        "raw/date={day}/vehicle=veh 1/d.manifest.json",
+        "raw/date={day}/stray.manifest.json",
+    ],
+)
+def test_hostile_keys_are_quarantined_without_escaping(store, manifest_key):
+    day = datetime.now(UTC).date().isoformat()
+    key = manifest_key.format(day=day)
+    store.put(key, b"{}")
+    record = next(d for r in ingest_everything(store).values() for d in r.drives)
+    assert record["status"] == "quarantined"
+    assert record["reasons"][0]["code"] in ("invalid_id", "invalid_manifest")
+    q_key = K.quarantine_key(key)
+    assert q_key.startswith("quarantine/") and ".." not in q_key.split("/")
+    assert read_json(store, q_key)["manifest_key"] == key
+    assert list(store.list("ingest/drives/")) == []
+
+
+def test_manifest_claiming_an_escaping_drive_id_is_quarantined(store, tmp_path):
+    path = write_minimal_log(tmp_path / "x.mcap", drive="x")
+    keys = commit_raw(store, path, vehicle="veh-1", drive="x")
+    hostile = store.get(keys.manifest).replace(b'"drive": "x"', b'"drive": "../x"')
+    store.put(keys.manifest.replace("/x.manifest", "/y.manifest"), hostile)
+    status = {d["manifest_key"]: d for r in ingest_everything(store).values() for d in r.drives}
+    y = status[keys.manifest.replace("/x.manifest", "/y.manifest")]
+    assert y["status"] == "quarantined" and y["reasons"][0]["code"] == "invalid_manifest"
+    assert status[keys.manifest]["status"] == "ingested"
+
+
+@pytest.mark.parametrize("seed,code", [(1, "duplicate"), (2, "conflict")])
+def test_duplicate_and_conflicting_uploads_are_quarantined(store, make_log, seed, code):
+    now = datetime.now(UTC)
+    # Uploaded yesterday (its key's day), then the same drive id again today, past the
+    # uploader's own check: the same bytes (duplicate) or other bytes (conflict).
+    original = upload_drive(
+        store, make_log(drive="drive-1", seed=1), vehicle="veh-1", now=now - timedelta(days=1)
+    )
+    ingest_everything(store)
+    tables_before = {o.key: o.etag for o in store.list("tables/")}
+    again = commit_raw(
+        store, make_log(drive="drive-1", seed=seed), vehicle="veh-1", drive="drive-1"
+    )
+    ingest_everything(store)
+    quarantined = read_json(store, K.quarantine_key(again.manifest))
+    assert quarantined["reasons"][0]["code"] == code
+    assert quarantined["original"] == original.manifest_key
+    record = read_json(store, K.drive_record_key("veh-1", "drive-1"))
+    assert record["manifest_key"] == original.manifest_key and record["status"] == "ingested"
+    assert {o.key: o.etag for o in store.list("tables/")} == tables_before

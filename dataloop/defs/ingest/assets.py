@@ -87,7 +87,6 @@ def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(decoded_drives),
-    partitions_def=arrival_hours,
     tags={"dataloop/stage": "ingest"},
     description="Decode the drives that arrived in one hour.",
 )

@@ -1,0 +1,46 @@
+"""The code location loads, and the asset graph is what we expect (a snapshot: an accidental
+change to the graph shows up in review)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dataloop.definitions import defs as load_defs
+
+EXPECTED_ASSETS = {
+    "raw_drive_logs": {"group": "ingest", "partitioned": False, "deps": []},
+    "decoded_drives": {"group": "ingest", "partitioned": True, "deps": ["raw_drive_logs"]},
+}
+
+
+def test_definitions_load_and_every_job_resolves():
+    defs = load_defs()
+    repo = defs.get_repository_def()
+    for job in repo.get_all_jobs():
+        assert job.name
+    assert defs.resolve_job_def("ingest_job").partitions_def is not None
+    assert {s.name for s in repo.sensor_defs} == {"raw_upload_sensor"}
+    assert "lake" in repo.get_top_level_resources()
+
+
+def test_asset_graph_snapshot():
+    graph = load_defs().resolve_asset_graph()
+    actual = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        actual[key.to_user_string()] = {
+            "group": node.group_name,
+            "partitioned": node.partitions_def is not None,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+        }
+    assert actual == EXPECTED_ASSETS
+
+
+def test_ingest_partitions_are_arrival_hours_including_the_current_one():
+    job = load_defs().resolve_job_def("ingest_job")
+    pdef = job.partitions_def
+    assert isinstance(pdef, dg.HourlyPartitionsDefinition)
+    from datetime import UTC, datetime
+
+    current = datetime.now(UTC).strftime("%Y-%m-%d-%H:00")
+    assert pdef.get_last_partition_key() == current

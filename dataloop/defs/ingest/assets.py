@@ -88,5 +88,7 @@ ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(decoded_drives),
     tags={"dataloop/stage": "ingest"},
+    # One step that parallelises inside: a subprocess per step would cost more than the work.
+    executor_def=dg.in_process_executor,
     description="Decode the drives that arrived in one hour.",
 )

@@ -141,12 +141,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
         send = bar.add_task("fleet uploads", total=len(plan))
         for i, (vehicle, drive) in enumerate(plan):
             path = write_synthetic_drive(
-                fleet_dir / f"{drive}.mcap",
+                fleet_dir / f"{vehicle}-{drive}.mcap",
                 vehicle=vehicle,
                 drive=drive,
                 start_ns=time.time_ns() - int(args.minutes * 60e9),
                 duration_s=args.minutes * 60,
-                seed=hash((run_id, i)) & 0xFFFF,
+                seed=args.seed * 100_000 + i,
             )
             bar.advance(write)
             upload_drive(store, path, vehicle=vehicle)

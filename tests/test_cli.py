@@ -1,0 +1,144 @@
+"""The ``dataloop`` command as a user runs it: real processes, a real Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def env(tmp_path):
+    shutil.copy(REPO / "workspace.yaml", tmp_path / "workspace.yaml")
+    (tmp_path / "dagster").mkdir()
+    return {
+        **os.environ,
+        "DATALOOP_LAKE": str(tmp_path / "lake"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def run(env, *args, check=True):
+    proc = subprocess.run(
+        [str(BIN / "dataloop"), *args],
+        env=env,
+        cwd=Path(env["DAGSTER_HOME"]).parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def test_upload_tick_drives(env, make_log):
+    log = make_log(vehicle="veh-7", drive="d-1")
+    up = json.loads(run(env, "fleet", "upload", str(log), "--vehicle", "veh-7", "--json").stdout)
+    assert up["status"] == "uploaded"
+
+    first = json.loads(run(env, "tick", "--json").stdout)
+    assert [(r["job"], r["status"]) for r in first["runs"]] == [("ingest_job", "SUCCESS")]
+    assert first["runs"][0]["run_key"].startswith("ingest-")
+
+    second = json.loads(run(env, "tick", "--json").stdout)
+    assert second["runs"] == []
+
+    drives = json.loads(run(env, "drives", "--json").stdout)
+    assert [(d["vehicle"], d["drive"], d["status"]) for d in drives] == [
+        ("veh-7", "d-1", "ingested")
+    ]
+    assert "veh-7" in run(env, "drives").stdout
+
+
+def test_tick_shares_cursor_and_run_keys_with_the_daemon(env, make_log):
+    log = make_log(vehicle="veh-7", drive="d-2")
+    run(env, "fleet", "upload", str(log), "--vehicle", "veh-7")
+    assert len(json.loads(run(env, "tick", "--json").stdout)["runs"]) == 1
+
+    # The daemon's view: the workspace.yaml location, loaded as `dagster dev` loads it.
+    cursor = subprocess.run(
+        [str(BIN / "python"), "-c", _READ_CURSOR],
+        env=env,
+        cwd=Path(env["DAGSTER_HOME"]).parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cursor.returncode == 0, cursor.stderr
+    line = next(x for x in cursor.stdout.splitlines() if x.startswith("CURSOR="))
+    seen = json.loads(line.removeprefix("CURSOR="))["seen"]
+    assert any(k.endswith("veh-7/d-2.manifest.json") for k in seen)
+
+    # Drop the cursor with Dagster's own CLI: the sensor re-plans the same run, and the
+    # run key (recorded by the daemon code path) stops a second run.
+    subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "sensor",
+            "cursor",
+            "raw_upload_sensor",
+            "--delete",
+            "-w",
+            "workspace.yaml",
+        ],
+        env=env,
+        cwd=Path(env["DAGSTER_HOME"]).parent,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert json.loads(run(env, "tick", "--json").stdout)["runs"] == []
+
+
+_READ_CURSOR = """
+from dagster import DagsterInstance
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+instance = DagsterInstance.get()
+with WorkspaceProcessContext(instance, WorkspaceFileTarget(["workspace.yaml"])) as ctx:
+    location = ctx.create_request_context().get_code_location("dataloop")
+    repo = next(iter(location.get_repositories().values()))
+    sensor = repo.get_sensor("raw_upload_sensor")
+    state = instance.get_instigator_state(sensor.get_remote_origin_id(), sensor.selector_id)
+    print("CURSOR=" + state.instigator_data.cursor)
+"""
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["fleet", "upload", "{log}", "--vehicle", "../x"], "invalid vehicle id"),
+        (["fleet", "upload", "/nonexistent.mcap", "--vehicle", "v"], "no such file"),
+    ],
+)
+def test_errors_go_to_stderr_with_nonzero_exit(env, make_log, args, message):
+    args = [a.format(log=make_log()) for a in args]
+    proc = run(env, *args, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr and proc.stdout == ""
+
+
+def test_conflicting_upload_is_refused(env, make_log):
+    run(env, "fleet", "upload", str(make_log(seed=1)), "--vehicle", "veh-1", "--drive", "x")
+    proc = run(
+        env,
+        "fleet",
+        "upload",
+        str(make_log(seed=2)),
+        "--vehicle",
+        "veh-1",
+        "--drive",
+        "x",
+        check=False,
+    )
+    assert proc.returncode == 2 and "different" in proc.stderr

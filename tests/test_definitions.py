@@ -3,9 +3,17 @@ change to the graph shows up in review)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from dataloop.definitions import defs as load_defs
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 EXPECTED_ASSETS = {
     "raw_drive_logs": {"group": "ingest", "partitioned": False, "deps": []},
@@ -44,3 +52,26 @@ def test_ingest_partitions_are_arrival_hours_including_the_current_one():
 
     current = datetime.now(UTC).strftime("%Y-%m-%d-%H:00")
     assert pdef.get_last_partition_key() == current
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DAGSTER_HOME": ""},
+    )
+
+
+def test_dagster_dev_workspace_loads():
+    proc = _cli("dagster", "definitions", "validate", "-w", "workspace.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All code locations passed validation" in proc.stdout + proc.stderr
+
+
+def test_dg_project_loads():
+    proc = _cli("dg", "check", "defs")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All definitions loaded successfully" in proc.stdout + proc.stderr

@@ -44,12 +44,12 @@ def test_ingest_hour_decodes_into_queryable_tables(store, make_log):
     assert {d["status"] for d in drives} == {"ingested"}
 
     con = connect_tables(store)
-    rows = con.execute(
+    rows = con.sql(
         "SELECT drive_id, count(*), avg(speed_mps) FROM vehicle_state GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert [(r[0], r[1]) for r in rows] == [("drive-0", 200), ("drive-1", 200)]
     assert all(r[2] > 0 for r in rows)
-    n_imu = con.execute("SELECT count(*) FROM imu").fetchone()[0]
+    n_imu = con.sql("SELECT count(*) FROM imu").fetchall()[0][0]
     assert n_imu == 800
 
     # Every frame index row locates its JPEG in the raw log.

@@ -60,20 +60,15 @@ def write_minimal_log(
     drive: str = "drive-1",
     seconds: float = 1.0,
     channels=contract.CHANNELS,
-    compression=None,
     extra_channel=None,
-    chunk_size: int = 1024 * 1024,
+    **writer_options,
 ) -> Path:
-    """A short log with every contract channel (or a subset), optionally uncompressed and
-    with one extra channel ``(topic, message)``."""
-    from mcap.writer import CompressionType
-
-    kwargs = {
-        "compression": compression if compression is not None else CompressionType.ZSTD,
-        "chunk_size": chunk_size,
-    }
+    """A short log with every contract channel (or a subset), optionally one extra channel
+    ``(topic, message)``; ``writer_options`` go to DriveLogWriter (compression, chunking)."""
     t0 = time.time_ns()
-    with DriveLogWriter(path, vehicle=vehicle, drive=drive, channels=channels, **kwargs) as log:
+    with DriveLogWriter(
+        path, vehicle=vehicle, drive=drive, channels=channels, **writer_options
+    ) as log:
         if extra_channel:
             topic, message = extra_channel
             log._register(topic, type(message))

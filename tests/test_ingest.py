@@ -82,3 +82,27 @@ def test_a_new_decoder_version_redecodes_and_keeps_old_tables(store, make_log, m
     assert [r.data_version for r in before.values()] != [r.data_version for r in after.values()]
     # Same bytes decoded the same way: same content-addressed files, nothing overwritten.
     assert old_tables <= {o.key for o in store.list("tables/")}
+
+
+def test_unchunked_and_uncompressed_logs_decode_and_locate_frames(store, tmp_path):
+    from mcap.writer import CompressionType
+
+    from tests.helpers import commit_raw, write_minimal_log
+
+    variants = {
+        "unchunked": {"use_chunking": False},
+        "uncompressed": {"compression": CompressionType.NONE},
+        "lz4": {"compression": CompressionType.LZ4},
+    }
+    for drive, options in variants.items():
+        path = write_minimal_log(tmp_path / f"{drive}.mcap", drive=drive, **options)
+        commit_raw(store, path, vehicle="veh-1", drive=drive)
+    records = {d["drive"]: d for r in ingest_everything(store).values() for d in r.drives}
+    con = connect_tables(store)
+    for drive in variants:
+        assert records[drive]["status"] == "ingested", records[drive]
+        assert records[drive]["tables"]["imu"]["rows"] == 100
+        rows = con.sql(f"SELECT * FROM frames WHERE drive_id = '{drive}'").to_arrow_table()
+        for row in rows.to_pylist():
+            jpeg = read_frame(store, records[drive]["log_key"], row)
+            assert sha256_bytes(jpeg) == row["jpeg_sha256"] and jpeg[:2] == b"\xff\xd8"

@@ -41,13 +41,16 @@ class DriveLogWriter:
         extra_metadata: dict[str, str] | None = None,
         chunk_size: int = 1024 * 1024,
         compression: CompressionType = CompressionType.ZSTD,
+        use_chunking: bool = True,
         channels: Sequence[contract.ChannelSpec] = contract.CHANNELS,
     ):
         validate_id(vehicle, "vehicle")
         validate_id(drive, "drive")
         self.path = Path(path)
         self._file = self.path.open("wb")
-        self._writer = Writer(self._file, chunk_size=chunk_size, compression=compression)
+        self._writer = Writer(
+            self._file, chunk_size=chunk_size, compression=compression, use_chunking=use_chunking
+        )
         self._writer.start(profile=contract.PROFILE, library="dataloop")
         self._channel_ids: dict[str, int] = {}
         self._seq: dict[str, int] = {}

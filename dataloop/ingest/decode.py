@@ -327,7 +327,10 @@ def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, lo
             spec = state.channels[msg.channel_id]
             if spec is not None:
                 log.messages[spec.topic] += 1
-                decoder.decode(spec, msg.log_time, memoryview(msg.data), ())
+                # An unchunked message is its own uncompressed "chunk" in the file.
+                record_start = reader.bytes_read - length - 9
+                loc = (record_start, "", length + 9, length + 9, 0, length + 9)
+                decoder.decode(spec, msg.log_time, memoryview(msg.data), loc)
         elif op == _OP_METADATA:
             meta = _parse(payload, Metadata)
             if meta.name == contract.DRIVE_METADATA:

@@ -61,7 +61,11 @@ def quarantine(
             **extra,
         }
     )
-    write_json(store, K.quarantine_key(manifest.key), record)
+    key = K.quarantine_key(manifest.key)
+    existing = read_json(store, key)
+    if existing and existing.get("version") == record["version"]:
+        return {**existing, "skipped": True}  # same verdict as before: nothing rewritten
+    write_json(store, key, record)
     return record
 
 
@@ -136,7 +140,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
 
     def set_aside(code: str, detail: str, **extra: Any) -> dict[str, Any]:
         record = quarantine(store, manifest, code, detail, hour=hour, upload=upload, **extra)
-        write_json(store, record_key, record)
+        write_json(store, record_key, {k: v for k, v in record.items() if k != "skipped"})
         return record
 
     log_info = store.head(upload.log_key)

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 import boto3
@@ -103,7 +104,7 @@ class S3Store(ObjectStore):
             if _status(err) in (409, 412) or _code(err) in ("PreconditionFailed",):
                 raise ObjectExists(key) from None
             raise
-        return ObjectInfo(key, len(data), _now_from(resp), resp["ETag"].strip('"'), metadata)
+        return ObjectInfo(key, len(data), datetime.now(UTC), resp["ETag"].strip('"'), metadata)
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -246,14 +247,3 @@ class S3Store(ObjectStore):
         except ClientError as err:
             if _code(err) != "NoSuchUpload":
                 raise
-
-
-def _now_from(resp) -> object:
-    from datetime import UTC, datetime
-
-    raw = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    if raw:
-        from email.utils import parsedate_to_datetime
-
-        return parsedate_to_datetime(raw).astimezone(UTC)
-    return datetime.now(UTC)

@@ -90,5 +90,7 @@ ingest_job = dg.define_asset_job(
     tags={"dataloop/stage": "ingest"},
     # One step that parallelises inside: a subprocess per step would cost more than the work.
     executor_def=dg.in_process_executor,
+    # Run events are stored for the UI whatever this says; it only quiets the console.
+    config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     description="Decode the drives that arrived in one hour.",
 )

@@ -68,6 +68,66 @@ def cmd_fleet_upload(args: argparse.Namespace) -> None:
         out.print(f"{result.status}: {result.manifest_key} ({result.size / 1e6:.1f} MB)")
 
 
+# -- fleet simulate -------------------------------------------------------------------------
+def cmd_fleet_simulate(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dataloop.fleet.simulator.config import SimConfig
+    from dataloop.fleet.simulator.fleet import simulate_fleet
+    from dataloop.lake.store import lake_url
+
+    if args.vehicles < 1 or args.minutes <= 0:
+        raise UserError("--vehicles must be >= 1 and --minutes > 0")
+    if args.start:
+        start = datetime.fromisoformat(args.start)
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    else:  # the same seed within the same hour gives the same drives
+        start = (datetime.now(UTC) - timedelta(minutes=args.minutes)).replace(
+            minute=0, second=0, microsecond=0
+        )
+    out_dir = Path(args.out)
+    total = args.vehicles * args.minutes * 60
+    with Progress(
+        TextColumn("simulating {task.fields[what]}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=args.json,
+    ) as bar:
+        task = bar.add_task("", total=total, what=f"{args.vehicles} vehicles x {args.minutes} min")
+        reports = simulate_fleet(
+            vehicles=args.vehicles,
+            minutes=args.minutes,
+            seed=args.seed,
+            out=out_dir,
+            start=start,
+            config=SimConfig(model_version=args.model),
+            lake=lake_url() if args.upload else None,
+            workers=args.workers,
+            on_progress=lambda s: bar.advance(task, s),
+        )
+    if args.json:
+        _print_json(
+            [{**r.telemetry(), "drive_files": [d["path"] for d in r.drives]} for r in reports]
+        )
+        return
+    table = Table(title=f"fleet (seed {args.seed}, logs in {out_dir})")
+    for col in ("vehicle", "model", "drives", "km", "disengagements", "faults", "uploaded"):
+        table.add_column(col)
+    for r in reports:
+        table.add_row(
+            r.vehicle,
+            r.model_version,
+            str(len(r.drives)),
+            f"{r.km:.1f}",
+            str(r.disengagements),
+            str(r.faults),
+            str(r.uploaded),
+        )
+    out.print(table)
+
+
 # -- tick ----------------------------------------------------------------------------------
 def cmd_tick(args: argparse.Namespace) -> None:
     from dataloop.tick import tick
@@ -195,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     fleet = sub.add_parser("fleet", help="the vehicle side").add_subparsers(
         dest="fleet_command", required=True
     )
+    sim = fleet.add_parser("simulate", help="drive a simulated fleet and record its logs")
+    sim.add_argument("--vehicles", type=int, default=2)
+    sim.add_argument("--minutes", type=float, default=2.0, help="minutes per vehicle")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--out", default=".dataloop/fleet", help="where the logs go")
+    sim.add_argument("--upload", action="store_true", help="upload to the lake ($DATALOOP_LAKE)")
+    sim.add_argument("--start", help="UTC start of the drives (default: this hour)")
+    sim.add_argument("--model", default="baseline", help="model version the fleet runs")
+    sim.add_argument("--workers", type=int, help="processes (default: one per vehicle, <= cores)")
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(func=cmd_fleet_simulate)
+
     up = fleet.add_parser("upload", help="upload one drive log and commit it")
     up.add_argument("file")
     up.add_argument("--vehicle", required=True)
@@ -221,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (UserError, DriveConflict, InvalidId) as e:
+    except (UserError, DriveConflict, InvalidId, LookupError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         return 2
     return 0

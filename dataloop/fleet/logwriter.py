@@ -150,6 +150,14 @@ class DriveLogWriter:
         msg = schemas.DriveEvent(type=EVENT_TYPES[event_type], detail=detail)
         self.write(contract.EVENTS.topic, t_ns, msg)
 
+    @property
+    def topics(self) -> list[str]:
+        return list(self._channel_ids)
+
+    def add_metadata(self, name: str, data: dict[str, str]) -> None:
+        """An MCAP metadata record (a string map), e.g. the simulator's ground truth."""
+        self._writer.add_metadata(name, data)
+
     def close(self) -> None:
         if not self._closed:
             self._writer.finish()

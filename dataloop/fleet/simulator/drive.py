@@ -1,0 +1,291 @@
+"""One simulated drive segment: traffic, policy, safety driver, sensors, faults -> one MCAP."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from dataloop.fleet import contract
+from dataloop.fleet.logwriter import DriveLogWriter
+from dataloop.fleet.simulator import faults as F
+from dataloop.fleet.simulator.camera import Camera, render_frame
+from dataloop.fleet.simulator.config import CORNER_CASES, SimConfig
+from dataloop.fleet.simulator.policy import (
+    EGO_FEATURES,
+    HISTORY,
+    MAX_OBJECTS,
+    OBJECT_FEATURES,
+    Control,
+    DrivingPolicy,
+    Observation,
+)
+from dataloop.fleet.simulator.scenarios import INJECT
+from dataloop.fleet.simulator.sensors import Sensors
+from dataloop.fleet.simulator.traffic import (
+    DT,
+    SEGMENT_SECONDS,
+    SIM_HZ,
+    World,
+    time_to_collision,
+)
+from dataloop.fleet.synthetic import local_to_latlon
+
+GROUND_TRUTH = "dataloop.ground_truth"
+"""MCAP metadata record with what the simulator injected, for scoring later stages."""
+TAKEOVER_MIN_S = 3.0
+EMERGENCY_BRAKE = -8.0
+NS = 1_000_000_000
+
+
+@dataclass
+class DriveResult:
+    path: Path
+    vehicle: str
+    drive: str
+    road: str
+    condition: str
+    start_ns: int
+    end_ns: int
+    km: float
+    truth: dict = field(default_factory=dict)
+
+    @property
+    def disengagements(self) -> int:
+        return len(self.truth.get("disengagements", []))
+
+
+class SafetyDriver:
+    """Takes over when the policy is about to fail: time to collision below a threshold, or
+    leaving the road; hands back after a few calm seconds. Every takeover is a
+    disengagement."""
+
+    def __init__(self, ttc_threshold: float):
+        self.ttc_threshold = ttc_threshold
+        self.active_since: float | None = None
+        self.events: list[dict] = []
+
+    def review(self, t: float, ttc: float, on_road: bool, control: Control, expert: Control):
+        danger = ttc < self.ttc_threshold or not on_road
+        if danger and self.active_since is None:
+            self.active_since = t
+            reason = "low_ttc" if ttc < self.ttc_threshold else "off_road"
+            self.events.append({"t": t, "reason": reason, "ttc": round(ttc, 3)})
+        elif (
+            self.active_since is not None
+            and t - self.active_since >= TAKEOVER_MIN_S
+            and ttc > 2 * self.ttc_threshold
+            and on_road
+        ):
+            self.active_since = None
+        if self.active_since is None:
+            return control, False
+        brake = EMERGENCY_BRAKE if ttc < self.ttc_threshold else expert.acceleration
+        return Control(min(expert.acceleration, brake), expert.steering), True
+
+
+def _observe(history: deque, world: World, objects: list[dict], accel: float, expert: Control):
+    lateral, heading_error, _ = world.lane_offset()
+    ego = [world.ego.speed, accel, _yaw_rate(world), lateral, heading_error]
+    nearest = sorted(objects, key=lambda o: math.hypot(o["x"], o["y"]))[:MAX_OBJECTS]
+    frame = np.zeros((MAX_OBJECTS, len(OBJECT_FEATURES)))
+    for i, o in enumerate(nearest):
+        frame[i] = (1.0, o["x"], o["y"], o["vx"], o["vy"], o["length"], o["width"])
+    history.append((np.array(ego), frame))
+    while len(history) < HISTORY:
+        history.appendleft(history[0])
+    return Observation(
+        ego=np.stack([e for e, _ in history]).reshape(HISTORY, len(EGO_FEATURES)),
+        objects=np.stack([o for _, o in history]),
+        expert=expert,
+    )
+
+
+def _yaw_rate(world: World) -> float:
+    # kinematic bicycle: beta = atan(tan(steer)/2); yaw rate = v sin(beta) / (L/2); ISO sign
+    steer = float(world.ego.action.get("steering", 0.0))
+    beta = math.atan(0.5 * math.tan(steer))
+    return -world.ego.speed * math.sin(beta) / (world.ego.LENGTH / 2)
+
+
+def _yield_to_pedestrians(objects: list[dict], speed: float, accel: float) -> float:
+    for o in objects:
+        if o["object_class"] == "pedestrian" and 0 < o["x"] < 60 and abs(o["y"]) < 4.0:
+            gap = max(o["x"] - 8.0, 0.5)
+            accel = min(accel, -(speed**2) / (2 * gap))
+    return accel
+
+
+def _schedule(rng, rates: dict[str, float], seconds: float, carry: dict[str, float]):
+    """Event times for each kind: the expected count per segment, with the fraction carried
+    to the next segment, so long runs reproduce the requested rate closely."""
+    plan = []
+    for kind, per_hour in rates.items():
+        # A random phase to start with: a single segment gets the right count on average.
+        budget = carry.get(kind, rng.uniform()) + per_hour * seconds / 3600.0
+        n = int(budget)
+        carry[kind] = budget - n
+        for t in np.sort(rng.uniform(3.0, max(3.5, seconds - 3.0), n)):
+            plan.append([float(t), kind])
+    return sorted(plan)
+
+
+def simulate_drive(
+    path: Path,
+    *,
+    vehicle: str,
+    drive: str,
+    seed: int,
+    rng: np.random.Generator,
+    start_ns: int,
+    policy: DrivingPolicy,
+    config: SimConfig,
+    carry: dict[str, float],
+    max_seconds: float | None = None,
+) -> DriveResult:
+    """Drive one segment and write its log; ``carry`` holds rate remainders across segments."""
+    road = str(rng.choice(list(config.roads), p=_p(config.roads)))
+    condition = str(rng.choice(list(config.conditions), p=_p(config.conditions)))
+    seconds = min(SEGMENT_SECONDS[road], max_seconds or math.inf)
+    world = World(road, seed)
+    camera = Camera(*config.camera_size)
+    corner_plan = _schedule(rng, config.corner_cases_per_hour, seconds, carry)
+    fault_plan = F.plan_faults(rng, config, seconds, carry)
+    channels = [c for c in contract.CHANNELS if c.topic != fault_plan.missing_topic]
+    safety = SafetyDriver(config.ttc_takeover_s)
+    injected: list[dict] = []
+    near_misses: list[dict] = []
+    history: deque = deque(maxlen=HISTORY)
+    state = {"accel": 0.0, "objects": [], "ttc": math.inf, "takeover": False}
+
+    def decide(expert_action: dict) -> dict:
+        # highway-env steers right-positive; the contract and policies use ISO (left positive)
+        expert = Control(
+            _yield_to_pedestrians(state["objects"], world.ego.speed, expert_action["acceleration"]),
+            -float(expert_action["steering"]),
+        )
+        obs = _observe(history, world, state["perceived"], state["accel"], expert)
+        control, takeover = safety.review(
+            world.t, state["ttc"], world.ego.on_road, policy.act(obs), expert
+        )
+        state["takeover"] = takeover
+        return {"acceleration": control.acceleration, "steering": -control.steering}
+
+    world.ego.decide = decide
+    extra = {
+        "road": road,
+        "conditions": condition,
+        "simulator": "highway-env",
+        "seed": str(seed),
+        "model_version": policy.model_version,
+    }
+    km = 0.0
+    t_ns = start_ns
+    with DriveLogWriter(
+        path,
+        vehicle=vehicle,
+        drive=drive,
+        model_version=policy.model_version,
+        extra_metadata=extra,
+        channels=channels,
+    ) as log:
+        sensors = Sensors(log, rng, fault_plan, start_ns)
+        steps = int(round(seconds * SIM_HZ))
+        prev_speed = world.ego.speed
+        for k in range(steps):
+            t = world.t
+            while corner_plan and corner_plan[0][0] <= t:
+                when, kind = corner_plan.pop(0)
+                target = INJECT[kind](world, rng)
+                if target is None and t - when < 10.0:  # not applicable yet: retry soon
+                    corner_plan.insert(0, [when, kind])
+                    break
+                injected.append(
+                    {
+                        "type": kind,
+                        "t": round(t, 2),
+                        "object_id": target,
+                        "applied": target is not None,
+                    }
+                )
+            truth_objects = world.objects()
+            state["objects"] = truth_objects
+            state["perceived"] = sensors.perceive(truth_objects)
+            state["ttc"] = time_to_collision(truth_objects, world.ego.speed)
+            if state["ttc"] < config.near_miss_ttc_s and (
+                not near_misses or t - near_misses[-1]["t"] > 5.0
+            ):
+                near_misses.append({"t": round(t, 2), "ttc": round(state["ttc"], 3)})
+            t_ns = start_ns + int(round(t * NS))
+            east, north, heading = world.ego_pose()
+            lat, lon = local_to_latlon(east, north, config.origin)
+            _, _, width = world.lane_offset()
+            lateral = world.lane_offset()[0]
+            lane_lines = (
+                [lateral + width * (i - 1.5) for i in range(4)]
+                if road == "highway"
+                else [
+                    lateral - width / 2 - width,
+                    lateral - width / 2,
+                    lateral + width / 2,
+                    lateral + width / 2 + width,
+                ]
+            )
+            sensors.frame(
+                t_ns, partial(render_frame, truth_objects, lane_lines, condition, rng, camera)
+            )
+            sensors.gnss(t_ns, lat, lon)
+            sensors.objects(t_ns, state["perceived"])
+            n_disengagements = len(safety.events)
+            world.step()
+            if len(safety.events) > n_disengagements:
+                ev = safety.events[-1]
+                sensors.event(t_ns, "disengagement", f"{ev['reason']} ttc={ev['ttc']}")
+            speed = world.ego.speed
+            accel = (speed - prev_speed) / DT
+            state["accel"] = accel
+            sensors.high_rate(
+                t_ns,
+                prev_speed,
+                speed,
+                accel,
+                _yaw_rate(world),
+                -float(world.ego.action.get("steering", 0.0)),
+            )
+            if accel < -4.0 and (not sensors.last_hard_brake or t - sensors.last_hard_brake > 3):
+                sensors.last_hard_brake = t
+                sensors.event(t_ns, "hard_brake", f"decel {-accel:.1f} m/s^2")
+            km += (prev_speed + speed) / 2 * DT / 1000
+            prev_speed = speed
+            if world.ego.crashed or (k > 20 and not world.ego.on_road and road != "highway"):
+                break  # the segment ends at a crash or where the map ends
+        end_ns = start_ns + int(round(world.t * NS))
+        truth = {
+            "road": road,
+            "conditions": condition,
+            "corner_cases": injected,
+            "near_misses": near_misses,
+            "disengagements": safety.events,
+            "faults": fault_plan.applied,
+            "crashed": bool(world.ego.crashed),
+        }
+        log.add_metadata(GROUND_TRUTH, {"json": json.dumps(truth)})
+    if fault_plan.truncate_at is not None:
+        F.truncate(path, fault_plan.truncate_at)
+        truth["faults"].append({"type": "truncated_file", "keep_fraction": fault_plan.truncate_at})
+    if fault_plan.missing_topic:
+        truth["faults"].append({"type": "missing_channel", "topic": fault_plan.missing_topic})
+    return DriveResult(path, vehicle, drive, road, condition, start_ns, end_ns, km, truth)
+
+
+def _p(weights: dict[str, float]) -> list[float]:
+    total = sum(weights.values())
+    return [w / total for w in weights.values()]
+
+
+__all__ = ["CORNER_CASES", "DriveResult", "GROUND_TRUTH", "simulate_drive"]

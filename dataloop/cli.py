@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -180,8 +178,9 @@ def cmd_drives(args: argparse.Namespace) -> None:
 
 # -- demo ----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
-    from dataloop.fleet.synthetic import write_synthetic_drive
-    from dataloop.fleet.uploader import upload_drive
+    from datetime import UTC, datetime, timedelta
+
+    from dataloop.fleet.simulator.fleet import simulate_fleet
     from dataloop.ingest.catalog import connect_tables, drives_overview
     from dataloop.lake import open_store
     from dataloop.tick import dagster_home, tick
@@ -190,27 +189,27 @@ def cmd_demo(args: argparse.Namespace) -> None:
     home = dagster_home()
     out.rule("dataloop demo")
     out.print(f"lake: {store.url}\nDagster instance: {home}")
-    fleet_dir = Path(args.out)
-    fleet_dir.mkdir(parents=True, exist_ok=True)
-    vehicles = [f"veh-{i:04d}" for i in range(1, args.vehicles + 1)]
-    stamp = time.strftime("%y%m%d%H%M%S", time.gmtime())
-    plan = [(v, f"{stamp}-{k}") for v in vehicles for k in range(args.drives)]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=out) as bar:
-        write = bar.add_task("fleet drives and records", total=len(plan))
-        send = bar.add_task("fleet uploads", total=len(plan))
-        for i, (vehicle, drive) in enumerate(plan):
-            path = write_synthetic_drive(
-                fleet_dir / f"{vehicle}-{drive}.mcap",
-                vehicle=vehicle,
-                drive=drive,
-                start_ns=time.time_ns() - int(args.minutes * 60e9),
-                duration_s=args.minutes * 60,
-                seed=args.seed * 100_000 + i,
-            )
-            bar.advance(write)
-            upload_drive(store, path, vehicle=vehicle)
-            bar.advance(send)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=args.minutes)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task(
+            f"{args.vehicles} vehicles drive {args.minutes} min each, record and upload",
+            total=args.vehicles * args.minutes * 60,
+        )
+        simulate_fleet(
+            vehicles=args.vehicles,
+            minutes=args.minutes,
+            seed=args.seed,
+            out=Path(args.out),
+            start=start,
+            lake=store.url,
+            on_progress=lambda s: bar.advance(task, s),
+        )
     with out.status("sensor tick: ingesting the uploads…", spinner="dots"):
         result = tick()
     for run in result.runs:
@@ -244,10 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dataloop", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="write drives, upload them, ingest, show the result")
+    demo = sub.add_parser("demo", help="a fleet drives and uploads, the cloud ingests; results")
     demo.add_argument("--vehicles", type=int, default=2)
-    demo.add_argument("--drives", type=int, default=2, help="drives per vehicle")
-    demo.add_argument("--minutes", type=float, default=1.0, help="minutes per drive")
+    demo.add_argument("--minutes", type=float, default=1.0, help="minutes per vehicle")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default=".dataloop/fleet", help="where vehicles keep their logs")
     demo.set_defaults(func=cmd_demo)

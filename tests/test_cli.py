@@ -142,3 +142,38 @@ def test_conflicting_upload_is_refused(env, make_log):
         check=False,
     )
     assert proc.returncode == 2 and "different" in proc.stderr
+
+
+def test_demo_runs_the_loop_end_to_end(env):
+    proc = run(env, "demo", "--vehicles", "1", "--minutes", "0.4")
+    assert "ingest_job" in proc.stdout and "SUCCESS" in proc.stdout
+    drives = json.loads(run(env, "drives", "--json").stdout)
+    assert drives and all(d["vehicle"] == "veh-0001" for d in drives)
+    assert "lake tables, queried with DuckDB" in proc.stdout
+
+
+def test_fleet_simulate_writes_logs_and_uploads(env, tmp_path):
+    out = tmp_path / "logs"
+    proc = run(
+        env,
+        "fleet",
+        "simulate",
+        "--vehicles",
+        "2",
+        "--minutes",
+        "0.2",
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        "--upload",
+        "--json",
+    )
+    reports = json.loads(proc.stdout)
+    assert [r["vehicle"] for r in reports] == ["veh-0001", "veh-0002"]
+    assert all(Path(f).exists() for r in reports for f in r["drive_files"])
+    lake = Path(env["DATALOOP_LAKE"])
+    assert len(list(lake.glob("raw/date=*/vehicle=*/*.manifest.json"))) == sum(
+        len(r["drive_files"]) for r in reports
+    )
+    assert len(list(lake.glob("telemetry/date=*/vehicle=*/*.json"))) == 2

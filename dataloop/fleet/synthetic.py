@@ -1,7 +1,6 @@
-"""A small kinematic drive generator that fills every contract channel.
-
-It exists so the foundation can be exercised end to end before the traffic simulator
-(highway-env, #3) lands; it is deterministic for a seed.
+"""A fast kinematic drive-log generator that fills every contract channel (about a second per
+drive-minute, against several for the traffic simulator). Tests and the ingest benchmark use
+it; the fleet simulator (dataloop.fleet.simulator) makes the realistic logs.
 """
 
 from __future__ import annotations
@@ -14,18 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dataloop.fleet.geo import DEFAULT_ORIGIN, local_to_latlon
 from dataloop.fleet.logwriter import DriveLogWriter
-
-EARTH_RADIUS_M = 6_378_137.0
-DEFAULT_ORIGIN = (48.1372, 11.5756)  # Munich
-
-
-def local_to_latlon(x: float, y: float, origin: tuple[float, float]) -> tuple[float, float]:
-    """Equirectangular projection of local east/north metres around ``origin``."""
-    lat0, lon0 = origin
-    lat = lat0 + math.degrees(y / EARTH_RADIUS_M)
-    lon = lon0 + math.degrees(x / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
-    return lat, lon
 
 
 @dataclass

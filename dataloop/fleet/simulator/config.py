@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dataloop.fleet.synthetic import DEFAULT_ORIGIN
+from dataloop.fleet.geo import DEFAULT_ORIGIN
 
 CORNER_CASES = ("cut_in", "hard_brake", "stalled_vehicle", "pedestrian_crossing")
 SIGNAL_FAULTS = (

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dataloop.fleet import contract
+from dataloop.fleet.geo import local_to_latlon
 from dataloop.fleet.logwriter import DriveLogWriter
 from dataloop.fleet.simulator import faults as F
 from dataloop.fleet.simulator.camera import Camera, render_frame
@@ -34,7 +35,6 @@ from dataloop.fleet.simulator.traffic import (
     World,
     time_to_collision,
 )
-from dataloop.fleet.synthetic import local_to_latlon
 
 GROUND_TRUTH = "dataloop.ground_truth"
 """MCAP metadata record with what the simulator injected, for scoring later stages."""

@@ -31,8 +31,11 @@ class FaultPlan:
     """Fraction of the file to keep."""
     applied: list[dict] = field(default_factory=list)
 
+    def window(self, kind: str, t: float) -> tuple[float, float, str] | None:
+        return next((w for w in self.windows if w[2] == kind and w[0] <= t < w[1]), None)
+
     def active(self, kind: str, t: float) -> bool:
-        return any(k == kind and a <= t < b for a, b, k in self.windows)
+        return self.window(kind, t) is not None
 
 
 def plan_faults(rng: np.random.Generator, config, seconds: float, carry: dict) -> FaultPlan:

@@ -21,37 +21,46 @@ def _ahead(world: World, lo: float, hi: float, lateral: float) -> list:
 
 
 def cut_in(world: World, rng: np.random.Generator) -> int | None:
-    """A neighbour 6-25 m ahead in an adjacent lane steers into the ego's lane."""
+    """A neighbour 5-20 m ahead in an adjacent lane steers into the ego's lane. With no one
+    there, one arrives there first (scenario-based testing does the same)."""
     _, _, width = world.lane_offset()
-    for side in rng.permutation([1.0, -1.0]):
-        for v in _ahead(world, 6.0, 25.0, side * width):
-            if world.road.network.get_lane(world.ego.lane_index) is None:
-                continue
-            v.target_lane_index = world.ego.lane_index
-            v.enable_lane_change = False
-            v.forced_acceleration = -0.5  # and eases off, as cut-ins do
-            v.forced_until = world.t + 4.0
-            return world.ids.get(id(v))
+    side_lanes = world.road.network.side_lanes(world.ego.lane_index)
+    candidates = [v for side in (1.0, -1.0) for v in _ahead(world, 5.0, 20.0, side * width)]
+    if not candidates and side_lanes:
+        lane = side_lanes[int(rng.integers(len(side_lanes)))]
+        slower = world.ego.speed - float(rng.uniform(1.5, 4.5))
+        candidates = [world.spawn(lane, float(rng.uniform(8, 16)), max(slower, 3.0))]
+    for v in candidates[:1]:
+        v.target_lane_index = world.ego.lane_index
+        v.enable_lane_change = False
+        v.forced_acceleration = -float(rng.uniform(0.5, 2.5))  # and eases off in front of us
+        v.forced_until = world.t + 3.0
+        return world.ids.get(id(v))
     return None
+
+
+def _lead(world: World, lo: float, hi: float, rng: np.random.Generator, speed: float):
+    leads = _ahead(world, lo, hi, 0.0)
+    if leads:
+        return leads[0]
+    return world.spawn(world.ego.lane_index, float(rng.uniform(lo + 0.3 * (hi - lo), hi)), speed)
 
 
 def hard_brake(world: World, rng: np.random.Generator) -> int | None:
     """The vehicle ahead in the ego's lane, 8-50 m away, brakes at 6-8 m/s^2 for 2-3 s."""
-    for v in _ahead(world, 8.0, 50.0, 0.0)[:1]:
-        v.forced_acceleration = -float(rng.uniform(6.0, 8.0))
-        v.forced_until = world.t + float(rng.uniform(2.0, 3.0))
-        return world.ids.get(id(v))
-    return None
+    v = _lead(world, 8.0, 50.0, rng, world.ego.speed)
+    v.forced_acceleration = -float(rng.uniform(6.0, 8.0))
+    v.forced_until = world.t + float(rng.uniform(2.0, 3.0))
+    return world.ids.get(id(v))
 
 
 def stalled_vehicle(world: World, rng: np.random.Generator) -> int | None:
     """A vehicle 60-150 m ahead in the ego's lane stops and stays."""
-    for v in _ahead(world, 60.0, 150.0, 0.0)[:1]:
-        v.forced_acceleration = -4.0
-        v.forced_until = world.t + 3600.0
-        v.enable_lane_change = False
-        return world.ids.get(id(v))
-    return None
+    v = _lead(world, 60.0, 150.0, rng, min(world.ego.speed, 10.0))
+    v.forced_acceleration = -4.0
+    v.forced_until = world.t + 3600.0
+    v.enable_lane_change = False
+    return world.ids.get(id(v))
 
 
 def pedestrian_crossing(world: World, rng: np.random.Generator) -> int | None:

@@ -12,7 +12,6 @@ from dataloop.fleet import contract
 from dataloop.fleet.logwriter import DriveLogWriter
 from dataloop.fleet.simulator.faults import FaultPlan
 from dataloop.fleet.simulator.traffic import DT
-from dataloop.fleet.synthetic import local_to_latlon  # noqa: F401  (re-exported for callers)
 
 NS = 1_000_000_000
 IMU_PER_STEP = 10  # 100 Hz
@@ -32,6 +31,7 @@ class Sensors:
         self._clock_steps = [(a, b - a) for a, b, k in plan.windows if k == "clock_backwards"]
         self._frozen: bytes | None = None
         self._ghosts: list[dict] = []
+        self._jump: tuple = (None, 0.0)
         self.last_hard_brake: float | None = None
 
     def _t(self, t_ns: int) -> float:
@@ -116,8 +116,10 @@ class Sensors:
         deg = 1 / 111_320  # ~1 m of latitude
         lat += self.rng.normal(0, 0.5) * deg
         lon += self.rng.normal(0, 0.5) * deg / math.cos(math.radians(lat))
-        if self.plan.active("gnss_jump", self._t(t_ns)):
-            lat += self.rng.choice([-1, 1]) * self.rng.uniform(50, 300) * deg
+        if window := self.plan.window("gnss_jump", self._t(t_ns)):
+            if self._jump[0] != window:  # one offset per jump, as multipath gives
+                self._jump = (window, self.rng.choice([-1, 1]) * self.rng.uniform(50, 300))
+            lat += self._jump[1] * deg
         self.log.gnss(self.stamp(t_ns), lat, lon, 520.0 + self.rng.normal(0, 1.0))
 
     def event(self, t_ns: int, kind: str, detail: str) -> None:

@@ -89,6 +89,7 @@ class World:
         import highway_env  # noqa: F401  (registers the environments)
 
         scripted, ego_cls = _idm_classes()
+        self._scripted = scripted
         config = {
             "simulation_frequency": SIM_HZ,
             "policy_frequency": SIM_HZ,
@@ -114,6 +115,20 @@ class World:
                 vehicles[i] = others
         self.ids = {id(v): n + 1 for n, v in enumerate(vehicles)}
         self.pedestrians: list[Pedestrian] = []
+
+    def spawn(self, lane_index, ahead_m: float, speed: float):
+        """Put a new traffic vehicle on ``lane_index``, ``ahead_m`` metres ahead of the ego."""
+        lane = self.road.network.get_lane(lane_index)
+        s, _ = lane.local_coordinates(self.ego.position)
+        v = self._scripted(
+            self.road, lane.position(s + ahead_m, 0.0), lane.heading_at(s + ahead_m), speed
+        )
+        v.lane_index = v.target_lane_index = lane_index
+        v.target_speed = speed
+        v.clock = lambda: self.t
+        self.road.vehicles.append(v)
+        self.ids[id(v)] = len(self.ids) + 1
+        return v
 
     @property
     def others(self):

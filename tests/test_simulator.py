@@ -1,0 +1,208 @@
+"""The simulated fleet: determinism, and its realism claims checked statistically on the logs
+it writes (decoded by the ingest decoder, as the cloud sees them)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataloop.fleet import contract
+from dataloop.fleet.simulator.camera import CONDITIONS, Camera, luma, render_frame
+from dataloop.fleet.simulator.config import SimConfig
+from dataloop.fleet.simulator.fleet import simulate_fleet
+from dataloop.fleet.simulator.policy import load_policy
+from dataloop.ingest.decode import decode_log
+
+START = datetime(2026, 11, 25, 8, tzinfo=UTC)
+HIGHWAY = {"highway": 1.0}
+
+
+def _decode(path: Path):
+    vehicle = path.parent.name
+    with path.open("rb") as f:
+        return decode_log(f, vehicle=vehicle, drive=path.stem)
+
+
+@pytest.fixture(scope="module")
+def busy_fleet(tmp_path_factory):
+    """Two vehicles, three highway minutes each, with corner cases and signal faults at high
+    rates (and no file faults, so every log decodes)."""
+    config = replace(
+        SimConfig().without_faults(),
+        roads=HIGHWAY,
+        corner_cases_per_hour={
+            "cut_in": 100.0,
+            "hard_brake": 100.0,
+            "stalled_vehicle": 20.0,
+            "pedestrian_crossing": 40.0,
+        },
+        signal_faults_per_hour={
+            "camera_freeze": 60.0,
+            "gnss_jump": 60.0,
+            "clock_backwards": 40.0,
+            "nan_signal": 60.0,
+        },
+    )
+    out = tmp_path_factory.mktemp("busy")
+    reports = simulate_fleet(vehicles=2, minutes=3, seed=11, out=out, start=START, config=config)
+    return config, reports
+
+
+def _drives(reports):
+    for r in reports:
+        for d in r.drives:
+            path = Path(d["path"])
+            yield path, json.loads(path.with_suffix(".truth.json").read_text())
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    config = replace(SimConfig(), roads={"merge": 1.0})
+    runs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        reports = simulate_fleet(
+            vehicles=1, minutes=0.3, seed=seed, out=tmp_path / name, start=START, config=config
+        )
+        runs[name] = {Path(d["path"]).name: Path(d["path"]).read_bytes() for d in reports[0].drives}
+    assert runs["a"] == runs["b"]
+    assert runs["a"].keys() == runs["c"].keys()
+    assert all(runs["a"][k] != runs["c"][k] for k in runs["a"])
+
+
+def test_channel_rates_match_the_contract(tmp_path):
+    config = replace(SimConfig().without_faults(), roads=HIGHWAY)
+    reports = simulate_fleet(
+        vehicles=1, minutes=0.5, seed=3, out=tmp_path, start=START, config=config
+    )
+    for path, _ in _drives(reports):
+        log = _decode(path)
+        seconds = (log.end_ns - log.start_ns) / 1e9
+        for channel in contract.CHANNELS:
+            if channel.rate_hz:
+                rate = (log.messages[channel.topic] - 1) / seconds
+                assert abs(rate - channel.rate_hz) <= 0.02 * channel.rate_hz, channel.topic
+
+
+def test_corner_cases_are_reproduced_at_the_requested_rate(busy_fleet):
+    """Tolerance: the applied count is within 35 % (and 2 events) of rate x driving time;
+    cases that find no suitable vehicle within 10 s are recorded as not applied."""
+    config, reports = busy_fleet
+    hours = sum(r.seconds for r in reports) / 3600
+    truths = [t for _, t in _drives(reports)]
+    for kind, per_hour in config.corner_cases_per_hour.items():
+        applied = sum(c["type"] == kind and c["applied"] for t in truths for c in t["corner_cases"])
+        expected = per_hour * hours
+        assert abs(applied - expected) <= max(2, 0.35 * expected), (kind, applied, expected)
+
+
+def test_faults_are_in_the_logs_at_the_requested_rate(busy_fleet):
+    config, reports = busy_fleet
+    hours = sum(r.seconds for r in reports) / 3600
+    found = {k: 0 for k in config.signal_faults_per_hour}
+    planned = {k: 0 for k in config.signal_faults_per_hour}
+    for path, truth in _drives(reports):
+        for f in truth["faults"]:
+            planned[f["type"]] += 1
+        t = _decode(path).tables
+        speed = np.array(t["vehicle_state"].column("speed_mps").to_pylist(), dtype=float)
+        found["nan_signal"] += int(np.sum(np.diff(np.isnan(speed).astype(int)) == 1))
+        imu_t = np.array(t["imu"].column("t").cast("int64").to_pylist())
+        found["clock_backwards"] += int(np.sum(np.diff(imu_t) < 0))
+        sha = t["frames"].column("jpeg_sha256").to_pylist()
+        repeats = [a == b for a, b in zip(sha, sha[1:], strict=False)]
+        found["camera_freeze"] += sum(
+            1 for a, b in zip([False, *repeats], repeats, strict=False) if b and not a
+        )
+        lat = np.radians(t["gnss"].column("latitude").to_numpy())
+        lon = np.radians(t["gnss"].column("longitude").to_numpy())
+        step_m = 6_371_000 * np.hypot(np.diff(lat), np.diff(lon) * np.cos(lat[1:]))
+        # 10 Hz: 40 m in one step is 400 m/s. A jump shows as a step away and a step back.
+        found["gnss_jump"] += (int(np.sum(step_m > 40.0)) + 1) // 2
+    for kind, per_hour in config.signal_faults_per_hour.items():
+        expected = per_hour * hours
+        assert abs(planned[kind] - expected) <= max(2, 0.2 * expected), (kind, planned, expected)
+        # what the log shows matches what was planned (bursts may merge or touch the end)
+        assert planned[kind] * 0.7 - 1 <= found[kind] <= planned[kind], (kind, found, planned)
+
+
+def test_every_disengagement_follows_low_ttc_or_leaving_the_road(busy_fleet):
+    config, reports = busy_fleet
+    total = 0
+    for path, truth in _drives(reports):
+        events = _decode(path).tables["events"].to_pylist()
+        logged = [e for e in events if e["type"] == "disengagement"]
+        assert len(logged) == len(truth["disengagements"])
+        for d in truth["disengagements"]:
+            total += 1
+            assert d["reason"] in ("low_ttc", "off_road")
+            if d["reason"] == "low_ttc":
+                assert d["ttc"] < config.ttc_takeover_s
+    assert total > 0, "hard brakes and cut-ins at these rates make the safety driver act"
+
+
+def test_night_is_darker_and_fog_has_less_contrast():
+    objects = [
+        {
+            "id": i,
+            "object_class": "car",
+            "x": 15.0 + 12 * i,
+            "y": (-1) ** i * 3.5 * (i % 2),
+            "length": 4.5,
+            "width": 1.9,
+            "height": 1.5,
+        }
+        for i in range(4)
+    ]
+    lines = [-5.25, -1.75, 1.75, 5.25]
+    stats = {}
+    for condition in CONDITIONS:
+        frames = [
+            luma(render_frame(objects, lines, condition, np.random.default_rng(i), Camera()))
+            for i in range(5)
+        ]
+        stats[condition] = (np.mean([f.mean() for f in frames]), np.mean([f.std() for f in frames]))
+    assert stats["night"][0] < 0.5 * stats["day"][0]
+    assert stats["dusk"][0] < stats["day"][0]
+    assert stats["fog"][1] < 0.6 * stats["day"][1]
+
+
+def test_logged_frames_follow_the_recorded_conditions(tmp_path):
+    brightness = {}
+    for condition in ("day", "night"):
+        config = replace(SimConfig().without_faults(), roads=HIGHWAY, conditions={condition: 1.0})
+        reports = simulate_fleet(
+            vehicles=1, minutes=0.2, seed=1, out=tmp_path / condition, start=START, config=config
+        )
+        path, truth = next(_drives(reports))
+        assert truth["conditions"] == condition
+        log = _decode(path)
+        assert log.drive_metadata["conditions"] == condition
+        from dataloop.ingest.frames import read_frame
+        from dataloop.lake.local import LocalStore
+
+        store = LocalStore(path.parent)
+        rows = log.tables["frames"].to_pylist()[::20]
+        brightness[condition] = np.mean(
+            [luma(read_frame(store, path.name, r)).mean() for r in rows]
+        )
+    assert brightness["night"] < 0.5 * brightness["day"]
+
+
+def test_only_known_models_can_drive():
+    assert load_policy("baseline").model_version == "baseline"
+    with pytest.raises(LookupError, match="#6"):
+        load_policy("model-v7")
+
+
+def test_geometry_helpers():
+    from dataloop.fleet.simulator.traffic import time_to_collision
+
+    lead = {"x": 22.5, "y": 0.0, "vx": 10.0, "length": 5.0, "width": 2.0}
+    assert math.isclose(time_to_collision([lead], ego_speed=20.0), 1.75)
+    beside = {**lead, "y": 3.5}
+    assert time_to_collision([beside], ego_speed=20.0) == math.inf

@@ -66,6 +66,14 @@ def cmd_fleet_upload(args: argparse.Namespace) -> None:
         out.print(f"{result.status}: {result.manifest_key} ({result.size / 1e6:.1f} MB)")
 
 
+def _beside_the_lake() -> Path:
+    """Where simulated vehicles keep their logs: fleet/ next to a local lake folder."""
+    from dataloop.lake.store import DEFAULT_LAKE, lake_url
+
+    url = lake_url()
+    return Path(url if not url.startswith("s3://") else DEFAULT_LAKE).parent / "fleet"
+
+
 # -- fleet simulate -------------------------------------------------------------------------
 def cmd_fleet_simulate(args: argparse.Namespace) -> None:
     from datetime import UTC, datetime, timedelta
@@ -83,7 +91,7 @@ def cmd_fleet_simulate(args: argparse.Namespace) -> None:
         start = (datetime.now(UTC) - timedelta(minutes=args.minutes)).replace(
             minute=0, second=0, microsecond=0
         )
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if args.out else _beside_the_lake()
     total = args.vehicles * args.minutes * 60
     with Progress(
         TextColumn("simulating {task.fields[what]}"),
@@ -247,7 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--vehicles", type=int, default=2)
     demo.add_argument("--minutes", type=float, default=1.0, help="minutes per vehicle")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default=".dataloop/fleet", help="where vehicles keep their logs")
     demo.set_defaults(func=cmd_demo)
 
     fleet = sub.add_parser("fleet", help="the vehicle side").add_subparsers(
@@ -257,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--vehicles", type=int, default=2)
     sim.add_argument("--minutes", type=float, default=2.0, help="minutes per vehicle")
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--out", default=".dataloop/fleet", help="where the logs go")
+    sim.add_argument("--out", help="where the logs go (default: fleet/ beside a local lake)")
     sim.add_argument("--upload", action="store_true", help="upload to the lake ($DATALOOP_LAKE)")
     sim.add_argument("--start", help="UTC start of the drives (default: this hour)")
     sim.add_argument("--model", default="baseline", help="model version the fleet runs")

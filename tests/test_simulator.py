@@ -100,6 +100,39 @@ def test_corner_cases_are_reproduced_at_the_requested_rate(busy_fleet):
         assert abs(applied - expected) <= max(2, 0.35 * expected), (kind, applied, expected)
 
 
+def test_injected_near_misses_are_close_calls(busy_fleet):
+    _, reports = busy_fleet
+    for _, truth in _drives(reports):
+        close_calls = [n["t"] for n in truth["near_misses"]] + [
+            d["t"] for d in truth["disengagements"]
+        ]
+        for case in truth["corner_cases"]:
+            if case["type"] == "near_miss" and case["applied"]:
+                # TTC fell below 2 s (or the safety driver stepped in) within 4 s
+                assert any(0 <= t - case["t"] <= 4.0 for t in close_calls), (case, truth)
+
+
+def test_file_faults_truncate_logs_and_drop_channels(tmp_path):
+    from dataloop.ingest.decode import DecodeError
+
+    for fault, expect in (("truncated_file", "truncated"), ("missing_channel", "missing")):
+        config = replace(
+            SimConfig().without_faults(),
+            roads={"merge": 1.0},
+            file_faults_per_drive={fault: 1.0},
+        )
+        reports = simulate_fleet(
+            vehicles=1, minutes=0.2, seed=2, out=tmp_path / fault, start=START, config=config
+        )
+        path, truth = next(_drives(reports))
+        assert [f["type"] for f in truth["faults"]] == [fault]
+        try:
+            log = _decode(path)
+            assert expect == "truncated" and log.truncated
+        except DecodeError as err:
+            assert err.code in ("truncated", "missing_channel") and expect in err.code
+
+
 def test_faults_are_in_the_logs_at_the_requested_rate(busy_fleet):
     config, reports = busy_fleet
     hours = sum(r.seconds for r in reports) / 3600

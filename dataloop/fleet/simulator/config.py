@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from dataloop.fleet.geo import DEFAULT_ORIGIN
 
-CORNER_CASES = ("cut_in", "hard_brake", "stalled_vehicle", "pedestrian_crossing")
+CORNER_CASES = ("cut_in", "hard_brake", "near_miss", "stalled_vehicle", "pedestrian_crossing")
 SIGNAL_FAULTS = (
     "dropped_frames",
     "camera_freeze",

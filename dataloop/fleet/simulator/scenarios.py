@@ -20,23 +20,34 @@ def _ahead(world: World, lo: float, hi: float, lateral: float) -> list:
     return [v for _, v in sorted(found, key=lambda p: p[0])]
 
 
-def cut_in(world: World, rng: np.random.Generator) -> int | None:
-    """A neighbour 5-20 m ahead in an adjacent lane steers into the ego's lane. With no one
-    there, one arrives there first (scenario-based testing does the same)."""
+def _merge_in(world: World, rng, ahead: tuple, slower: tuple, brake: tuple, seconds: float):
+    """A neighbour ``ahead`` metres in front in an adjacent lane steers into the ego's lane,
+    ``slower`` m/s slower, braking ``brake`` m/s^2 for ``seconds``. With no one there, one
+    arrives there first (scenario-based testing does the same)."""
     _, _, width = world.lane_offset()
     side_lanes = world.road.network.side_lanes(world.ego.lane_index)
-    candidates = [v for side in (1.0, -1.0) for v in _ahead(world, 5.0, 20.0, side * width)]
+    candidates = [v for side in (1.0, -1.0) for v in _ahead(world, *ahead, side * width)]
     if not candidates and side_lanes:
         lane = side_lanes[int(rng.integers(len(side_lanes)))]
-        slower = world.ego.speed - float(rng.uniform(1.5, 4.5))
-        candidates = [world.spawn(lane, float(rng.uniform(8, 16)), max(slower, 3.0))]
+        speed = max(world.ego.speed - float(rng.uniform(*slower)), 3.0)
+        candidates = [world.spawn(lane, float(rng.uniform(*ahead)), speed)]
     for v in candidates[:1]:
         v.target_lane_index = world.ego.lane_index
         v.enable_lane_change = False
-        v.forced_acceleration = -float(rng.uniform(0.5, 2.5))  # and eases off in front of us
-        v.forced_until = world.t + 3.0
+        v.forced_acceleration = -float(rng.uniform(*brake))
+        v.forced_until = world.t + seconds
         return world.ids.get(id(v))
     return None
+
+
+def cut_in(world: World, rng: np.random.Generator) -> int | None:
+    """A neighbour 8-16 m ahead cuts in, 1.5-4.5 m/s slower, and eases off in front of us."""
+    return _merge_in(world, rng, (8.0, 16.0), (1.5, 4.5), (0.5, 2.5), 3.0)
+
+
+def near_miss(world: World, rng: np.random.Generator) -> int | None:
+    """A close call: a neighbour cuts in 4-8 m ahead, 2-4 m/s slower, and brakes briefly."""
+    return _merge_in(world, rng, (4.0, 8.0), (2.0, 4.0), (2.0, 3.5), 1.5)
 
 
 def _lead(world: World, lo: float, hi: float, rng: np.random.Generator, speed: float):
@@ -86,6 +97,7 @@ def pedestrian_crossing(world: World, rng: np.random.Generator) -> int | None:
 
 INJECT = {
     "cut_in": cut_in,
+    "near_miss": near_miss,
     "hard_brake": hard_brake,
     "stalled_vehicle": stalled_vehicle,
     "pedestrian_crossing": pedestrian_crossing,

@@ -213,7 +213,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             vehicles=args.vehicles,
             minutes=args.minutes,
             seed=args.seed,
-            out=Path(args.out),
+            out=_beside_the_lake(),
             start=start,
             lake=store.url,
             on_progress=lambda s: bar.advance(task, s),

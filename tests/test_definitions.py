@@ -18,6 +18,8 @@ BIN = Path(sys.executable).parent
 EXPECTED_ASSETS = {
     "raw_drive_logs": {"group": "ingest", "partitioned": False, "deps": []},
     "decoded_drives": {"group": "ingest", "partitioned": True, "deps": ["raw_drive_logs"]},
+    "drive_verdicts": {"group": "quality", "partitioned": True, "deps": ["decoded_drives"]},
+    "approved_drives": {"group": "quality", "partitioned": True, "deps": ["drive_verdicts"]},
 }
 
 
@@ -29,6 +31,8 @@ def test_definitions_load_and_every_job_resolves():
     assert defs.resolve_job_def("ingest_job").partitions_def is not None
     assert {s.name for s in repo.sensor_defs} == {"raw_upload_sensor"}
     assert "lake" in repo.get_top_level_resources()
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {"hour_fit_for_use"}
 
 
 def test_asset_graph_snapshot():

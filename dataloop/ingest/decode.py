@@ -27,10 +27,11 @@ from mcap.exceptions import EndOfFile, McapError
 from mcap.records import Channel, Chunk, Message, Metadata, Schema
 
 from dataloop.fleet import contract, schemas
+from dataloop.ingest.jpeg import jpeg_header
 from dataloop.ingest.tables import SCHEMAS
 from dataloop.lake.hashing import HashingReader, sha256_bytes
 
-DECODER_VERSION = "1"
+DECODER_VERSION = "2"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded."""
 
 MAX_RECORD_BYTES = 256 * 1024 * 1024
@@ -129,6 +130,10 @@ class _Decoder:
             c["format"].append(msg.format)
             c["jpeg_bytes"].append(len(jpeg))
             c["jpeg_sha256"].append(sha256_bytes(jpeg))
+            valid, width, height = jpeg_header(jpeg)
+            c["jpeg_valid"].append(valid)
+            c["width"].append(width)
+            c["height"].append(height)
             chunk_offset, compression, chunk_length, uncompressed, offset, length = loc
             c["chunk_offset"].append(chunk_offset)
             c["chunk_compression"].append(compression)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dataloop.ingest.decode import DECODER_VERSION, DecodedLog, DecodeError, decode_log
-from dataloop.ingest.tables import to_parquet
+from dataloop.ingest.tables import schema_fingerprint, to_parquet
 from dataloop.lake import keys as K
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.manifest import InvalidManifest, UploadManifest
@@ -85,7 +85,13 @@ def _write_tables(store: ObjectStore, log: DecodedLog, upload: UploadManifest) -
         key = K.table_key(name, upload.vehicle, upload.drive, sha)
         with contextlib.suppress(ObjectExists):  # same name, same hash: same bytes
             store.put(key, data)
-        written[name] = {"key": key, "rows": table.num_rows, "sha256": sha, "bytes": len(data)}
+        written[name] = {
+            "key": key,
+            "rows": table.num_rows,
+            "sha256": sha,
+            "bytes": len(data),
+            "schema": schema_fingerprint(table.schema),
+        }
     return written
 
 

@@ -23,6 +23,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("format", pa.string()),
             ("jpeg_bytes", pa.int64()),
             ("jpeg_sha256", pa.string()),
+            ("jpeg_valid", pa.bool_()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
             ("chunk_offset", pa.int64()),
             ("chunk_compression", pa.string()),
             ("chunk_length", pa.int64()),
@@ -71,3 +74,9 @@ def to_parquet(table: pa.Table) -> tuple[bytes, str]:
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     return data, sha256_bytes(data)
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """A short hash of column names and types: a table whose fingerprint differs from the
+    contract's has drifted."""
+    return sha256_bytes(",".join(f"{f.name}:{f.type}" for f in schema).encode())[:16]

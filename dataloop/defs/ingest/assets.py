@@ -86,11 +86,12 @@ def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.assets(decoded_drives),
+    # The arrival hour's whole path: decode, check, approve (the blocking check gates it).
+    selection=dg.AssetSelection.assets(decoded_drives).downstream(),
     tags={"dataloop/stage": "ingest"},
     # One step that parallelises inside: a subprocess per step would cost more than the work.
     executor_def=dg.in_process_executor,
     # Run events are stored for the UI whatever this says; it only quiets the console.
     config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    description="Decode the drives that arrived in one hour.",
+    description="Decode, check and approve the drives that arrived in one hour.",
 )

@@ -1,0 +1,232 @@
+"""Check every drive that arrived in one hour against the suites; record verdicts in the lake."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataloop.ingest.drive import USABLE
+from dataloop.ingest.tables import SCHEMAS, schema_fingerprint
+from dataloop.lake import keys as K
+from dataloop.lake.hashing import sha256_json
+from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake.store import ObjectStore
+from dataloop.quality.gx_checks import run_gx
+from dataloop.quality.sql_checks import to_sql
+from dataloop.quality.suites import Suites
+from dataloop.quality.verdicts import QUARANTINE, CheckResult, drive_verdict, hour_fitness
+
+QUALITY = "quality"
+
+
+def verdict_key(vehicle: str, drive: str) -> str:
+    return f"{QUALITY}/drives/vehicle={vehicle}/{drive}.json"
+
+
+def hour_verdicts_key(hour: str) -> str:
+    return f"{QUALITY}/hours/{hour.replace(':', '')}.json"
+
+
+@dataclass
+class HourQuality:
+    hour: str
+    suites_version: str
+    drives: list[dict[str, Any]] = field(default_factory=list)
+    fit: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def data_version(self) -> str:
+        return sha256_json(
+            [
+                self.suites_version,
+                self.fit,
+                sorted(
+                    (d["vehicle"], d["drive"], d["verdict"], d["failures"]) for d in self.drives
+                ),
+            ]
+        )[:32]
+
+    def count(self, verdict: str) -> int:
+        return sum(d["verdict"] == verdict for d in self.drives)
+
+    @property
+    def usable(self) -> list[dict[str, Any]]:
+        return [d for d in self.drives if d["verdict"] != QUARANTINE]
+
+
+def _load(store: ObjectStore, records: list[dict]) -> dict[str, pa.Table]:
+    """The hour's tables, every drive concatenated, with each row's position in its drive."""
+    tables: dict[str, list[pa.Table]] = defaultdict(list)
+    for record in records:
+        for name, info in record["tables"].items():
+            t = pq.read_table(io.BytesIO(store.get(info["key"])))
+            tables[name].append(t.append_column("row", pa.array(range(t.num_rows), pa.int64())))
+    return {
+        name: pa.concat_tables(tables[name])
+        if tables[name]
+        else SCHEMAS[name].append(pa.field("row", pa.int64())).empty_table()
+        for name in SCHEMAS
+    }
+
+
+def _engine(e, forced: str | None) -> str:
+    if e.sql or not (e.type or "").startswith("expect_") or forced == "duckdb":
+        return "duckdb"
+    return forced or e.engine
+
+
+def run_checks(tables: dict[str, pa.Table], suites: Suites, engine: str | None = None):
+    """Every expectation over the hour's tables, on its own engine or, with ``engine``, on
+    that one wherever it can run; returns a CheckResult per expectation and drive."""
+    con = duckdb.connect()
+    for name, table in tables.items():
+        con.register(name, table)
+    totals = {
+        name: dict(
+            ((v, d), n)
+            for v, d, n in con.sql(
+                f"SELECT vehicle_id, drive_id, count(*) FROM {name} GROUP BY 1, 2"
+            ).fetchall()
+        )
+        for name in tables
+    }
+    drives = {k for per_table in totals.values() for k in per_table}
+    results: list[CheckResult] = []
+
+    def emit(e, counts: dict, observed: dict):
+        for v, d in sorted(drives):
+            results.append(
+                CheckResult(
+                    e.key,
+                    e.family,
+                    e.severity,
+                    _engine(e, engine),
+                    v,
+                    d,
+                    int(counts.get((v, d), 0) or 0),
+                    totals[e.table].get((v, d), 0),
+                    observed.get((v, d)),
+                    e.mostly,
+                )
+            )
+
+    by_engine: dict[str, list] = {"duckdb": [], "gx": []}
+    for e in suites.expectations:
+        by_engine[_engine(e, engine)].append(e)
+    for e in by_engine["duckdb"]:
+        rows = con.sql(to_sql(e, tables[e.table].schema)).fetchall()
+        emit(e, {(v, d): u for v, d, u, _ in rows}, {(v, d): o for v, d, _, o in rows})
+    by_table: dict[str, list] = defaultdict(list)
+    for e in by_engine["gx"]:
+        by_table[e.table].append(e)
+    for name, expectations in by_table.items():
+        columns = {"vehicle_id", "drive_id"}
+        for e in expectations:
+            columns.update(c for c in (e.kwargs.get("column"),) if c)
+            columns.update(e.kwargs.get("column_list", []))
+        frame = tables[name].select(sorted(columns)).to_pandas()
+        for e, counts, _ in run_gx(name, frame, expectations):
+            emit(e, counts, {})
+    return results
+
+
+def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
+    """Verdicts for the hour's drives, written to the lake (per drive and per hour)."""
+    index = read_json(store, K.hour_record_key(hour)) or {"drives": []}
+    quality = HourQuality(hour, suites.version)
+    records, drifted = [], []
+    for entry in index["drives"]:
+        if entry["status"] not in USABLE:
+            quality.drives.append(
+                {
+                    "vehicle": entry.get("vehicle"),
+                    "drive": entry.get("drive"),
+                    "verdict": QUARANTINE,
+                    "stage": "ingest",
+                    "checks": 0,
+                    "failures": [
+                        {
+                            "expectation": "ingest",
+                            "family": "ingest",
+                            "severity": "quarantine",
+                            "unexpected": 1,
+                            "total": 1,
+                            "observed": entry["status"],
+                            "engine": "-",
+                        }
+                    ],
+                }
+            )
+            continue
+        record = read_json(store, K.drive_record_key(entry["vehicle"], entry["drive"]))
+        drift = [
+            name
+            for name, info in record["tables"].items()
+            if info.get("schema") != schema_fingerprint(SCHEMAS[name])
+        ]
+        if drift:
+            drifted.append(f"{record['vehicle']}/{record['drive']} ({', '.join(drift)})")
+            continue
+        records.append(record)
+    results = run_checks(_load(store, records), suites) if records else []
+    per_drive: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
+    for r in results:
+        per_drive[(r.vehicle, r.drive)].append(r)
+    for record in records:
+        key = (record["vehicle"], record["drive"])
+        v = {
+            "vehicle": key[0],
+            "drive": key[1],
+            "stage": "quality",
+            **drive_verdict(per_drive.get(key, [])),
+        }
+        quality.drives.append(v)
+        write_json(
+            store,
+            verdict_key(*key),
+            {
+                **v,
+                "hour": hour,
+                "suites_version": suites.version,
+                "manifest_key": record["manifest_key"],
+            },
+        )
+        if v["verdict"] == QUARANTINE:
+            write_json(
+                store,
+                K.quarantine_key(record["manifest_key"]),
+                {
+                    "status": "quarantined",
+                    "stage": "quality",
+                    "vehicle": key[0],
+                    "drive": key[1],
+                    "manifest_key": record["manifest_key"],
+                    "hour": hour,
+                    "reasons": [
+                        {"code": f["family"], "detail": f["expectation"]}
+                        for f in v["failures"]
+                        if f["severity"] == "quarantine"
+                    ],
+                },
+            )
+    quality.fit, quality.reasons = hour_fitness(quality.drives, suites.policy, drifted)
+    write_json(
+        store,
+        hour_verdicts_key(hour),
+        {
+            "hour": hour,
+            "fit": quality.fit,
+            "reasons": quality.reasons,
+            "suites_version": suites.version,
+            "data_version": quality.data_version,
+            "drives": quality.drives,
+        },
+    )
+    return quality

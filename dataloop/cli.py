@@ -159,7 +159,14 @@ def drives_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="drives")
     for col in ("vehicle", "drive", "stage", "status", "minutes", "MB", "reasons"):
         table.add_column(col, overflow="fold")
-    colors = {"ingested": "green", "recovered": "yellow", "quarantined": "red"}
+    colors = {
+        "ingested": "green",
+        "pass": "green",
+        "recovered": "yellow",
+        "warn": "yellow",
+        "quarantined": "red",
+        "quarantine": "red",
+    }
     for r in rows:
         table.add_row(
             str(r["vehicle"]),

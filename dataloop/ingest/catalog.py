@@ -33,24 +33,41 @@ def drives_overview(store: ObjectStore) -> list[dict[str, Any]]:
     """Every drive and every quarantined upload: stage reached, verdict, reasons."""
     drives = drive_records(store)
     counted = {d["manifest_key"] for d in drives}
-    rows = drives + [q for q in quarantine_records(store) if q["manifest_key"] not in counted]
-    return sorted(
-        (
+    rows = drives + [
+        q
+        for q in quarantine_records(store)
+        if q["manifest_key"] not in counted and q.get("stage", "ingest") == "ingest"
+    ]
+    verdicts = {(v["vehicle"], v["drive"]): v for v in _records(store, "quality/drives/")}
+    out = []
+    for r in rows:
+        v = verdicts.get((r.get("vehicle"), r.get("drive")))
+        reasons = list(r.get("reasons", []))
+        if v and v.get("manifest_key") == r["manifest_key"]:
+            stage, status = "quality", v["verdict"]
+            reasons += [
+                {
+                    "code": f["family"],
+                    "detail": f"{f['expectation']} {f['unexpected']}/{f['total']}",
+                }
+                for f in v["failures"]
+            ]
+        else:
+            stage, status = "ingest", r["status"]
+        out.append(
             {
                 "vehicle": r.get("vehicle"),
                 "drive": r.get("drive"),
-                "stage": "ingest",
-                "status": r["status"],
-                "reasons": r.get("reasons", []),
+                "stage": stage,
+                "status": status,
+                "reasons": reasons,
                 "hour": r.get("hour"),
                 "duration_s": r.get("duration_s"),
                 "bytes": r.get("bytes"),
                 "manifest_key": r["manifest_key"],
             }
-            for r in rows
-        ),
-        key=lambda r: (str(r["vehicle"]), str(r["drive"]), r["manifest_key"]),
-    )
+        )
+    return sorted(out, key=lambda r: (str(r["vehicle"]), str(r["drive"]), r["manifest_key"]))
 
 
 def table_files(records: list[dict[str, Any]], table: str) -> list[str]:

@@ -1,0 +1,62 @@
+"""Every signal fault the fleet simulator injects ends in a precise verdict: the drive fails
+the expectation family that describes that fault (through upload, ingest and the suites)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dataloop.fleet.simulator.config import SimConfig
+from dataloop.fleet.simulator.fleet import simulate_fleet
+from dataloop.ingest.hour import arrival_hours, ingest_hour
+from dataloop.lake.local import LocalStore
+from dataloop.lake.pointers import read_json
+from dataloop.quality.hour import check_hour, verdict_key
+from dataloop.quality.suites import load_suites
+
+FAMILY = {
+    "nan_signal": "nan",
+    "out_of_range": "range",
+    "camera_freeze": "camera_freeze",
+    "dropped_frames": "gaps",
+    "gnss_jump": "gnss_jump",
+    "clock_backwards": "monotonic",
+}
+
+
+def test_every_injected_fault_is_named_by_the_verdict(tmp_path):
+    config = replace(
+        SimConfig().without_faults(),
+        roads={"highway": 1.0},
+        corner_cases_per_hour={k: 0.0 for k in SimConfig().corner_cases_per_hour},
+        signal_faults_per_hour={k: 90.0 for k in FAMILY},
+    )
+    store = LocalStore(tmp_path / "lake")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    reports = simulate_fleet(
+        vehicles=1,
+        minutes=2,
+        seed=21,
+        out=tmp_path / "logs",
+        start=start,
+        config=config,
+        lake=str(store.root),
+    )
+    suites = load_suites()
+    for hour in arrival_hours(store, [datetime.now(UTC).date().isoformat()]):
+        ingest_hour(store, hour)
+        check_hour(store, hour, suites)
+    checked = 0
+    for d in reports[0].drives:
+        truth = json.loads(Path(d["path"]).with_suffix(".truth.json").read_text())
+        verdict = read_json(store, verdict_key("veh-0001", d["drive"]))
+        families = {f["family"] for f in verdict["failures"]}
+        for fault in truth["faults"]:
+            if fault["t"] + fault["duration_s"] < d["seconds"] - 0.5:
+                checked += 1
+                assert FAMILY[fault["type"]] in families, (fault, verdict["failures"])
+        if any(f["severity"] == "quarantine" for f in verdict["failures"]):
+            assert verdict["verdict"] == "quarantine"
+    assert checked >= len(FAMILY)

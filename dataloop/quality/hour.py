@@ -19,7 +19,7 @@ from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
 from dataloop.quality.gx_checks import run_gx
 from dataloop.quality.sql_checks import to_sql
-from dataloop.quality.suites import Suites
+from dataloop.quality.suites import ROW_WISE_GX, Suites
 from dataloop.quality.verdicts import QUARANTINE, CheckResult, drive_verdict, hour_fitness
 
 QUALITY = "quality"
@@ -77,7 +77,7 @@ def _load(store: ObjectStore, records: list[dict]) -> dict[str, pa.Table]:
 
 
 def _engine(e, forced: str | None) -> str:
-    if e.sql or not (e.type or "").startswith("expect_") or forced == "duckdb":
+    if e.sql or e.type not in ROW_WISE_GX or forced == "duckdb":
         return "duckdb"
     return forced or e.engine
 
@@ -85,7 +85,9 @@ def _engine(e, forced: str | None) -> str:
 def run_checks(tables: dict[str, pa.Table], suites: Suites, engine: str | None = None):
     """Every expectation over the hour's tables, on its own engine or, with ``engine``, on
     that one wherever it can run; returns a CheckResult per expectation and drive."""
-    con = duckdb.connect()
+    # One thread: CPU per drive-hour is the budget, and these queries are too small to gain
+    # from more.
+    con = duckdb.connect(config={"threads": 1})
     for name, table in tables.items():
         con.register(name, table)
     totals = {

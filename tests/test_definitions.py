@@ -20,6 +20,8 @@ EXPECTED_ASSETS = {
     "decoded_drives": {"group": "ingest", "partitioned": True, "deps": ["raw_drive_logs"]},
     "drive_verdicts": {"group": "quality", "partitioned": True, "deps": ["decoded_drives"]},
     "approved_drives": {"group": "quality", "partitioned": True, "deps": ["drive_verdicts"]},
+    "compliant_drives": {"group": "quality", "partitioned": True, "deps": ["approved_drives"]},
+    "retention_sweep": {"group": "quality", "partitioned": False, "deps": []},
 }
 
 
@@ -33,6 +35,7 @@ def test_definitions_load_and_every_job_resolves():
     assert "lake" in repo.get_top_level_resources()
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"hour_fit_for_use"}
+    assert {s.name for s in repo.schedule_defs} == {"daily_retention"}
 
 
 def test_asset_graph_snapshot():

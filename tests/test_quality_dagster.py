@@ -31,20 +31,30 @@ def _quality_module() -> SimpleNamespace:
     import dataloop.defs.quality.assets as module
 
     module = importlib.reload(module)
+    from dataloop.defs.quality.compliance import compliant_drives
+
     return SimpleNamespace(
         drive_verdicts=module.drive_verdicts,
         hour_fit_for_use=module.hour_fit_for_use,
         approved_drives=module.approved_drives,
+        compliant_drives=compliant_drives,
     )
 
 
 def _run(q, store, hour, instance):
     return dg.materialize(
-        [raw_drive_logs, decoded_drives, q.drive_verdicts, q.hour_fit_for_use, q.approved_drives],
+        [
+            raw_drive_logs,
+            decoded_drives,
+            q.drive_verdicts,
+            q.hour_fit_for_use,
+            q.approved_drives,
+            q.compliant_drives,
+        ],
         partition_key=hour,
         resources={"lake": LakeResource(url=str(store.root))},
         instance=instance,
-        selection=[decoded_drives, q.drive_verdicts, q.approved_drives],
+        selection=[decoded_drives, q.drive_verdicts, q.approved_drives, q.compliant_drives],
         raise_on_error=False,
     )
 
@@ -71,13 +81,19 @@ def test_blocking_check_stops_downstream_in_the_same_run(tmp_path, make_log, mon
         checks = unfit.get_asset_check_evaluations()
         assert [c.passed for c in checks] == [False]
         materialized = {e.asset_key.path[-1] for e in unfit.get_asset_materialization_events()}
-        assert materialized == {"decoded_drives", "drive_verdicts"}  # approved_drives stopped
+        # the blocking check stopped everything downstream of the verdicts
+        assert materialized == {"decoded_drives", "drive_verdicts"}
         assert "usable drive" in str(checks[0].metadata["reasons"].value)
 
         fit = _run(q, store, good_hour, instance)
         assert fit.success
         materialized = {e.asset_key.path[-1] for e in fit.get_asset_materialization_events()}
-        assert materialized == {"decoded_drives", "drive_verdicts", "approved_drives"}
+        assert materialized == {
+            "decoded_drives",
+            "drive_verdicts",
+            "approved_drives",
+            "compliant_drives",
+        }
     assert read_json(store, verdict_key("veh-1", "ok"))["verdict"] in ("pass", "warn")
 
 

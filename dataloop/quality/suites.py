@@ -17,6 +17,9 @@ from typing import Any
 import yaml
 
 SEVERITIES = ("quarantine", "warn")
+NOT_SUITES = ("policy.yaml", "geofence.yaml", "retention.yaml")
+"""Rule files beside the suites: the policy is hashed with them; geofence and retention
+belong to compliance (their own asset, their own code version)."""
 # Checks GX can run over the hour's concatenated rows; order-dependent ones (increasing
 # timestamps) must see one drive at a time, which DuckDB does with a window per drive.
 ROW_WISE_GX = {
@@ -69,14 +72,12 @@ class Suites:
 
 def load_suites(directory: Path | None = None) -> Suites:
     directory = (directory or rules_dir()) / "quality"
-    files = sorted(p for p in directory.glob("*.yaml") if p.name not in ("policy.yaml",))
+    files = sorted(p for p in directory.glob("*.yaml") if p.name not in NOT_SUITES)
     digest = hashlib.sha256()
     expectations: list[Expectation] = []
     for path in files:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw)
-        if path.name == "geofence.yaml":
-            continue
         doc = yaml.safe_load(raw)
         for item in doc.get("expectations", []):
             e = Expectation(table=doc["table"], suite=path.stem, **item)
@@ -93,3 +94,11 @@ def load_suites(directory: Path | None = None) -> Suites:
     policy_raw = policy_path.read_bytes()
     digest.update(b"policy.yaml\0" + policy_raw)
     return Suites(tuple(expectations), yaml.safe_load(policy_raw), digest.hexdigest()[:16])
+
+
+def rules_hash(*paths: Path) -> str:
+    """Hash of rule files (missing files hash as absent)."""
+    digest = hashlib.sha256()
+    for p in paths:
+        digest.update(p.name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"-"))
+    return digest.hexdigest()[:16]

@@ -8,6 +8,7 @@ from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json, write_json
+from dataloop.quality.compliance import approved_key
 from dataloop.quality.hour import HourQuality, check_hour, hour_verdicts_key
 from dataloop.quality.suites import load_suites
 from dataloop.quality.verdicts import QUARANTINE
@@ -112,7 +113,3 @@ def approved_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         data_version=dg.DataVersion(sha256_json(drives)[:32]),
         metadata={"drives": dg.MetadataValue.int(len(drives))},
     )
-
-
-def approved_key(hour: str) -> str:
-    return f"quality/approved/{hour.replace(':', '')}.json"

@@ -1,0 +1,88 @@
+"""Compliance: anonymised frames and geofenced GNSS for every approved drive; retention."""
+
+import os
+
+import dagster as dg
+
+from dataloop.defs.ingest.partitions import arrival_hours
+from dataloop.defs.quality.assets import approved_drives
+from dataloop.defs.resources import LakeResource
+from dataloop.lake.hashing import sha256_json
+from dataloop.quality.compliance import comply_hour
+from dataloop.quality.geofence import load_zones
+from dataloop.quality.retention import load_retention, sweep
+from dataloop.quality.suites import rules_dir, rules_hash
+
+ANONYMISER = os.environ.get("DATALOOP_ANONYMISER", "haar")
+COMPLIANCE_VERSION = "1"
+_RULES = rules_dir() / "quality"
+RULES_HASH = rules_hash(_RULES / "geofence.yaml")
+
+
+@dg.asset(
+    partitions_def=arrival_hours,
+    deps=[approved_drives],
+    group_name="quality",
+    code_version=f"compliance-{COMPLIANCE_VERSION}.{ANONYMISER}.geofence-{RULES_HASH}",
+    kinds={"python", "opencv"},
+    tags={"dataloop/stage": "quality"},
+)
+def compliant_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The approved drives with faces and licence plates blurred in every frame and GNSS
+    coarsened inside geofences (or the drive excluded). Downstream reads only these."""
+    from dataloop.quality.anonymise import load_detector
+
+    detector = load_detector(ANONYMISER)
+    version = f"{COMPLIANCE_VERSION}.{detector.name}-{detector.version}.{RULES_HASH}"
+    results = comply_hour(
+        lake.store(),
+        context.partition_key,
+        detector,
+        load_zones(_RULES / "geofence.yaml"),
+        version,
+    )
+    usable = [r for r in results if not r["excluded"]]
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(
+            sha256_json(sorted((r["vehicle"], r["drive"], r.get("frame_pack")) for r in results))[
+                :32
+            ]
+        ),
+        metadata={
+            "drives": dg.MetadataValue.int(len(usable)),
+            "excluded_by_geofence": dg.MetadataValue.int(len(results) - len(usable)),
+            "frames": dg.MetadataValue.int(sum(r.get("frames", 0) for r in usable)),
+            "faces_blurred": dg.MetadataValue.int(sum(r.get("faces_blurred", 0) for r in usable)),
+            "plates_blurred": dg.MetadataValue.int(sum(r.get("plates_blurred", 0) for r in usable)),
+            "gnss_points_coarsened": dg.MetadataValue.int(
+                sum(r["geofence"]["coarsened_points"] for r in results)
+            ),
+            "anonymiser": dg.MetadataValue.text(f"{detector.name} {detector.version}"),
+        },
+    )
+
+
+@dg.asset(
+    group_name="quality",
+    code_version=f"retention-{rules_hash(_RULES / 'retention.yaml')}",
+    kinds={"python"},
+    tags={"dataloop/stage": "quality"},
+)
+def retention_sweep(lake: LakeResource) -> dg.MaterializeResult:
+    """Applies the retention policy per lake zone (assets/quality/retention.yaml)."""
+    report = sweep(lake.store(), load_retention(_RULES / "retention.yaml"))
+    return dg.MaterializeResult(
+        metadata={
+            "deleted": dg.MetadataValue.int(sum(z["deleted"] for z in report.values())),
+            "per_zone": dg.MetadataValue.json(report),
+        }
+    )
+
+
+retention_schedule = dg.ScheduleDefinition(
+    name="daily_retention",
+    target=dg.AssetSelection.assets(retention_sweep),
+    cron_schedule="17 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -1,0 +1,176 @@
+"""Compliance for one approved drive: faces and plates blurred in every frame, GNSS
+coarsened or the drive excluded by geofence; what was done is recorded in the drive's lineage.
+
+The original frames never leave the raw zone: downstream stages read the anonymised frame
+pack (``derived/frames/...``) and the public GNSS table, never the raw log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import tempfile
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from mcap.reader import make_reader
+
+from dataloop.fleet import contract
+from dataloop.ingest.tables import T, to_parquet
+from dataloop.lake import keys as K
+from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake.store import ObjectExists, ObjectStore
+from dataloop.quality.anonymise import Detector, anonymise_jpeg
+from dataloop.quality.geofence import Zone, apply_geofence
+
+COMPLIANCE = "compliance"
+FRAME_INDEX = pa.schema(
+    [
+        ("vehicle_id", pa.string()),
+        ("drive_id", pa.string()),
+        ("t", T),
+        ("offset", pa.int64()),
+        ("length", pa.int64()),
+        ("faces", pa.int32()),
+        ("plates", pa.int32()),
+    ]
+)
+
+
+def compliance_key(vehicle: str, drive: str) -> str:
+    return f"{COMPLIANCE}/drives/vehicle={vehicle}/{drive}.json"
+
+
+def _put_once(store: ObjectStore, key: str, data: bytes) -> None:
+    with contextlib.suppress(ObjectExists):  # content-addressed: the same bytes are there
+        store.put(key, data)
+
+
+def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> dict[str, Any]:
+    vehicle, drive = record["vehicle"], record["drive"]
+    counts: Counter = Counter()
+    rows: dict[str, list] = {f.name: [] for f in FRAME_INDEX}
+    digest = hashlib.sha256()
+    with tempfile.TemporaryFile() as pack, store.open(record["log_key"]) as raw:
+        offset = 0
+        for _, _, message in make_reader(raw).iter_messages(topics=[contract.CAMERA.topic]):
+            image = CompressedImage()
+            image.ParseFromString(message.data)
+            try:
+                jpeg, found = anonymise_jpeg(image.data, detector)
+            except ValueError:
+                counts["undecodable"] += 1  # never passed on: the frame is dropped
+                continue
+            kinds = Counter(d.kind for d in found)
+            counts.update(kinds)
+            pack.write(jpeg)
+            digest.update(jpeg)
+            for name, value in (
+                ("vehicle_id", vehicle),
+                ("drive_id", drive),
+                ("t", message.log_time),
+                ("offset", offset),
+                ("length", len(jpeg)),
+                ("faces", kinds["face"]),
+                ("plates", kinds["plate"]),
+            ):
+                rows[name].append(value)
+            offset += len(jpeg)
+        pack_key = f"derived/frames/vehicle={vehicle}/drive={drive}/{digest.hexdigest()[:32]}.jpgs"
+        pack.seek(0)
+        if not store.exists(pack_key):
+            with contextlib.suppress(ObjectExists):
+                store.put_stream(pack_key, pack)
+    data, sha = to_parquet(pa.Table.from_pydict(rows, schema=FRAME_INDEX))
+    index_key = K.table_key("frames_anonymised", vehicle, drive, sha)
+    _put_once(store, index_key, data)
+    return {
+        "frames": len(rows["t"]),
+        "faces_blurred": counts["face"],
+        "plates_blurred": counts["plate"],
+        "undecodable_dropped": counts["undecodable"],
+        "frame_pack": pack_key,
+        "frame_index": index_key,
+    }
+
+
+def make_compliant(
+    store: ObjectStore, record: dict, detector: Detector, zones: list[Zone], version: str
+) -> dict[str, Any]:
+    """Anonymise one drive (skipped when already done at this compliance version)."""
+    key = compliance_key(record["vehicle"], record["drive"])
+    done = read_json(store, key)
+    if done and done["version"] == version and done["manifest_key"] == record["manifest_key"]:
+        return {**done, "skipped": True}
+    gnss = pq.read_table(io.BytesIO(store.get(record["tables"]["gnss"]["key"])))
+    lat, lon, fence = apply_geofence(
+        gnss.column("latitude").to_numpy(), gnss.column("longitude").to_numpy(), zones
+    )
+    result: dict[str, Any] = {
+        "vehicle": record["vehicle"],
+        "drive": record["drive"],
+        "manifest_key": record["manifest_key"],
+        "version": version,
+        "anonymiser": {"name": detector.name, "version": detector.version},
+        "geofence": {
+            "zones": fence.zones_hit,
+            "excluded_by": fence.excluded_by,
+            "coarsened_points": fence.coarsened_points,
+        },
+        "excluded": bool(fence.excluded_by),
+    }
+    if not fence.excluded_by:
+        public = gnss.set_column(
+            gnss.schema.get_field_index("latitude"), "latitude", pa.array(lat)
+        ).set_column(gnss.schema.get_field_index("longitude"), "longitude", pa.array(lon))
+        data, sha = to_parquet(public)
+        result["gnss_public"] = K.table_key("gnss_public", record["vehicle"], record["drive"], sha)
+        _put_once(store, result["gnss_public"], data)
+        result.update(_anonymise_frames(store, record, detector))
+    write_json(store, key, result)
+    return result
+
+
+def approved_key(hour: str) -> str:
+    return f"quality/approved/{hour.replace(':', '')}.json"
+
+
+def compliant_hour_key(hour: str) -> str:
+    return f"{COMPLIANCE}/hours/{hour.replace(':', '')}.json"
+
+
+def comply_hour(
+    store: ObjectStore, hour: str, detector: Detector, zones: list[Zone], version: str
+) -> list[dict[str, Any]]:
+    """Make every approved drive of the hour compliant; index the ones downstream may use."""
+    approved = read_json(store, approved_key(hour)) or {"drives": []}
+    results = [
+        make_compliant(store, read_json(store, K.drive_record_key(v, d)), detector, zones, version)
+        for v, d in approved["drives"]
+    ]
+    write_json(
+        store,
+        compliant_hour_key(hour),
+        {
+            "hour": hour,
+            "version": version,
+            "drives": [
+                {
+                    k: r.get(k)
+                    for k in ("vehicle", "drive", "frame_pack", "frame_index", "gnss_public")
+                }
+                for r in results
+                if not r["excluded"]
+            ],
+            "excluded": [
+                [r["vehicle"], r["drive"], r["geofence"]["excluded_by"]]
+                for r in results
+                if r["excluded"]
+            ],
+        },
+    )
+    return results

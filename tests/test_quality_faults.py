@@ -60,3 +60,39 @@ def test_every_injected_fault_is_named_by_the_verdict(tmp_path):
         if any(f["severity"] == "quarantine" for f in verdict["failures"]):
             assert verdict["verdict"] == "quarantine"
     assert checked >= len(FAMILY)
+
+
+def test_uploads_set_aside_at_ingest_carry_their_reason_into_the_verdict(tmp_path):
+    from mcap.writer import CompressionType
+
+    from dataloop.fleet import contract
+    from tests.helpers import commit_raw, write_minimal_log
+
+    store = LocalStore(tmp_path / "lake")
+    garbage = tmp_path / "garbage.mcap"
+    garbage.write_bytes(b"\x00" * 4096)
+    no_imu = [c for c in contract.CHANNELS if c is not contract.IMU]
+    cases = {
+        "garbage": (garbage, "not_mcap"),
+        "no-imu": (
+            write_minimal_log(tmp_path / "n.mcap", drive="no-imu", channels=no_imu),
+            "missing_channel",
+        ),
+        "ok": (
+            write_minimal_log(tmp_path / "o.mcap", drive="ok", compression=CompressionType.NONE),
+            None,
+        ),
+    }
+    for drive, (path, _) in cases.items():
+        commit_raw(store, path, vehicle="veh-1", drive=drive)
+    suites = load_suites()
+    verdicts = {}
+    for hour in arrival_hours(store, [datetime.now(UTC).date().isoformat()]):
+        ingest_hour(store, hour)
+        verdicts.update({d["drive"]: d for d in check_hour(store, hour, suites).drives})
+    for drive, (_, code) in cases.items():
+        if code is None:
+            assert verdicts[drive]["stage"] == "quality"
+        else:
+            assert verdicts[drive]["verdict"] == "quarantine"
+            assert [f["expectation"] for f in verdicts[drive]["failures"]] == [f"ingest.{code}"]

@@ -97,7 +97,13 @@ def ingest_hour(
         {
             **report.summary(),
             "drives": [
-                {k: d.get(k) for k in ("vehicle", "drive", "manifest_key", "status", "version")}
+                {
+                    **{
+                        k: d.get(k)
+                        for k in ("vehicle", "drive", "manifest_key", "status", "version")
+                    },
+                    "reasons": [r["code"] for r in d.get("reasons", [])],
+                }
                 for d in report.drives
             ],
         },

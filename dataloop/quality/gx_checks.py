@@ -15,12 +15,22 @@ _ID = ["vehicle_id", "drive_id"]
 
 
 @cache
-def _context():
+def _batch_definition(table: str):
+    """One in-memory context and one dataframe asset per table, made once per process:
+    GX saves its project config on every data-source change, which costs more than a
+    small validation."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    context = _context(gx, ProgressBarsConfig)
+    asset = context.data_sources.add_pandas(f"lake-{table}").add_dataframe_asset(table)
+    return asset.add_batch_definition_whole_dataframe("hour")
+
+
+@cache
+def _context(gx, progress_bars):
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.variables.progress_bars = progress_bars(globally=False)
     return context
 
 
@@ -33,13 +43,8 @@ def run_gx(table: str, frame: pd.DataFrame, expectations: list[Expectation]):
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    context = _context()
-    name = f"{table}-{len(context.data_sources.all())}"
-    asset = context.data_sources.add_pandas(name).add_dataframe_asset(table)
-    batch = asset.add_batch_definition_whole_dataframe("hour").get_batch(
-        batch_parameters={"dataframe": frame}
-    )
-    suite = gx.ExpectationSuite(name=name)
+    batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
+    suite = gx.ExpectationSuite(name=table)
     for e in expectations:
         cls = getattr(gxe, _class_name(e.type))
         suite.add_expectation(cls(**e.kwargs, mostly=1.0, meta={"id": e.key}))
@@ -51,7 +56,6 @@ def run_gx(table: str, frame: pd.DataFrame, expectations: list[Expectation]):
             "return_unexpected_index_query": False,
         },
     )
-    context.data_sources.delete(name)
     by_id = {e.key: e for e in expectations}
     for r in result.results:
         e = by_id[r.expectation_config.meta["id"]]

@@ -146,7 +146,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
     records, drifted = [], []
     for entry in index["drives"]:
         if entry["status"] not in USABLE:
-            quality.drives.append(
+            quality.drives.append(  # set aside at ingest: its reason is the verdict
                 {
                     "vehicle": entry.get("vehicle"),
                     "drive": entry.get("drive"),
@@ -155,14 +155,15 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                     "checks": 0,
                     "failures": [
                         {
-                            "expectation": "ingest",
+                            "expectation": f"ingest.{code}",
                             "family": "ingest",
                             "severity": "quarantine",
                             "unexpected": 1,
                             "total": 1,
-                            "observed": entry["status"],
+                            "observed": code,
                             "engine": "-",
                         }
+                        for code in entry.get("reasons") or ["quarantined"]
                     ],
                 }
             )

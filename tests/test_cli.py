@@ -54,8 +54,8 @@ def test_upload_tick_drives(env, make_log):
     assert second["runs"] == []
 
     drives = json.loads(run(env, "drives", "--json").stdout)
-    assert [(d["vehicle"], d["drive"], d["status"]) for d in drives] == [
-        ("veh-7", "d-1", "ingested")
+    assert [(d["vehicle"], d["drive"], d["stage"], d["status"]) for d in drives] == [
+        ("veh-7", "d-1", "quality", "pass")
     ]
     assert "veh-7" in run(env, "drives").stdout
 

@@ -72,7 +72,10 @@ def test_uploads_set_aside_at_ingest_carry_their_reason_into_the_verdict(tmp_pat
     garbage = tmp_path / "garbage.mcap"
     garbage.write_bytes(b"\x00" * 4096)
     no_imu = [c for c in contract.CHANNELS if c is not contract.IMU]
+    cut = write_minimal_log(tmp_path / "c.mcap", drive="cut", seconds=8.0, chunk_size=32_000)
+    cut.write_bytes(cut.read_bytes()[: int(cut.stat().st_size * 0.6)])
     cases = {
+        "cut": (cut, "truncated"),
         "garbage": (garbage, "not_mcap"),
         "no-imu": (
             write_minimal_log(tmp_path / "n.mcap", drive="no-imu", channels=no_imu),
@@ -93,6 +96,9 @@ def test_uploads_set_aside_at_ingest_carry_their_reason_into_the_verdict(tmp_pat
     for drive, (_, code) in cases.items():
         if code is None:
             assert verdicts[drive]["stage"] == "quality"
+        elif code == "truncated":  # recovered: checked, and the verdict says what was lost
+            assert verdicts[drive]["verdict"] in ("warn", "quarantine")
+            assert "ingest.truncated" in {f["expectation"] for f in verdicts[drive]["failures"]}
         else:
             assert verdicts[drive]["verdict"] == "quarantine"
             assert [f["expectation"] for f in verdicts[drive]["failures"]] == [f"ingest.{code}"]

@@ -184,6 +184,10 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
         per_drive[(r.vehicle, r.drive)].append(r)
     for record in records:
         key = (record["vehicle"], record["drive"])
+        if record["status"] == "recovered":  # only the readable part was ingested: say so
+            per_drive[key].append(
+                CheckResult("ingest.truncated", "ingest", "warn", "-", *key, 1, 1, "recovered")
+            )
         v = {
             "vehicle": key[0],
             "drive": key[1],

@@ -22,6 +22,7 @@ EXPECTED_ASSETS = {
     "approved_drives": {"group": "quality", "partitioned": True, "deps": ["drive_verdicts"]},
     "compliant_drives": {"group": "quality", "partitioned": True, "deps": ["approved_drives"]},
     "retention_sweep": {"group": "quality", "partitioned": False, "deps": []},
+    "offboard_labels": {"group": "labeling", "partitioned": True, "deps": ["compliant_drives"]},
 }
 
 

@@ -13,6 +13,9 @@ CONTRACT_VERSION = 1
 PROFILE = "dataloop"
 DRIVE_METADATA = "dataloop.drive"
 """Name of the MCAP metadata record that carries the drive's identity."""
+GROUND_TRUTH_OBJECTS = "ground_truth/objects.parquet"
+"""Optional MCAP attachment (simulated drives only): every object's true state at every
+perception frame, in the ego frame. Only scoring reads it."""
 
 
 @dataclass(frozen=True)

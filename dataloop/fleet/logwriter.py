@@ -158,6 +158,10 @@ class DriveLogWriter:
         """An MCAP metadata record (a string map), e.g. the simulator's ground truth."""
         self._writer.add_metadata(name, data)
 
+    def add_attachment(self, name: str, media_type: str, data: bytes, t_ns: int = 0) -> None:
+        """An MCAP attachment, e.g. the simulator's ground-truth object tracks."""
+        self._writer.add_attachment(t_ns, t_ns, name, media_type, data)
+
     def close(self) -> None:
         if not self._closed:
             self._writer.finish()

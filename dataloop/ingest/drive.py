@@ -191,6 +191,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
             "messages": dict(log.messages),
             "chunks": log.chunks,
             "ignored_topics": log.ignored_topics,
+            "log_metadata": log.drive_metadata,
             "software_version": upload.software_version,
             "model_version": upload.model_version,
             "trigger": upload.trigger,

@@ -38,6 +38,23 @@ from dataloop.fleet.simulator.traffic import (
 
 GROUND_TRUTH = "dataloop.ground_truth"
 """MCAP metadata record with what the simulator injected, for scoring later stages."""
+
+
+def ground_truth_parquet(rows: list[dict], vehicle: str, drive: str) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = ("frame", "t", "id", "object_class", "x", "y", "vx", "vy", "length", "width", "heading")
+    table = pa.table({c: [r[c] for r in rows] for c in cols})
+    table = table.append_column("vehicle_id", pa.array([vehicle] * len(rows), pa.string()))
+    table = table.append_column("drive_id", pa.array([drive] * len(rows), pa.string()))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
 TAKEOVER_MIN_S = 3.0
 EMERGENCY_BRAKE = -8.0
 NS = 1_000_000_000
@@ -159,6 +176,7 @@ def simulate_drive(
     channels = [c for c in contract.CHANNELS if c.topic != fault_plan.missing_topic]
     safety = SafetyDriver(config.ttc_takeover_s)
     injected: list[dict] = []
+    ground_truth: list[dict] = []
     near_misses: list[dict] = []
     history: deque = deque(maxlen=HISTORY)
     state = {"accel": 0.0, "objects": [], "ttc": math.inf, "takeover": False}
@@ -240,7 +258,8 @@ def simulate_drive(
                 t_ns, partial(render_frame, truth_objects, lane_lines, condition, rng, camera)
             )
             sensors.gnss(t_ns, lat, lon)
-            sensors.objects(t_ns, state["perceived"])
+            logged_at = sensors.objects(t_ns, state["perceived"])
+            ground_truth.extend({**o, "t": logged_at, "frame": k} for o in truth_objects)
             n_disengagements = len(safety.events)
             world.step()
             if len(safety.events) > n_disengagements:
@@ -275,6 +294,11 @@ def simulate_drive(
             "crashed": bool(world.ego.crashed),
         }
         log.add_metadata(GROUND_TRUTH, {"json": json.dumps(truth)})
+        log.add_attachment(
+            contract.GROUND_TRUTH_OBJECTS,
+            "application/vnd.apache.parquet",
+            ground_truth_parquet(ground_truth, vehicle, drive),
+        )
     if fault_plan.truncate_at is not None:
         F.truncate(path, fault_plan.truncate_at)
         truth["faults"].append({"type": "truncated_file", "keep_fraction": fault_plan.truncate_at})

@@ -17,6 +17,7 @@ NS = 1_000_000_000
 IMU_PER_STEP = 10  # 100 Hz
 CAN_PER_STEP = 5  # 50 Hz
 DROPOUT = 0.03
+ID_SWITCH_AFTER_DROPOUT = 0.6
 GHOSTS_PER_MINUTE = 1.0
 
 
@@ -32,6 +33,9 @@ class Sensors:
         self._frozen: bytes | None = None
         self._ghosts: list[dict] = []
         self._jump: tuple = (None, 0.0)
+        self._onboard_id: dict[int, int] = {}
+        self._lost: set[int] = set()
+        self._next_id = 1
         self.last_hard_brake: float | None = None
 
     def _t(self, t_ns: int) -> float:
@@ -53,12 +57,22 @@ class Sensors:
         out = []
         for o in truth:
             if rng.random() < DROPOUT:
+                self._lost.add(o["id"])
                 continue
+            # The onboard tracker keeps an id while it sees the object; after a dropout it
+            # often starts a new track (an id switch, which offboard association repairs).
+            if o["id"] not in self._onboard_id or (
+                o["id"] in self._lost and rng.random() < ID_SWITCH_AFTER_DROPOUT
+            ):
+                self._onboard_id[o["id"]] = self._next_id
+                self._next_id += 1
+            self._lost.discard(o["id"])
             dist = math.hypot(o["x"], o["y"])
             sigma = 0.15 + 0.01 * dist
             out.append(
                 {
-                    **{k: o[k] for k in ("id", "object_class", "length", "width", "height")},
+                    **{k: o[k] for k in ("object_class", "length", "width", "height")},
+                    "id": self._onboard_id[o["id"]],
                     "x": o["x"] + rng.normal(0, sigma),
                     "y": o["y"] + rng.normal(0, sigma / 2),
                     "vx": o["vx"] + rng.normal(0, 0.3),
@@ -93,9 +107,12 @@ class Sensors:
         return out
 
     # -- writers --------------------------------------------------------------------------
-    def objects(self, t_ns: int, perceived: list[dict]) -> None:
+    def objects(self, t_ns: int, perceived: list[dict]) -> int:
+        """Log the perceived objects; returns the (vehicle clock) time they were logged at."""
+        stamped = self.stamp(t_ns)
         if self._on(contract.OBJECTS):
-            self.log.objects(self.stamp(t_ns), perceived)
+            self.log.objects(stamped, perceived)
+        return stamped
 
     def frame(self, t_ns: int, render: Callable[[], bytes]) -> None:
         if not self._on(contract.CAMERA):

@@ -1,0 +1,1 @@
+"""Offboard auto-labelling: hindsight tracks from onboard perception, scored against truth."""

@@ -1,0 +1,101 @@
+"""Label every compliant drive of an hour; score against simulator ground truth where the log
+carries it (an MCAP attachment written by the fleet simulator)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from mcap.reader import make_reader
+
+from dataloop.fleet.contract import GROUND_TRUTH_OBJECTS
+from dataloop.ingest.tables import to_parquet
+from dataloop.labeling.offboard import Params, label_drive
+from dataloop.labeling.score import score
+from dataloop.lake import keys as K
+from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake.ranged import open_ranged
+from dataloop.lake.store import ObjectStore
+from dataloop.quality.compliance import compliant_hour_key
+
+METRICS = ("position_rmse_m", "id_switches_per_100_tracks", "false_positive_rate", "missed_rate")
+
+
+def labels_record_key(vehicle: str, drive: str) -> str:
+    return f"labeling/drives/vehicle={vehicle}/{drive}.json"
+
+
+def _table(store: ObjectStore, key: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(store.get(key)))
+
+
+def ground_truth(store: ObjectStore, log_key: str) -> pa.Table | None:
+    """The simulator's true objects, read from the log's attachment by ranged reads."""
+    with open_ranged(store, log_key) as f:
+        try:
+            for attachment in make_reader(f).iter_attachments():
+                if attachment.name == GROUND_TRUTH_OBJECTS:
+                    return pq.read_table(io.BytesIO(attachment.data))
+        except Exception:  # noqa: BLE001 - a log without a readable summary has no truth
+            return None
+    return None
+
+
+def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, Any]]:
+    """Offboard labels for the hour's compliant drives (skipping those labelled with these
+    parameters already); returns a record per drive, with scores where truth exists."""
+    compliant = read_json(store, compliant_hour_key(hour)) or {"drives": []}
+    records = []
+    for entry in compliant["drives"]:
+        vehicle, drive = entry["vehicle"], entry["drive"]
+        key = labels_record_key(vehicle, drive)
+        done = read_json(store, key)
+        if done and done["labeller_version"] == params.version:
+            records.append({**done, "skipped": True})
+            continue
+        drive_record = read_json(store, K.drive_record_key(vehicle, drive))
+        tables = drive_record["tables"]
+        objects = _table(store, tables["objects"]["key"])
+        labels = label_drive(
+            objects, _table(store, tables["vehicle_state"]["key"]), params, vehicle, drive
+        )
+        data, sha = to_parquet(labels)
+        labels_key = K.table_key("labels", vehicle, drive, sha)
+        if not store.exists(labels_key):
+            store.put(labels_key, data)
+        record: dict[str, Any] = {
+            "vehicle": vehicle,
+            "drive": drive,
+            "labeller_version": params.version,
+            "labeller_params": params.raw,
+            "labels": labels_key,
+            "tracks": len(set(labels.column("track_id").to_pylist())),
+            "conditions": drive_record.get("log_metadata", {}).get("conditions", "unknown"),
+        }
+        truth = ground_truth(store, drive_record["log_key"])
+        if truth is not None:
+            record["onboard"] = score(objects, truth, "object_id")
+            record["offboard"] = score(labels, truth, "track_id")
+        write_json(store, key, record)
+        records.append(record)
+    return records
+
+
+def metrics_by_condition(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean onboard and offboard metrics per condition, over the drives that have truth."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if "offboard" in r:
+            groups[r["conditions"]].append(r)
+    rows = []
+    for condition, rs in sorted(groups.items()):
+        row: dict[str, Any] = {"conditions": condition, "drives": len(rs)}
+        for side in ("onboard", "offboard"):
+            for m in METRICS:
+                values = [r[side][m] for r in rs if r[side][m] == r[side][m]]  # drop NaN
+                row[f"{side}_{m}"] = round(sum(values) / len(values), 4) if values else None
+        rows.append(row)
+    return rows

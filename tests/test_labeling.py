@@ -1,0 +1,119 @@
+"""Offboard auto-labels on fleet-simulator drives: they beat the car's own perception on
+every metric against ground truth, and a parameter change relabels."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dataloop.defs.ingest.assets import decoded_drives, raw_drive_logs
+from dataloop.defs.resources import LakeResource
+from dataloop.fleet.simulator.config import SimConfig
+from dataloop.fleet.simulator.fleet import simulate_fleet
+from dataloop.ingest.hour import arrival_hours
+from dataloop.labeling.hour import METRICS, labels_record_key
+from dataloop.lake.local import LocalStore
+from dataloop.lake.pointers import read_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _assets():
+    import dataloop.defs.labeling.assets as labeling
+    import dataloop.defs.quality.assets as quality
+    import dataloop.defs.quality.compliance as compliance
+
+    labeling = importlib.reload(labeling)  # re-reads the labeller's parameters
+    # the spec, the assets and the blocking check (index 3), in graph order
+    return [
+        raw_drive_logs,
+        decoded_drives,
+        quality.drive_verdicts,
+        quality.hour_fit_for_use,
+        quality.approved_drives,
+        compliance.compliant_drives,
+        labeling.offboard_labels,
+    ]
+
+
+def _materialize(store, hours, assets, instance, selection=None):
+    for hour in hours:
+        result = dg.materialize(
+            assets,
+            partition_key=hour,
+            instance=instance,
+            resources={"lake": LakeResource(url=str(store.root))},
+            selection=selection or [a for i, a in enumerate(assets) if i not in (0, 3)],
+        )
+        assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labeling")
+    store = LocalStore(root / "lake")
+    config = replace(
+        SimConfig(),
+        roads={"highway": 1.0},
+        file_faults_per_drive={"truncated_file": 0.0, "missing_channel": 0.0},
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
+    reports = simulate_fleet(
+        vehicles=2,
+        minutes=1.5,
+        seed=8,
+        out=root / "logs",
+        start=start,
+        config=config,
+        lake=str(store.root),
+    )
+    hours = arrival_hours(store, [datetime.now(UTC).date().isoformat()])
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize(store, hours, _assets(), instance)
+    return store, reports, hours, instance
+
+
+def test_offboard_beats_onboard_on_every_metric(labelled):
+    store, reports, _, _ = labelled
+    records = [
+        read_json(store, labels_record_key(r.vehicle, d["drive"]))
+        for r in reports
+        for d in r.drives
+    ]
+    scored = [r for r in records if r and "offboard" in r]
+    assert len(scored) >= 2
+    for metric in METRICS:
+        onboard = sum(r["onboard"][metric] for r in scored) / len(scored)
+        offboard = sum(r["offboard"][metric] for r in scored) / len(scored)
+        assert offboard < onboard, (metric, onboard, offboard)
+
+
+def test_a_parameter_change_relabels(labelled, tmp_path, monkeypatch):
+    store, reports, hours, instance = labelled
+    vehicle, drive = reports[0].vehicle, reports[0].drives[0]["drive"]
+    before = read_json(store, labels_record_key(vehicle, drive))
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "assets", rules)
+    params = rules / "labeling" / "offboard.yaml"
+    params.write_text(params.read_text().replace("min_frames: 8", "min_frames: 12"))
+    monkeypatch.setenv("DATALOOP_RULES", str(rules))
+    assets = _assets()
+    labels = assets[-1]
+    assert (
+        labels.code_versions_by_key[labels.key] != f"offboard-1.params-{before['labeller_version']}"
+    )
+    result = _materialize(store, hours, assets, instance, selection=[labels])
+    after = read_json(store, labels_record_key(vehicle, drive))
+    assert after["labeller_version"] != before["labeller_version"]
+    assert after["labeller_params"]["ghosts"]["min_frames"] == 12
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["onboard_vs_offboard"].records
+    monkeypatch.delenv("DATALOOP_RULES")
+    _assets()

@@ -1,0 +1,85 @@
+"""Offboard labelling speed and quality on fleet-simulator drives, in the same run:
+drive-hours labelled per CPU-hour, and onboard vs offboard metrics against ground truth.
+
+    python benchmarks/labeling.py [--vehicles 2] [--minutes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from mcap.reader import make_reader
+
+from dataloop.fleet.contract import GROUND_TRUTH_OBJECTS
+from dataloop.fleet.simulator.config import SimConfig
+from dataloop.fleet.simulator.fleet import simulate_fleet
+from dataloop.ingest.decode import decode_log
+from dataloop.labeling.hour import METRICS
+from dataloop.labeling.offboard import label_drive, load_params
+from dataloop.labeling.score import score
+from dataloop.quality.suites import rules_dir
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--vehicles", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=3.0)
+    args = ap.parse_args()
+    params = load_params(rules_dir() / "labeling" / "offboard.yaml")
+    config = replace(
+        SimConfig(), file_faults_per_drive={"truncated_file": 0.0, "missing_channel": 0.0}
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = simulate_fleet(
+            vehicles=args.vehicles,
+            minutes=args.minutes,
+            seed=5,
+            out=Path(tmp),
+            start=datetime(2026, 11, 25, 8, tzinfo=UTC),
+            config=config,
+        )
+        cpu, seconds = 0.0, 0.0
+        sums = {side: dict.fromkeys(METRICS, 0.0) for side in ("onboard", "offboard")}
+        n = 0
+        for r in reports:
+            for d in r.drives:
+                path = Path(d["path"])
+                with path.open("rb") as f:
+                    tables = decode_log(f, vehicle=r.vehicle, drive=d["drive"]).tables
+                with path.open("rb") as f:
+                    truth = next(
+                        pq.read_table(io.BytesIO(a.data))
+                        for a in make_reader(f).iter_attachments()
+                        if a.name == GROUND_TRUTH_OBJECTS
+                    )
+                start = time.process_time()
+                labels = label_drive(
+                    tables["objects"], tables["vehicle_state"], params, r.vehicle, d["drive"]
+                )
+                cpu += time.process_time() - start
+                seconds += d["seconds"]
+                for side, table, col in (
+                    ("onboard", tables["objects"], "object_id"),
+                    ("offboard", labels, "track_id"),
+                ):
+                    for m, v in score(table, truth, col).items():
+                        sums[side][m] += v
+                n += 1
+    print(
+        f"{n} drives, {seconds / 3600:.3f} drive-hours labelled in {cpu:.2f} s CPU: "
+        f"{seconds / cpu:,.0f} drive-hours per CPU-hour"
+    )
+    print(f"{'metric':<30}{'onboard':>10}{'offboard':>10}")
+    for m in METRICS:
+        print(f"{m:<30}{sums['onboard'][m] / n:>10.4f}{sums['offboard'][m] / n:>10.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -117,3 +117,57 @@ def test_a_parameter_change_relabels(labelled, tmp_path, monkeypatch):
     assert meta["onboard_vs_offboard"].records
     monkeypatch.delenv("DATALOOP_RULES")
     _assets()
+
+
+def test_review_export_is_valid_coco_and_an_import_changes_exactly_that_track(labelled, tmp_path):
+    import io
+    import json
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+    from pycocotools.coco import COCO
+
+    from dataloop.labeling.review import export_coco, import_reviewed
+
+    store, reports, _, _ = labelled
+    drives = [(r.vehicle, d["drive"]) for r in reports for d in r.drives]
+    coco, images = export_coco(store, drives, below=0.95)
+    path = tmp_path / "review.json"
+    path.write_text(json.dumps(coco))
+    api = COCO(str(path))  # the reference reader loads it and indexes it
+    assert api.getAnnIds() and len(api.getImgIds()) == len(images)
+    for ann in api.loadAnns(api.getAnnIds()[:50]):
+        x, y, w, h = ann["bbox"]
+        img = api.loadImgs(ann["image_id"])[0]
+        assert x >= 0 and y >= 0 and x + w <= img["width"] and y + h <= img["height"]
+    name = next(iter(images))
+    assert Image.open(io.BytesIO(images[name])).size == (320, 192)
+
+    # A reviewer relabels one track as a truck: only that track changes.
+    target = coco["annotations"][0]["attributes"]
+    vehicle, drive, track = target["vehicle"], target["drive"], target["track_id"]
+    truck = next(c["id"] for c in coco["categories"] if c["name"] == "truck")
+    reviewed = {
+        **coco,
+        "annotations": [
+            {**a, "category_id": truck}
+            for a in coco["annotations"]
+            if a["attributes"]["track_id"] == track
+            and a["attributes"]["drive"] == drive
+            and a["attributes"]["vehicle"] == vehicle
+        ],
+    }
+    before_key = read_json(store, labels_record_key(vehicle, drive))["labels"]
+    before = pq.read_table(io.BytesIO(store.get(before_key))).to_pylist()
+    changes = import_reviewed(store, reviewed)
+    assert [(c["track_id"], c["class_to"]) for c in changes] == [(track, "truck")]
+    record = read_json(store, labels_record_key(vehicle, drive))
+    after = pq.read_table(io.BytesIO(store.get(record["labels"]))).to_pylist()
+    assert record["labels"] != before_key and record["labels_before_review"] == before_key
+    assert record["reviews"][-1]["track_id"] == track
+    assert len(after) == len(before)
+    for b, a in zip(before, after, strict=True):
+        if b["track_id"] == track:
+            assert a["object_class"] == "truck" and a["reviewed"]
+        else:
+            assert a == b

@@ -253,6 +253,48 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise UserError("the ingest run failed; see `dagster dev` for its logs")
 
 
+# -- labels review ---------------------------------------------------------------------------
+def cmd_review_export(args: argparse.Namespace) -> None:
+    from dataloop.labeling.review import export_coco
+    from dataloop.lake import open_store
+
+    store = open_store()
+    drives = sorted(
+        tuple(o.key.removesuffix(".json").split("/")[-2:]) for o in store.list("labeling/drives/")
+    )
+    drives = [(v.removeprefix("vehicle="), d) for v, d in drives]
+    coco, images = export_coco(store, drives, below=args.below)
+    out_dir = Path(args.out)
+    for name, jpeg in images.items():
+        (out_dir / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / "images" / name).write_bytes(jpeg)
+    (out_dir / "annotations.json").write_text(json.dumps(coco, indent=1))
+    summary = {
+        "images": len(coco["images"]),
+        "annotations": len(coco["annotations"]),
+        "out": str(out_dir),
+    }
+    _print_json(summary) if args.json else out.print(
+        f"{summary['annotations']} boxes on {summary['images']} frames -> {out_dir}"
+    )
+
+
+def cmd_review_import(args: argparse.Namespace) -> None:
+    from dataloop.labeling.review import import_reviewed
+    from dataloop.lake import open_store
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    changes = import_reviewed(open_store(), json.loads(path.read_text()))
+    if args.json:
+        _print_json(changes)
+    else:
+        for c in changes:
+            what = "rejected" if c["rejected"] else f"{c['class_from']} -> {c['class_to']}"
+            out.print(f"{c['vehicle']}/{c['drive']} track {c['track_id']}: {what}")
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dataloop", description=__doc__)
@@ -291,6 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-rounds", type=int, default=10)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_tick)
+
+    labels = sub.add_parser("labels", help="offboard labels").add_subparsers(
+        dest="labels_command", required=True
+    )
+    ex = labels.add_parser("review-export", help="low-confidence tracks as COCO, for review")
+    ex.add_argument("--below", type=float, default=0.6, help="confidence threshold")
+    ex.add_argument("--out", default=".dataloop/review", help="folder for annotations + images")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_review_export)
+    im = labels.add_parser("review-import", help="apply a reviewed COCO file")
+    im.add_argument("file")
+    im.add_argument("--json", action="store_true")
+    im.set_defaults(func=cmd_review_import)
 
     d = sub.add_parser("drives", help="every drive: stage reached, verdict, reasons")
     d.add_argument("--json", action="store_true")

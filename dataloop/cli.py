@@ -274,9 +274,10 @@ def cmd_review_export(args: argparse.Namespace) -> None:
         "annotations": len(coco["annotations"]),
         "out": str(out_dir),
     }
-    _print_json(summary) if args.json else out.print(
-        f"{summary['annotations']} boxes on {summary['images']} frames -> {out_dir}"
-    )
+    if args.json:
+        _print_json(summary)
+    else:
+        out.print(f"{summary['annotations']} boxes on {summary['images']} frames -> {out_dir}")
 
 
 def cmd_review_import(args: argparse.Namespace) -> None:

@@ -62,12 +62,13 @@ def labelled(tmp_path_factory):
     config = replace(
         SimConfig(),
         roads={"highway": 1.0},
+        conditions={"day": 1.0, "night": 1.0, "rain": 1.0, "fog": 1.0},
         file_faults_per_drive={"truncated_file": 0.0, "missing_channel": 0.0},
     )
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
     reports = simulate_fleet(
-        vehicles=2,
-        minutes=1.5,
+        vehicles=4,
+        minutes=1.0,
         seed=8,
         out=root / "logs",
         start=start,
@@ -80,7 +81,7 @@ def labelled(tmp_path_factory):
     return store, reports, hours, instance
 
 
-def test_offboard_beats_onboard_on_every_metric(labelled):
+def test_offboard_beats_onboard_on_every_metric_in_every_condition(labelled):
     store, reports, _, _ = labelled
     records = [
         read_json(store, labels_record_key(r.vehicle, d["drive"]))
@@ -88,11 +89,15 @@ def test_offboard_beats_onboard_on_every_metric(labelled):
         for d in r.drives
     ]
     scored = [r for r in records if r and "offboard" in r]
-    assert len(scored) >= 2
-    for metric in METRICS:
-        onboard = sum(r["onboard"][metric] for r in scored) / len(scored)
-        offboard = sum(r["offboard"][metric] for r in scored) / len(scored)
-        assert offboard < onboard, (metric, onboard, offboard)
+    by_condition: dict[str, list] = {}
+    for r in scored:
+        by_condition.setdefault(r["conditions"], []).append(r)
+    assert len(by_condition) >= 2, "the fleet drove in several conditions"
+    for condition, rs in [("all", scored), *by_condition.items()]:
+        for metric in METRICS:
+            onboard = sum(r["onboard"][metric] for r in rs) / len(rs)
+            offboard = sum(r["offboard"][metric] for r in rs) / len(rs)
+            assert offboard < onboard, (condition, metric, onboard, offboard)
 
 
 def test_a_parameter_change_relabels(labelled, tmp_path, monkeypatch):

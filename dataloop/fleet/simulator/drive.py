@@ -212,7 +212,7 @@ def simulate_drive(
         extra_metadata=extra,
         channels=channels,
     ) as log:
-        sensors = Sensors(log, rng, fault_plan, start_ns)
+        sensors = Sensors(log, rng, fault_plan, start_ns, condition)
         steps = int(round(seconds * SIM_HZ))
         prev_speed = world.ego.speed
         for k in range(steps):

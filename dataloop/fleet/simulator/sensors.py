@@ -18,6 +18,15 @@ IMU_PER_STEP = 10  # 100 Hz
 CAN_PER_STEP = 5  # 50 Hz
 DROPOUT = 0.03
 ID_SWITCH_AFTER_DROPOUT = 0.6
+PERCEPTION_BY_CONDITION = {  # (noise, dropout) multipliers: cameras see less at night, in fog
+    "day": (1.0, 1.0),
+    "dusk": (1.2, 1.3),
+    "night": (1.6, 2.0),
+    "rain": (1.4, 1.7),
+    "fog": (1.8, 2.5),
+    "snow": (1.5, 2.0),
+    "flooded": (1.3, 1.5),
+}
 GHOSTS_PER_MINUTE = 1.0
 
 
@@ -25,8 +34,16 @@ class Sensors:
     """Writes one drive's sensor channels; every timestamp passes through ``stamp`` (the
     vehicle clock, which a fault may step backwards)."""
 
-    def __init__(self, log: DriveLogWriter, rng: np.random.Generator, plan: FaultPlan, t0_ns: int):
+    def __init__(
+        self,
+        log: DriveLogWriter,
+        rng: np.random.Generator,
+        plan: FaultPlan,
+        t0_ns: int,
+        condition: str = "day",
+    ):
         self.log, self.rng, self.plan, self.t0_ns = log, rng, plan, t0_ns
+        self._noise, self._dropout = PERCEPTION_BY_CONDITION.get(condition, (1.0, 1.0))
         self.topics = set(log.topics)
         self._clock_back_ns = 0
         self._clock_steps = [(a, b - a) for a, b, k in plan.windows if k == "clock_backwards"]
@@ -56,7 +73,7 @@ class Sensors:
         rng = self.rng
         out = []
         for o in truth:
-            if rng.random() < DROPOUT:
+            if rng.random() < DROPOUT * self._dropout:
                 self._lost.add(o["id"])
                 continue
             # The onboard tracker keeps an id while it sees the object; after a dropout it
@@ -68,7 +85,7 @@ class Sensors:
                 self._next_id += 1
             self._lost.discard(o["id"])
             dist = math.hypot(o["x"], o["y"])
-            sigma = 0.15 + 0.01 * dist
+            sigma = (0.15 + 0.01 * dist) * self._noise
             out.append(
                 {
                     **{k: o[k] for k in ("object_class", "length", "width", "height")},

@@ -13,7 +13,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mcap.reader import make_reader
@@ -38,9 +37,9 @@ def ingest(paths: list[Path], lake: str | None, workdir: Path, i: int) -> float:
     store = open_store(f"{lake.rstrip('/')}/{fresh}" if lake else str(workdir / fresh))
     for p in paths:
         upload_drive(store, p, vehicle="bench")
-    today = datetime.now(UTC).date().isoformat()
+    days = sorted({o.key.split("/")[1][5:] for o in store.list("raw/")})
     start = time.perf_counter()
-    for hour in arrival_hours(store, [today]):
+    for hour in arrival_hours(store, days):
         report = ingest_hour(store, hour)
         assert all(d["status"] == "ingested" for d in report.drives if not d.get("skipped"))
     return time.perf_counter() - start

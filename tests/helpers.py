@@ -47,10 +47,14 @@ def commit_raw(
     return keys
 
 
+def upload_days(store: ObjectStore) -> list[str]:
+    """Every upload day under raw/ (a test may run across midnight)."""
+    return sorted({o.key.split("/")[1][5:] for o in store.list("raw/")})
+
+
 def ingest_everything(store: ObjectStore) -> dict[str, HourReport]:
-    """Ingest every arrival hour of today's and yesterday's uploads (tests may cross an hour)."""
-    days = sorted({o.key.split("/")[1][5:] for o in store.list("raw/")})
-    return {hour: ingest_hour(store, hour) for hour in arrival_hours(store, days)}
+    """Ingest every arrival hour of every upload day (tests may cross an hour)."""
+    return {hour: ingest_hour(store, hour) for hour in arrival_hours(store, upload_days(store))}
 
 
 def write_minimal_log(

@@ -16,7 +16,7 @@ import pytest
 from skimage import data as skdata
 
 from dataloop.fleet.uploader import upload_drive
-from dataloop.ingest.hour import arrival_hours, ingest_hour
+from dataloop.ingest.hour import arrival_hours
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.quality.anonymise import Detection, HaarDetector, anonymise_jpeg, load_detector
@@ -24,6 +24,7 @@ from dataloop.quality.compliance import make_compliant
 from dataloop.quality.geofence import Zone, apply_geofence, load_zones
 from dataloop.quality.retention import load_retention, sweep
 from dataloop.quality.suites import rules_dir
+from tests.helpers import ingest_hour, upload_days
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,7 +132,7 @@ def test_retention_deletes_only_what_each_zone_no_longer_keeps(tmp_path):
 def test_a_drive_is_made_compliant_once(tmp_path, make_log):
     store = LocalStore(tmp_path / "lake")
     upload_drive(store, make_log(drive="c", seconds=3.0), vehicle="veh-1")
-    for hour in arrival_hours(store, [datetime.now(UTC).date().isoformat()]):
+    for hour in arrival_hours(store, upload_days(store)):
         ingest_hour(store, hour)
     record = read_json(store, "ingest/drives/vehicle=veh-1/c.json")
     # the synthetic drive starts at the Munich origin: inside this zone

@@ -20,6 +20,7 @@ from dataloop.ingest.hour import arrival_hours
 from dataloop.labeling.hour import METRICS, labels_record_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
+from tests.helpers import upload_days
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,7 +76,7 @@ def labelled(tmp_path_factory):
         config=config,
         lake=str(store.root),
     )
-    hours = arrival_hours(store, [datetime.now(UTC).date().isoformat()])
+    hours = arrival_hours(store, upload_days(store))
     instance = dg.DagsterInstance.ephemeral()
     _materialize(store, hours, _assets(), instance)
     return store, reports, hours, instance

@@ -69,11 +69,18 @@ def test_blocking_check_stops_downstream_in_the_same_run(tmp_path, make_log, mon
     q = _quality_module()
     store = LocalStore(tmp_path / "lake")
     now = datetime.now(UTC).replace(minute=30)
-    good = upload_drive(store, make_log(drive="ok"), vehicle="veh-1")
+    # Uploads are keyed by the day they start, which is never after they arrive.
+    good = upload_drive(store, make_log(drive="ok"), vehicle="veh-1", now=now - timedelta(hours=2))
     good_hour = _arrive_at(store, good.manifest_key, now - timedelta(hours=2))
     garbage = tmp_path / "g.mcap"
     garbage.write_bytes(b"garbage" * 1000)
-    bad = commit_raw(store, garbage, vehicle="veh-2", drive="g")
+    bad = commit_raw(
+        store,
+        garbage,
+        vehicle="veh-2",
+        drive="g",
+        day=(now - timedelta(hours=1)).date().isoformat(),
+    )
     bad_hour = _arrive_at(store, bad.manifest, now - timedelta(hours=1))
     with dg.instance_for_test() as instance:
         unfit = _run(q, store, bad_hour, instance)
@@ -107,8 +114,9 @@ def test_suite_edit_marks_checked_hours_stale_and_backfill_reapplies(
     now = datetime.now(UTC).replace(minute=30)
     hours = []
     for i in range(2):
-        up = upload_drive(store, make_log(drive=f"d{i}", seed=i), vehicle="veh-1")
-        hours.append(_arrive_at(store, up.manifest_key, now - timedelta(hours=3 - i)))
+        at = now - timedelta(hours=3 - i)
+        up = upload_drive(store, make_log(drive=f"d{i}", seed=i), vehicle="veh-1", now=at)
+        hours.append(_arrive_at(store, up.manifest_key, at))
     never_checked = (now - timedelta(hours=5)).strftime("%Y-%m-%d-%H:00")
 
     def stale(q, instance):

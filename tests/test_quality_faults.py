@@ -10,11 +10,12 @@ from pathlib import Path
 
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
-from dataloop.ingest.hour import arrival_hours, ingest_hour
+from dataloop.ingest.hour import arrival_hours
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.quality.hour import check_hour, verdict_key
 from dataloop.quality.suites import load_suites
+from tests.helpers import ingest_hour, upload_days
 
 FAMILY = {
     "nan_signal": "nan",
@@ -45,7 +46,7 @@ def test_every_injected_fault_is_named_by_the_verdict(tmp_path):
         lake=str(store.root),
     )
     suites = load_suites()
-    for hour in arrival_hours(store, [datetime.now(UTC).date().isoformat()]):
+    for hour in arrival_hours(store, upload_days(store)):
         ingest_hour(store, hour)
         check_hour(store, hour, suites)
     checked = 0
@@ -90,7 +91,7 @@ def test_uploads_set_aside_at_ingest_carry_their_reason_into_the_verdict(tmp_pat
         commit_raw(store, path, vehicle="veh-1", drive=drive)
     suites = load_suites()
     verdicts = {}
-    for hour in arrival_hours(store, [datetime.now(UTC).date().isoformat()]):
+    for hour in arrival_hours(store, upload_days(store)):
         ingest_hour(store, hour)
         verdicts.update({d["drive"]: d for d in check_hour(store, hour, suites).drives})
     for drive, (_, code) in cases.items():

@@ -16,7 +16,8 @@ from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests
 from dataloop.lake.keys import RawKeys
 from dataloop.lake.local import LocalStore
 
-NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+# Half past the previous hour: always in the past, whatever minute the tests run at.
+NOW = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=30, second=0, microsecond=0)
 
 
 def _arrive(store: LocalStore, vehicle: str, drive: str, at: datetime) -> str:

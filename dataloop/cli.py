@@ -249,6 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     for row in summary:
         table.add_row(*(str(x) for x in row))
     out.print(table)
+    out.print(_labels_table(store))
     if result.errors or any(r["status"] != "SUCCESS" for r in result.runs):
         raise UserError("the ingest run failed; see `dagster dev` for its logs")
 
@@ -294,6 +295,35 @@ def cmd_review_import(args: argparse.Namespace) -> None:
         for c in changes:
             what = "rejected" if c["rejected"] else f"{c['class_from']} -> {c['class_to']}"
             out.print(f"{c['vehicle']}/{c['drive']} track {c['track_id']}: {what}")
+
+
+def _fmt(metric: str, value: float) -> str:
+    if metric.endswith("_rate"):
+        return f"{value:.1%}"
+    return f"{value:.0f}" if metric.startswith("id_") else f"{value:.2f}"
+
+
+def _labels_table(store) -> Table:
+    """Offboard labels against onboard perception, scored on the simulator's ground truth."""
+    from dataloop.labeling.hour import METRICS, metrics_by_condition
+    from dataloop.lake.pointers import read_json
+
+    records = [read_json(store, o.key) for o in store.list("labeling/drives/")]
+    table = Table(title="offboard labels vs onboard perception (simulator ground truth)")
+    table.caption = "onboard→offboard, lower is better"
+    table.add_column("conditions")
+    table.add_column("drives")
+    for header in ("RMSE m", "ID sw./100", "false pos.", "missed"):
+        table.add_column(header, justify="right")
+    for row in metrics_by_condition([r for r in records if r]):
+        cells = [
+            f"{_fmt(m, row[f'onboard_{m}'])}→{_fmt(m, row[f'offboard_{m}'])}"
+            if row[f"onboard_{m}"] is not None and row[f"offboard_{m}"] is not None
+            else "-"
+            for m in METRICS
+        ]
+        table.add_row(row["conditions"], str(row["drives"]), *cells)
+    return table
 
 
 # -- parser --------------------------------------------------------------------------------

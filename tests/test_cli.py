@@ -150,6 +150,7 @@ def test_demo_runs_the_loop_end_to_end(env):
     drives = json.loads(run(env, "drives", "--json").stdout)
     assert drives and all(d["vehicle"] == "veh-0001" for d in drives)
     assert "lake tables, queried with DuckDB" in proc.stdout
+    assert "offboard labels vs onboard perception" in proc.stdout
 
 
 def test_fleet_simulate_writes_logs_and_uploads(env, tmp_path):

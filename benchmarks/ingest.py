@@ -19,7 +19,7 @@ from mcap.reader import make_reader
 
 from dataloop.fleet.synthetic import write_synthetic_drive
 from dataloop.fleet.uploader import upload_drive
-from dataloop.ingest.hour import arrival_hours, ingest_hour
+from dataloop.ingest.hour import arrival_hours, ingest_hour, upload_days
 from dataloop.lake import open_store
 
 
@@ -37,9 +37,8 @@ def ingest(paths: list[Path], lake: str | None, workdir: Path, i: int) -> float:
     store = open_store(f"{lake.rstrip('/')}/{fresh}" if lake else str(workdir / fresh))
     for p in paths:
         upload_drive(store, p, vehicle="bench")
-    days = sorted({o.key.split("/")[1][5:] for o in store.list("raw/")})
     start = time.perf_counter()
-    for hour in arrival_hours(store, days):
+    for hour in arrival_hours(store, upload_days(store)):
         report = ingest_hour(store, hour)
         assert all(d["status"] == "ingested" for d in report.drives if not d.get("skipped"))
     return time.perf_counter() - start

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dataloop.fleet import contract
 from dataloop.fleet.logwriter import DriveLogWriter
-from dataloop.ingest.hour import HourReport, arrival_hours, ingest_hour
+from dataloop.ingest.hour import HourReport, arrival_hours, ingest_hour, upload_days
 from dataloop.lake.hashing import sha256_file
 from dataloop.lake.keys import RawKeys
 from dataloop.lake.manifest import UploadManifest
@@ -45,11 +45,6 @@ def commit_raw(
     )
     store.put(keys.manifest, manifest.to_json())
     return keys
-
-
-def upload_days(store: ObjectStore) -> list[str]:
-    """Every upload day under raw/ (a test may run across midnight)."""
-    return sorted({o.key.split("/")[1][5:] for o in store.list("raw/")})
 
 
 def ingest_everything(store: ObjectStore) -> dict[str, HourReport]:

@@ -7,7 +7,7 @@ import dagster as dg
 from dataloop.defs.ingest.assets import decoded_drives, raw_drive_logs
 from dataloop.defs.resources import LakeResource
 from dataloop.fleet.uploader import upload_drive
-from dataloop.ingest.hour import arrival_hours
+from dataloop.ingest.hour import arrival_hours, upload_days
 from tests.helpers import commit_raw
 
 
@@ -17,8 +17,7 @@ def test_materialize_ingest_partition(store, make_log, tmp_path):
     garbage = tmp_path / "g.mcap"
     garbage.write_bytes(b"not an mcap file at all" * 100)
     commit_raw(store, garbage, vehicle="veh-3", drive="g")
-    days = sorted({o.key.split("/")[1][5:] for o in store.list("raw/")})
-    hours = arrival_hours(store, days)
+    hours = arrival_hours(store, upload_days(store))
     with dg.instance_for_test() as instance:
         results = []
         for hour in hours:

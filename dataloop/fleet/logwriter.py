@@ -3,7 +3,6 @@ summary section, so a log opens in Foxglove as is."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,7 +172,3 @@ class DriveLogWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def now_ns() -> int:
-    return time.time_ns()

@@ -7,17 +7,16 @@ per-drive record (``ingest/drives/...``) is the one pointer that changes.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
 from dataloop.ingest.decode import DECODER_VERSION, DecodedLog, DecodeError, decode_log
-from dataloop.ingest.tables import schema_fingerprint, to_parquet
+from dataloop.ingest.tables import put_table
 from dataloop.lake import keys as K
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.manifest import InvalidManifest, UploadManifest
 from dataloop.lake.pointers import read_json, write_json
-from dataloop.lake.store import ObjectExists, ObjectInfo, ObjectStore
+from dataloop.lake.store import ObjectInfo, ObjectStore
 
 INGESTED, RECOVERED, QUARANTINED = "ingested", "recovered", "quarantined"
 USABLE = (INGESTED, RECOVERED)
@@ -79,20 +78,10 @@ def _identity_problem(log: DecodedLog, upload: UploadManifest) -> str | None:
 
 
 def _write_tables(store: ObjectStore, log: DecodedLog, upload: UploadManifest) -> dict:
-    written = {}
-    for name, table in log.tables.items():
-        data, sha = to_parquet(table)
-        key = K.table_key(name, upload.vehicle, upload.drive, sha)
-        with contextlib.suppress(ObjectExists):  # same name, same hash: same bytes
-            store.put(key, data)
-        written[name] = {
-            "key": key,
-            "rows": table.num_rows,
-            "sha256": sha,
-            "bytes": len(data),
-            "schema": schema_fingerprint(table.schema),
-        }
-    return written
+    return {
+        name: put_table(store, name, upload.vehicle, upload.drive, table)
+        for name, table in log.tables.items()
+    }
 
 
 def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dict[str, Any]:

@@ -33,6 +33,11 @@ def manifests_in_hour(store: ObjectStore, hour: str) -> Iterator[ObjectInfo]:
                 yield info
 
 
+def upload_days(store: ObjectStore) -> list[str]:
+    """Every upload day (``YYYY-MM-DD``) under raw/: for backfills and tests, not the sensor."""
+    return sorted({o.key.split("/")[1].removeprefix("date=") for o in store.list(f"{K.RAW}/")})
+
+
 def arrival_hours(store: ObjectStore, days: list[str]) -> list[str]:
     """The arrival hours of every manifest under the given upload days (``YYYY-MM-DD``)."""
     return sorted(

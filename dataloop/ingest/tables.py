@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataloop.lake.hashing import sha256_bytes
+from dataloop.lake.keys import table_key
+from dataloop.lake.store import ObjectExists, ObjectStore
 
 T = pa.timestamp("ns", tz="UTC")
 _ID_COLUMNS = [("vehicle_id", pa.string()), ("drive_id", pa.string()), ("t", T)]
@@ -80,3 +83,24 @@ def schema_fingerprint(schema: pa.Schema) -> str:
     """A short hash of column names and types: a table whose fingerprint differs from the
     contract's has drifted."""
     return sha256_bytes(",".join(f"{f.name}:{f.type}" for f in schema).encode())[:16]
+
+
+def put_table(store: ObjectStore, name: str, vehicle: str, drive: str, table: pa.Table) -> dict:
+    """Write one drive's table to the lake, content-addressed (a re-run finds the same key);
+    returns where it went and what it holds."""
+    data, sha = to_parquet(table)
+    key = table_key(name, vehicle, drive, sha)
+    with contextlib.suppress(ObjectExists):  # same name, same hash: same bytes
+        store.put(key, data)
+    return {
+        "key": key,
+        "rows": table.num_rows,
+        "sha256": sha,
+        "bytes": len(data),
+        "schema": schema_fingerprint(table.schema),
+    }
+
+
+def read_table(store: ObjectStore, key: str) -> pa.Table:
+    """One Parquet object of the lake."""
+    return pq.read_table(io.BytesIO(store.get(key)))

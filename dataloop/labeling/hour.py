@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from mcap.reader import make_reader
 
 from dataloop.fleet.contract import GROUND_TRUTH_OBJECTS
-from dataloop.ingest.tables import to_parquet
+from dataloop.ingest.tables import put_table, read_table
 from dataloop.labeling.offboard import Params, label_drive
 from dataloop.labeling.score import score
 from dataloop.lake import keys as K
@@ -26,10 +26,6 @@ METRICS = ("position_rmse_m", "id_switches_per_100_tracks", "false_positive_rate
 
 def labels_record_key(vehicle: str, drive: str) -> str:
     return f"labeling/drives/vehicle={vehicle}/{drive}.json"
-
-
-def _table(store: ObjectStore, key: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(store.get(key)))
 
 
 def ground_truth(store: ObjectStore, log_key: str) -> pa.Table | None:
@@ -58,14 +54,11 @@ def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, 
             continue
         drive_record = read_json(store, K.drive_record_key(vehicle, drive))
         tables = drive_record["tables"]
-        objects = _table(store, tables["objects"]["key"])
+        objects = read_table(store, tables["objects"]["key"])
         labels = label_drive(
-            objects, _table(store, tables["vehicle_state"]["key"]), params, vehicle, drive
+            objects, read_table(store, tables["vehicle_state"]["key"]), params, vehicle, drive
         )
-        data, sha = to_parquet(labels)
-        labels_key = K.table_key("labels", vehicle, drive, sha)
-        if not store.exists(labels_key):
-            store.put(labels_key, data)
+        labels_key = put_table(store, "labels", vehicle, drive, labels)["key"]
         record: dict[str, Any] = {
             "vehicle": vehicle,
             "drive": drive,

@@ -8,18 +8,15 @@ table and in its labelling record (the drive's lineage).
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dataloop.fleet.simulator.camera import Camera
-from dataloop.ingest.tables import to_parquet
+from dataloop.ingest.tables import put_table, read_table
 from dataloop.labeling.hour import labels_record_key
-from dataloop.lake import keys as K
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
@@ -28,10 +25,6 @@ from dataloop.quality.compliance import compliance_key
 CATEGORIES = ["car", "truck", "pedestrian", "cyclist", "motorcycle", "unknown"]
 FRONT_CAMERA = Camera()
 """The simulated fleet's front camera; a real fleet's calibration would come with its logs."""
-
-
-def _table(store: ObjectStore, key: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(store.get(key)))
 
 
 def _box(row: dict, camera: Camera) -> list[float] | None:
@@ -65,11 +58,11 @@ def export_coco(
         compliance = read_json(store, compliance_key(vehicle, drive))
         if not record or not compliance or compliance.get("excluded"):
             continue
-        labels = _table(store, record["labels"])
+        labels = read_table(store, record["labels"])
         low = labels.filter(pc.less(labels.column("confidence"), below))
         if low.num_rows == 0:
             continue
-        index = _table(store, compliance["frame_index"]).to_pylist()
+        index = read_table(store, compliance["frame_index"]).to_pylist()
         frames = {row["t"]: row for row in index}
         pack = store.get(compliance["frame_pack"])
         image_ids: dict[Any, int] = {}
@@ -126,7 +119,7 @@ def import_reviewed(store: ObjectStore, coco: dict[str, Any]) -> list[dict[str, 
     changes = []
     for vehicle, drive in sorted({(v, d) for v, d, _ in votes}):
         record = read_json(store, labels_record_key(vehicle, drive))
-        labels = _table(store, record["labels"])
+        labels = read_table(store, record["labels"])
         columns = {name: labels.column(name).to_pylist() for name in labels.schema.names}
         keep = [True] * labels.num_rows
         drive_changes = []
@@ -153,10 +146,7 @@ def import_reviewed(store: ObjectStore, coco: dict[str, Any]) -> list[dict[str, 
                 }
             )
         table = pa.Table.from_pydict(columns, schema=labels.schema).filter(pa.array(keep))
-        data, sha = to_parquet(table)
-        key = K.table_key("labels", vehicle, drive, sha)
-        if not store.exists(key):
-            store.put(key, data)
+        key = put_table(store, "labels", vehicle, drive, table)["key"]
         write_json(
             store,
             labels_record_key(vehicle, drive),

@@ -90,9 +90,14 @@ def drive_record_key(vehicle: str, drive: str) -> str:
     return f"{INGEST}/drives/vehicle={vehicle}/{drive}.json"
 
 
+def hour_slug(hour: str) -> str:
+    """An hourly partition key (``YYYY-MM-DD-HH:00``) as a key segment (``YYYY-MM-DD-HH00``)."""
+    return hour.replace(":", "")
+
+
 def hour_record_key(hour: str) -> str:
-    """The per-hour ingest index (hour as a partition key, ``YYYY-MM-DD-HH:00``)."""
-    return f"{INGEST}/hours/{hour.replace(':', '')}.json"
+    """The per-hour ingest index."""
+    return f"{INGEST}/hours/{hour_slug(hour)}.json"
 
 
 def table_key(table: str, vehicle: str, drive: str, sha256: str) -> str:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import tempfile
 from collections import Counter
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from mcap.reader import make_reader
 
 from dataloop.fleet import contract
-from dataloop.ingest.tables import T, to_parquet
+from dataloop.ingest.tables import T, put_table, read_table
 from dataloop.lake import keys as K
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
@@ -43,11 +41,6 @@ FRAME_INDEX = pa.schema(
 
 def compliance_key(vehicle: str, drive: str) -> str:
     return f"{COMPLIANCE}/drives/vehicle={vehicle}/{drive}.json"
-
-
-def _put_once(store: ObjectStore, key: str, data: bytes) -> None:
-    with contextlib.suppress(ObjectExists):  # content-addressed: the same bytes are there
-        store.put(key, data)
 
 
 def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> dict[str, Any]:
@@ -85,9 +78,8 @@ def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> d
         if not store.exists(pack_key):
             with contextlib.suppress(ObjectExists):
                 store.put_stream(pack_key, pack)
-    data, sha = to_parquet(pa.Table.from_pydict(rows, schema=FRAME_INDEX))
-    index_key = K.table_key("frames_anonymised", vehicle, drive, sha)
-    _put_once(store, index_key, data)
+    index = pa.Table.from_pydict(rows, schema=FRAME_INDEX)
+    index_key = put_table(store, "frames_anonymised", vehicle, drive, index)["key"]
     return {
         "frames": len(rows["t"]),
         "faces_blurred": counts["face"],
@@ -106,7 +98,7 @@ def make_compliant(
     done = read_json(store, key)
     if done and done["version"] == version and done["manifest_key"] == record["manifest_key"]:
         return {**done, "skipped": True}
-    gnss = pq.read_table(io.BytesIO(store.get(record["tables"]["gnss"]["key"])))
+    gnss = read_table(store, record["tables"]["gnss"]["key"])
     lat, lon, fence = apply_geofence(
         gnss.column("latitude").to_numpy(), gnss.column("longitude").to_numpy(), zones
     )
@@ -127,20 +119,20 @@ def make_compliant(
         public = gnss.set_column(
             gnss.schema.get_field_index("latitude"), "latitude", pa.array(lat)
         ).set_column(gnss.schema.get_field_index("longitude"), "longitude", pa.array(lon))
-        data, sha = to_parquet(public)
-        result["gnss_public"] = K.table_key("gnss_public", record["vehicle"], record["drive"], sha)
-        _put_once(store, result["gnss_public"], data)
+        result["gnss_public"] = put_table(
+            store, "gnss_public", record["vehicle"], record["drive"], public
+        )["key"]
         result.update(_anonymise_frames(store, record, detector))
     write_json(store, key, result)
     return result
 
 
 def approved_key(hour: str) -> str:
-    return f"quality/approved/{hour.replace(':', '')}.json"
+    return f"quality/approved/{K.hour_slug(hour)}.json"
 
 
 def compliant_hour_key(hour: str) -> str:
-    return f"{COMPLIANCE}/hours/{hour.replace(':', '')}.json"
+    return f"{COMPLIANCE}/hours/{K.hour_slug(hour)}.json"
 
 
 def comply_hour(

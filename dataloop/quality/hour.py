@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dataloop.ingest.drive import USABLE
-from dataloop.ingest.tables import SCHEMAS, schema_fingerprint
+from dataloop.ingest.tables import SCHEMAS, read_table, schema_fingerprint
 from dataloop.lake import keys as K
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json, write_json
@@ -30,7 +28,7 @@ def verdict_key(vehicle: str, drive: str) -> str:
 
 
 def hour_verdicts_key(hour: str) -> str:
-    return f"{QUALITY}/hours/{hour.replace(':', '')}.json"
+    return f"{QUALITY}/hours/{K.hour_slug(hour)}.json"
 
 
 @dataclass
@@ -66,7 +64,7 @@ def _load(store: ObjectStore, records: list[dict]) -> dict[str, pa.Table]:
     tables: dict[str, list[pa.Table]] = defaultdict(list)
     for record in records:
         for name, info in record["tables"].items():
-            t = pq.read_table(io.BytesIO(store.get(info["key"])))
+            t = read_table(store, info["key"])
             tables[name].append(t.append_column("row", pa.array(range(t.num_rows), pa.int64())))
     return {
         name: pa.concat_tables(tables[name])

@@ -242,8 +242,7 @@ def simulate_drive(
             t_ns = start_ns + int(round(t * NS))
             east, north, heading = world.ego_pose()
             lat, lon = local_to_latlon(east, north, config.origin)
-            _, _, width = world.lane_offset()
-            lateral = world.lane_offset()[0]
+            lateral, _, width = world.lane_offset()
             lane_lines = (
                 [lateral + width * (i - 1.5) for i in range(4)]
                 if road == "highway"

@@ -23,6 +23,12 @@ EXPECTED_ASSETS = {
     "compliant_drives": {"group": "quality", "partitioned": True, "deps": ["approved_drives"]},
     "retention_sweep": {"group": "quality", "partitioned": False, "deps": []},
     "offboard_labels": {"group": "labeling", "partitioned": True, "deps": ["compliant_drives"]},
+    "scenario_index": {
+        "group": "curation",
+        "partitioned": True,
+        "deps": ["compliant_drives", "offboard_labels"],
+    },
+    "training_dataset": {"group": "curation", "partitioned": False, "deps": ["scenario_index"]},
 }
 
 
@@ -32,7 +38,7 @@ def test_definitions_load_and_every_job_resolves():
     for job in repo.get_all_jobs():
         assert job.name
     assert defs.resolve_job_def("ingest_job").partitions_def is not None
-    assert {s.name for s in repo.sensor_defs} == {"raw_upload_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {"raw_upload_sensor", "curation_sensor"}
     assert "lake" in repo.get_top_level_resources()
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"hour_fit_for_use"}

@@ -64,6 +64,7 @@ def _metadata(report: HourReport) -> dict[str, dg.MetadataValue]:
     code_version=f"decoder-{DECODER_VERSION}.contract-{CONTRACT_VERSION}",
     kinds={"python", "parquet"},
     tags={"dataloop/stage": "ingest"},
+    pool="decode",  # dataloop/infra/pools.py: limits across all runs
 )
 def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every drive that arrived in this hour, decoded into Parquet tables in the lake (frames
@@ -87,7 +88,8 @@ def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
 ingest_job = dg.define_asset_job(
     "ingest_job",
     # The arrival hour's whole path: decode, check, approve (the blocking check gates it).
-    selection=dg.AssetSelection.assets(decoded_drives).downstream(),
+    selection=dg.AssetSelection.assets(decoded_drives).downstream()
+    & dg.AssetSelection.groups("ingest", "quality", "labeling"),
     tags={"dataloop/stage": "ingest"},
     # One step that parallelises inside: a subprocess per step would cost more than the work.
     executor_def=dg.in_process_executor,

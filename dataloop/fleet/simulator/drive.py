@@ -35,6 +35,7 @@ from dataloop.fleet.simulator.traffic import (
     World,
     time_to_collision,
 )
+from dataloop.fleet.simulator.witness import Witness
 
 GROUND_TRUTH = "dataloop.ground_truth"
 """MCAP metadata record with what the simulator injected, for scoring later stages."""
@@ -130,6 +131,21 @@ def _yaw_rate(world: World) -> float:
     return -world.ego.speed * math.sin(beta) / (world.ego.LENGTH / 2)
 
 
+def _lane_changed(before: tuple, after: tuple) -> bool:
+    """A lane change is a move to another lane of the same road segment (a new segment at a
+    junction is not one)."""
+    return before[:2] == after[:2] and before[2] != after[2]
+
+
+def _turn_signal(world: World) -> str:
+    """The indicator the driver sets while changing lanes (highway-env numbers lanes from the
+    left)."""
+    lane, target = world.ego.lane_index, world.ego.target_lane_index
+    if target is None or lane[:2] != target[:2] or lane[2] == target[2]:
+        return "off"
+    return "right" if target[2] > lane[2] else "left"
+
+
 def _yield_to_pedestrians(objects: list[dict], speed: float, accel: float) -> float:
     for o in objects:
         if o["object_class"] == "pedestrian" and 0 < o["x"] < 60 and abs(o["y"]) < 4.0:
@@ -178,6 +194,8 @@ def simulate_drive(
     injected: list[dict] = []
     ground_truth: list[dict] = []
     near_misses: list[dict] = []
+    lane_changes: list[dict] = []
+    witness = Witness()
     history: deque = deque(maxlen=HISTORY)
     state = {"accel": 0.0, "objects": [], "ttc": math.inf, "takeover": False}
 
@@ -260,7 +278,11 @@ def simulate_drive(
             logged_at = sensors.objects(t_ns, state["perceived"])
             ground_truth.extend({**o, "t": logged_at, "frame": k} for o in truth_objects)
             n_disengagements = len(safety.events)
+            lane_before = world.ego.lane_index
             world.step()
+            witness.observe(world)
+            if _lane_changed(lane_before, world.ego.lane_index):
+                lane_changes.append({"t": round(t, 2), "to_lane": world.ego.lane_index[2]})
             if len(safety.events) > n_disengagements:
                 ev = safety.events[-1]
                 sensors.event(t_ns, "disengagement", f"{ev['reason']} ttc={ev['ttc']}")
@@ -274,6 +296,7 @@ def simulate_drive(
                 accel,
                 _yaw_rate(world),
                 -float(world.ego.action.get("steering", 0.0)),
+                _turn_signal(world),
             )
             if accel < -4.0 and (not sensors.last_hard_brake or t - sensors.last_hard_brake > 3):
                 sensors.last_hard_brake = t
@@ -289,6 +312,8 @@ def simulate_drive(
             "corner_cases": injected,
             "near_misses": near_misses,
             "disengagements": safety.events,
+            "lane_changes": lane_changes,
+            "witnessed": witness.events,
             "faults": fault_plan.applied,
             "crashed": bool(world.ego.crashed),
         }

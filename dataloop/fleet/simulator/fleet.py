@@ -121,6 +121,7 @@ def _record(report: VehicleReport, result: DriveResult) -> None:
             "conditions": result.condition,
             "km": round(result.km, 3),
             "seconds": (result.end_ns - result.start_ns) / NS,
+            "start_ns": result.start_ns,
             "disengagements": result.disengagements,
             "corner_cases": sum(c["applied"] for c in truth["corner_cases"]),
             "faults": len(truth["faults"]),

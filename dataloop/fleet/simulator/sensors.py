@@ -160,7 +160,14 @@ class Sensors:
         self.log.event(self.stamp(t_ns), kind, detail)
 
     def high_rate(
-        self, t_ns: int, v0: float, v1: float, accel: float, yaw_rate: float, steering: float
+        self,
+        t_ns: int,
+        v0: float,
+        v1: float,
+        accel: float,
+        yaw_rate: float,
+        steering: float,
+        turn_signal: str = "off",
     ) -> None:
         """IMU at 100 Hz and CAN vehicle state at 50 Hz over one simulation step."""
         rng = self.rng
@@ -190,5 +197,5 @@ class Sensors:
                 accelerator=float(np.clip(accel / 3.0, 0, 1)),
                 brake=float(np.clip(-accel / 8.0, 0, 1)),
                 yaw_rate_radps=yaw_rate,
-                turn_signal="off",
+                turn_signal=turn_signal,
             )

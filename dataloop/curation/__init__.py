@@ -1,0 +1,1 @@
+"""Curation: scenario mining, versioned datasets, and the clip contract they share."""

@@ -1,0 +1,267 @@
+"""Scenario mining: the SQL files of ``assets/scenarios/`` run by DuckDB over one arrival
+day's compliant drives; every hit becomes a clip of the day's scenario index.
+
+Each query sees these views and returns ``vehicle_id, drive_id, start_t, end_t, severity,
+tags``, one row per hit; hits of one scenario on one drive that overlap merge into one clip.
+
+- ``tracks``: objects around the ego, one row per track and time. Offboard labels where the
+  drive has them (consistent ids, smoothed), else the car's own object list.
+- ``vehicle_state``, ``events``: the drive's own tables.
+- ``drives``: one row per drive with ``road``, ``conditions``, ``start_t``, ``end_t``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataloop.curation.clips import CLIP_SCHEMA, clip_id
+from dataloop.ingest.tables import SCHEMAS, read_table, to_parquet
+from dataloop.labeling.hour import labels_record_key
+from dataloop.labeling.offboard import LABEL_SCHEMA
+from dataloop.lake import keys as K
+from dataloop.lake.hashing import sha256_json
+from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake.query import register_table
+from dataloop.lake.store import ObjectExists, ObjectStore
+from dataloop.quality.compliance import compliance_key, compliant_hour_key
+from dataloop.quality.suites import rules_dir
+
+INDEX = "curation/scenarios"
+_TRACK_COLUMNS = "vehicle_id, drive_id, t, {id} AS track_id, object_class, x, y, vx, vy, " + (
+    "length, width, heading"
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    sql: str
+
+
+def load_scenarios(folder: Path | None = None) -> list[Scenario]:
+    """Every ``*.sql`` of the scenario library, by name."""
+    folder = folder or rules_dir() / "scenarios"
+    return [Scenario(p.stem, p.read_text()) for p in sorted(folder.glob("*.sql"))]
+
+
+def library_version(scenarios: list[Scenario]) -> str:
+    """Changes whenever a query is edited, added or removed: mined days become stale."""
+    return sha256_json([[s.name, s.sql] for s in scenarios])[:16]
+
+
+def day_hours(day: str) -> list[str]:
+    return [f"{day}-{h:02d}:00" for h in range(24)]
+
+
+def drive_version(compliance: dict[str, Any]) -> str:
+    """The exact state of a drive that curation used: its compliance record (upload,
+    anonymiser and geofence versions, derived frames) hashed."""
+    return sha256_json(compliance)[:16]
+
+
+def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
+    """The drives that arrived on ``day`` and may be curated: approved by the quality
+    checks and made compliant (anonymised, geofenced). Forgotten drives are gone."""
+    drives = []
+    for hour in day_hours(day):
+        for entry in (read_json(store, compliant_hour_key(hour)) or {"drives": []})["drives"]:
+            vehicle, drive = entry["vehicle"], entry["drive"]
+            record = read_json(store, K.drive_record_key(vehicle, drive))
+            compliance = read_json(store, compliance_key(vehicle, drive))
+            if record is None or compliance is None:
+                continue
+            labels = read_json(store, labels_record_key(vehicle, drive))
+            drives.append(
+                {
+                    "vehicle_id": vehicle,
+                    "drive_id": drive,
+                    "drive_version": drive_version(compliance),
+                    "road": record.get("log_metadata", {}).get("road", "unknown"),
+                    "conditions": record.get("log_metadata", {}).get("conditions", "unknown"),
+                    "tables": {n: t["key"] for n, t in record["tables"].items()},
+                    "labels": labels["labels"] if labels else None,
+                }
+            )
+    return drives
+
+
+def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the views the scenario queries read."""
+    con = duckdb.connect()
+    for name in ("vehicle_state", "events", "objects"):
+        register_table(con, store, name, [d["tables"][name] for d in drives], SCHEMAS[name])
+    register_table(con, store, "labels", [d["labels"] for d in drives if d["labels"]], LABEL_SCHEMA)
+    labelled = pa.table(
+        {
+            "vehicle_id": [d["vehicle_id"] for d in drives if d["labels"]],
+            "drive_id": [d["drive_id"] for d in drives if d["labels"]],
+        },
+        schema=pa.schema([("vehicle_id", pa.string()), ("drive_id", pa.string())]),
+    )
+    con.register("labelled", labelled)
+    con.sql(
+        f"""CREATE VIEW tracks AS
+        SELECT {_TRACK_COLUMNS.format(id="track_id")} FROM labels
+        UNION ALL
+        SELECT {_TRACK_COLUMNS.format(id="object_id")} FROM objects o
+        WHERE NOT EXISTS (SELECT 1 FROM labelled l
+                          WHERE l.vehicle_id = o.vehicle_id AND l.drive_id = o.drive_id)"""
+    )
+    meta = pa.table(
+        {
+            c: [d[c] for d in drives]
+            for c in ("vehicle_id", "drive_id", "drive_version", "road", "conditions")
+        },
+        schema=pa.schema(
+            [(c, pa.string()) for c in ("vehicle_id", "drive_id", "drive_version")]
+            + [("road", pa.string()), ("conditions", pa.string())]
+        ),
+    )
+    con.register("drive_meta", meta)
+    con.sql(
+        """CREATE VIEW drives AS
+        SELECT m.*, s.start_t, s.end_t FROM drive_meta m JOIN (
+            SELECT vehicle_id, drive_id, min(t) AS start_t, max(t) AS end_t
+            FROM vehicle_state GROUP BY ALL
+        ) s USING (vehicle_id, drive_id)"""
+    )
+    return con
+
+
+def _merge(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Overlapping hits of one scenario on one drive become one clip: the union of their
+    spans, the highest severity, every tag."""
+    merged: list[dict[str, Any]] = []
+    for h in sorted(hits, key=lambda h: (h["vehicle_id"], h["drive_id"], h["start_t"])):
+        last = merged[-1] if merged else None
+        if (
+            last
+            and (last["vehicle_id"], last["drive_id"]) == (h["vehicle_id"], h["drive_id"])
+            and h["start_t"] <= last["end_t"]
+        ):
+            last["end_t"] = max(last["end_t"], h["end_t"])
+            last["severity"] = max(last["severity"], h["severity"])
+            last["tags"] |= set(h["tags"])
+        else:
+            merged.append({**h, "tags": set(h["tags"])})
+    return merged
+
+
+def mine(
+    con: duckdb.DuckDBPyConnection, scenarios: list[Scenario], day: str
+) -> tuple[pa.Table, dict[str, int]]:
+    """Run every scenario over the connected drives: the clips, and hit counts per scenario."""
+    meta = {
+        (r[0], r[1]): r[2:]
+        for r in con.sql(
+            "SELECT vehicle_id, drive_id, drive_version, road, conditions, start_t, end_t "
+            "FROM drives"
+        ).fetchall()
+    }
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for scenario in scenarios:
+        hits = con.sql(scenario.sql).to_arrow_table().to_pylist()
+        clips = _merge([h for h in hits if (h["vehicle_id"], h["drive_id"]) in meta])
+        counts[scenario.name] = len(clips)
+        for c in clips:
+            version, road, conditions, start, end = meta[(c["vehicle_id"], c["drive_id"])]
+            c["start_t"], c["end_t"] = max(c["start_t"], start), min(c["end_t"], end)
+            start_ns = int(pa.scalar(c["start_t"], CLIP_SCHEMA.field("start_t").type).value)
+            rows.append(
+                {
+                    "clip_id": clip_id(c["vehicle_id"], c["drive_id"], scenario.name, start_ns),
+                    "vehicle_id": c["vehicle_id"],
+                    "drive_id": c["drive_id"],
+                    "drive_version": version,
+                    "scenario": scenario.name,
+                    "start_t": c["start_t"],
+                    "end_t": c["end_t"],
+                    "severity": round(float(c["severity"]), 4),
+                    "tags": sorted(str(t) for t in c["tags"]),
+                    "road": road,
+                    "conditions": conditions,
+                    "day": day,
+                }
+            )
+    table = pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
+    order = pc.sort_indices(
+        table,
+        [
+            ("vehicle_id", "ascending"),
+            ("drive_id", "ascending"),
+            ("start_t", "ascending"),
+            ("scenario", "ascending"),
+        ],
+    )
+    return table.take(order), counts
+
+
+def day_index_key(day: str) -> str:
+    return f"{INDEX}/date={day}.json"
+
+
+def day_state(store: ObjectStore, day: str) -> str | None:
+    """A hash of what mining ``day`` reads (its compliant drives and their labels); ``None``
+    when the day has no compliant drives yet."""
+    hours = [read_json(store, compliant_hour_key(h)) for h in day_hours(day)]
+    if not any(hours):
+        return None
+    labels = [
+        (read_json(store, labels_record_key(e["vehicle"], e["drive"])) or {}).get("labels")
+        for h in hours
+        if h
+        for e in h["drives"]
+    ]
+    return sha256_json([hours, labels])[:16]
+
+
+def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[str, Any]:
+    """Mine one arrival day into an immutable clip table and point the day's index at it."""
+    state = day_state(store, day)
+    drives = day_drives(store, day)
+    clips, counts = mine(connect(store, drives), scenarios, day)
+    data, sha = to_parquet(clips)
+    key = f"{INDEX}/date={day}/{sha[:32]}.parquet"
+    with contextlib.suppress(ObjectExists):
+        store.put(key, data)
+    record = {
+        "day": day,
+        "state": state,
+        "clips_key": key,
+        "clips": clips.num_rows,
+        "drives": len(drives),
+        "per_scenario": counts,
+        "library_version": library_version(scenarios),
+        "drive_versions": sorted(
+            [d["vehicle_id"], d["drive_id"], d["drive_version"]] for d in drives
+        ),
+    }
+    write_json(store, day_index_key(day), record)
+    return record
+
+
+def index_days(store: ObjectStore) -> list[str]:
+    """Every arrival day that has a scenario index."""
+    return sorted(
+        info.key.removeprefix(f"{INDEX}/date=").removesuffix(".json")
+        for info in store.list(f"{INDEX}/date=")
+        if info.key.endswith(".json")
+    )
+
+
+def read_scenario_index(store: ObjectStore, days: list[str] | None = None) -> pa.Table:
+    """The clips of ``days`` (default: every mined day)."""
+    tables = [CLIP_SCHEMA.empty_table()]
+    for day in days if days is not None else index_days(store):
+        record = read_json(store, day_index_key(day))
+        if record:
+            tables.append(read_table(store, record["clips_key"]))
+    return pa.concat_tables(tables)

@@ -1,0 +1,116 @@
+"""Curation: the daily scenario index and the versioned training dataset."""
+
+import dagster as dg
+
+from dataloop.curation import datasets as D
+from dataloop.curation.scenarios import library_version, load_scenarios, mine_day
+from dataloop.defs.curation.partitions import arrival_days
+from dataloop.defs.labeling.assets import offboard_labels
+from dataloop.defs.quality.compliance import compliant_drives
+from dataloop.defs.resources import LakeResource
+from dataloop.lake.hashing import sha256_json
+
+SCENARIOS = load_scenarios()
+POLICY = D.load_policy()
+
+
+def _table(rows: list[dict], columns: dict[str, str]) -> dg.MetadataValue:
+    return dg.MetadataValue.table(
+        [dg.TableRecord({c: r.get(c) for c in columns}) for r in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, t) for c, t in columns.items()]),
+    )
+
+
+@dg.asset(
+    partitions_def=arrival_days,
+    deps=[compliant_drives, offboard_labels],
+    group_name="curation",
+    # Editing a query of assets/scenarios/ marks every mined day stale: backfill to re-mine.
+    code_version=f"scenarios-1.library-{library_version(SCENARIOS)}",
+    kinds={"duckdb", "parquet"},
+    tags={"dataloop/stage": "curation"},
+    pool="duckdb",
+)
+def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Every clip the scenario library finds in the day's approved, anonymised drives:
+    drive, start, end, tags, severity (offboard labels where a drive has them)."""
+    record = mine_day(lake.store(), context.partition_key, SCENARIOS)
+    rows = [{"scenario": s, "clips": n} for s, n in sorted(record["per_scenario"].items())]
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(record["clips_key"].rsplit("/", 1)[-1][:32]),
+        metadata={
+            "clips": dg.MetadataValue.int(record["clips"]),
+            "drives": dg.MetadataValue.int(record["drives"]),
+            "per_scenario": _table(rows, {"scenario": "string", "clips": "int"}),
+            "index": dg.MetadataValue.path(record["clips_key"]),
+        },
+    )
+
+
+@dg.asset(
+    deps=[scenario_index],
+    group_name="curation",
+    code_version=f"dataset-1.policy-{POLICY.version}",
+    kinds={"parquet"},
+    tags={"dataloop/stage": "curation"},
+)
+def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The training dataset, versioned: the curation policy (assets/curation/training.yaml)
+    over every mined day, written as an immutable manifest. The data version is the
+    manifest's content hash; ``seq`` numbers the versions."""
+    from dataloop.curation.scenarios import index_days, read_scenario_index
+
+    store = lake.store()
+    days = index_days(store)
+    clips, dropped = D.eligible(store, read_scenario_index(store, days))
+    manifest, report = D.curate(clips, POLICY)
+    record = D.publish(
+        store,
+        POLICY.name,
+        manifest,
+        {
+            "policy": POLICY.raw,
+            "policy_version": POLICY.version,
+            "scenario_days": days,
+            "report": report,
+            "dagster_run_id": context.run.run_id,
+        },
+    )
+    mix = [
+        {
+            "scenario": s,
+            "found": report["found"][s],
+            "after_dedup": report["after_dedup"][s],
+            "kept": report["kept"][s],
+            "share": POLICY.mix[s],
+        }
+        for s in POLICY.mix
+    ]
+    md = (
+        f"**{record['name']}:{record['seq']}** `{record['version']}` — {record['clips']} clips "
+        f"from {report['drives']} drives; splits "
+        + ", ".join(f"{k} {v}" for k, v in report["splits"].items())
+        + (f"; uncovered: {', '.join(report['uncovered'])}" if report["uncovered"] else "")
+    )
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(record["version"]),
+        metadata={
+            "seq": dg.MetadataValue.int(record["seq"]),
+            "summary": dg.MetadataValue.md(md),
+            "manifest": dg.MetadataValue.path(record["manifest_key"]),
+            "clips": dg.MetadataValue.int(record["clips"]),
+            "not_eligible": dg.MetadataValue.int(dropped),
+            "mix": _table(
+                mix,
+                {
+                    "scenario": "string",
+                    "found": "int",
+                    "after_dedup": "int",
+                    "kept": "int",
+                    "share": "float",
+                },
+            ),
+            "splits": dg.MetadataValue.json(report["splits"]),
+            "inputs": dg.MetadataValue.text(sha256_json(days)[:16]),
+        },
+    )

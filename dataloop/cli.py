@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dataloop.search.cli import add_search_parser  # search (#5)
+
 out = Console()
 err = Console(stderr=True)
 
@@ -381,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("drives", help="every drive: stage reached, verdict, reasons")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_drives)
+    add_search_parser(sub)
     return p
 
 

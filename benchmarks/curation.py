@@ -1,0 +1,139 @@
+"""Curation benchmarks, each against a baseline measured in the same run.
+
+    python benchmarks/curation.py [--vectors 1000000] [--dim 384] [--queries 200]
+
+Search: top-10 latency of one query at a time (as ``dataloop search`` asks) over
+``--vectors`` unit vectors, brute force (faiss ``IndexFlatIP``) against the approximate index
+the search uses above its threshold (``IndexIVFFlat``), with the index's recall@10 against
+brute force and its build time. The vectors are synthetic: clusters of unit vectors (as
+embeddings of similar scenes are; uniform noise has no neighbours worth finding), and the
+queries are held-out points of the same clusters, not copies of indexed ones.
+Encoders: frames/s and descriptions/s of the default image and text encoders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from dataloop.search import vectors as V
+
+
+def clustered_unit_vectors(
+    n: int, dim: int, clusters: int = 4096, spread: float = 0.6, seed: int = 0
+) -> np.ndarray:
+    """``n`` unit vectors around ``clusters`` random centres, built in blocks (little memory)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    for i in range(0, n, 100_000):
+        m = min(100_000, n - i)
+        block = centres[rng.integers(0, clusters, m)]
+        block += spread * rng.normal(size=(m, dim)).astype(np.float32)
+        out[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def _latencies(index, vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[list, list]:
+    times, found = [], []
+    for q in queries:
+        start = time.perf_counter()
+        _, ids = V.top_k(index, vectors, q, k)
+        times.append(time.perf_counter() - start)
+        found.append(set(ids.tolist()))
+    return times, found
+
+
+def search_benchmark(
+    n_vectors: int = 1_000_000, dim: int = 384, n_queries: int = 200, k: int = 10
+) -> dict[str, float]:
+    """Brute force against the approximate index over ``n_vectors``: latency, recall@k."""
+    start = time.perf_counter()
+    points = clustered_unit_vectors(n_vectors + n_queries, dim)
+    vectors, queries = points[:n_vectors], points[n_vectors:]  # held out: unseen scenes
+    made = time.perf_counter() - start
+
+    start = time.perf_counter()
+    flat = V.flat_index(vectors)
+    flat_build = time.perf_counter() - start
+    start = time.perf_counter()
+    ivf = V.ivf_index(vectors)
+    ivf_build = time.perf_counter() - start
+
+    _latencies(flat, vectors, queries[:5], k)  # warm up
+    _latencies(ivf, vectors, queries[:5], k)
+    flat_t, exact = _latencies(flat, vectors, queries, k)
+    ivf_t, approx = _latencies(ivf, vectors, queries, k)
+    recall = float(np.mean([len(a & e) / k for a, e in zip(approx, exact, strict=True)]))
+    result = {
+        "vectors": n_vectors,
+        "dim": dim,
+        "flat_ms": 1000 * statistics.median(flat_t),
+        "ivf_ms": 1000 * statistics.median(ivf_t),
+        "flat_p95_ms": 1000 * float(np.percentile(flat_t, 95)),
+        "ivf_p95_ms": 1000 * float(np.percentile(ivf_t, 95)),
+        "recall_at_10": recall,
+        "flat_build_s": flat_build,
+        "ivf_build_s": ivf_build,
+        "nlist": ivf.nlist,
+        "nprobe": ivf.nprobe,
+    }
+    print(f"search: {n_vectors:,} x {dim} clustered unit vectors (made in {made:.1f} s)")
+    print(
+        f"  brute force (IndexFlatIP): {result['flat_ms']:8.2f} ms/query median, "
+        f"{result['flat_p95_ms']:.2f} p95; built in {flat_build:.1f} s"
+    )
+    print(
+        f"  IVF (nlist {ivf.nlist}, nprobe {ivf.nprobe}): {result['ivf_ms']:8.2f} ms/query "
+        f"median, {result['ivf_p95_ms']:.2f} p95; trained and filled in {ivf_build:.1f} s"
+    )
+    print(
+        f"  ratio brute force / IVF: {result['flat_ms'] / result['ivf_ms']:.1f}x faster; "
+        f"IVF recall@{k} vs brute force {recall:.3f}"
+    )
+    return result
+
+
+def encoder_benchmark(n_images: int = 256, n_texts: int = 512) -> dict[str, float]:
+    """Frames/s of the image encoder and descriptions/s of the text encoder (after loading)."""
+    from dataloop.search.encoders import image_encoder, text_encoder, torch_threads
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (192, 320, 3), dtype=np.uint8) for _ in range(n_images)]
+    texts = [
+        f"night at an intersection; a pedestrian crosses; {i % 9} cars nearby"
+        for i in range(n_texts)
+    ]
+    start = time.perf_counter()
+    image, text = image_encoder(), text_encoder()
+    load = time.perf_counter() - start
+    image.encode(frames[:16]), text.encode(texts[:16])  # warm up
+    start = time.perf_counter()
+    image.encode(frames)
+    fps = n_images / (time.perf_counter() - start)
+    start = time.perf_counter()
+    text.encode(texts)
+    tps = n_texts / (time.perf_counter() - start)
+    print(f"encoders ({torch_threads()} torch thread(s)), loaded in {load:.1f} s:")
+    print(f"  {image.name}: {fps:8.1f} frames/s (320x192 camera frames)")
+    print(f"  {text.name}: {tps:8.1f} descriptions/s")
+    return {"frames_per_s": fps, "descriptions_per_s": tps, "load_s": load}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--vectors", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--skip-encoders", action="store_true")
+    args = ap.parse_args()
+    search_benchmark(args.vectors, args.dim, args.queries)
+    if not args.skip_encoders:
+        encoder_benchmark()
+
+
+if __name__ == "__main__":
+    main()

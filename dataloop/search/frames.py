@@ -1,0 +1,97 @@
+"""Anonymised camera frames of compliant drives, read by ranges from their frame packs.
+
+Search only ever shows these frames: the raw ones never leave ``raw/``.
+"""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from dataloop.ingest.tables import read_table
+from dataloop.lake.pointers import read_json
+from dataloop.lake.store import ObjectStore
+from dataloop.quality.compliance import compliance_key, compliant_hour_key
+
+NS = 1_000_000_000
+
+
+def day_hours(day: str) -> list[str]:
+    """The 24 arrival-hour partition keys of a UTC day."""
+    return [f"{day}-{h:02d}:00" for h in range(24)]
+
+
+def compliant_drives_of_day(store: ObjectStore, day: str) -> list[dict]:
+    """Every drive made compliant in an arrival hour of ``day`` ({vehicle, drive, frame_pack,
+    frame_index, ...}), in a stable order."""
+    drives: dict[tuple[str, str], dict] = {}
+    for hour in day_hours(day):
+        for d in (read_json(store, compliant_hour_key(hour)) or {}).get("drives", []):
+            if d.get("frame_pack") and d.get("frame_index"):
+                drives[(d["vehicle"], d["drive"])] = d
+    return [drives[k] for k in sorted(drives)]
+
+
+@dataclass
+class FramePack:
+    """One drive's anonymised JPEGs: a pack object and its index (time, offset, length)."""
+
+    vehicle: str
+    drive: str
+    key: str
+    t: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+
+    def nearest(self, t_ns: int) -> int:
+        """Index of the frame closest in time to ``t_ns``."""
+        i = int(np.searchsorted(self.t, t_ns))
+        if i == 0:
+            return 0
+        if i == len(self.t):
+            return i - 1
+        return i if self.t[i] - t_ns < t_ns - self.t[i - 1] else i - 1
+
+    def every(self, seconds: float) -> np.ndarray:
+        """Indices of one frame every ``seconds`` (the first frame at or after each step)."""
+        if not len(self.t):
+            return np.zeros(0, np.int64)
+        steps = np.arange(self.t[0], self.t[-1] + 1, int(seconds * NS))
+        return np.unique(np.minimum(np.searchsorted(self.t, steps), len(self.t) - 1))
+
+    def read(self, store: ObjectStore, indices: list[int] | np.ndarray) -> list[bytes]:
+        """The JPEGs at ``indices`` (ranged reads, a few at once: one request each on S3)."""
+
+        def one(i: int) -> bytes:
+            return store.get_range(self.key, int(self.offset[i]), int(self.length[i]))
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, [int(i) for i in indices]))
+
+
+def open_pack(store: ObjectStore, vehicle: str, drive: str, entry: dict | None = None) -> FramePack:
+    """The frame pack of a compliant drive. ``entry`` (a compliant-hour row, or the drive's
+    compliance record) saves a read; raises LookupError when the drive has no anonymised frames."""
+    entry = entry or read_json(store, compliance_key(vehicle, drive)) or {}
+    if not entry.get("frame_pack") or not entry.get("frame_index"):
+        raise LookupError(f"{vehicle}/{drive} has no anonymised frames (not compliant)")
+    index = read_table(store, entry["frame_index"]).sort_by("t")
+    return FramePack(
+        vehicle,
+        drive,
+        entry["frame_pack"],
+        index.column("t").cast("int64").to_numpy(),
+        index.column("offset").to_numpy(),
+        index.column("length").to_numpy(),
+    )
+
+
+def decode_rgb(jpeg: bytes) -> np.ndarray:
+    """A JPEG (or any image file's bytes) as an RGB uint8 array."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as img:
+        return np.asarray(img.convert("RGB"))

@@ -63,6 +63,7 @@ def _metadata(q: HourQuality) -> dict[str, dg.MetadataValue]:
     code_version=f"quality-{RUNNER_VERSION}.suites-{SUITES.version}",
     kinds={"python", "duckdb"},
     tags={"dataloop/stage": "quality"},
+    pool="quality",
 )
 def drive_verdicts(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every drive of the hour checked against the quality suites (assets/quality): a verdict

@@ -26,6 +26,7 @@ RULES_HASH = rules_hash(_RULES / "geofence.yaml")
     code_version=f"compliance-{COMPLIANCE_VERSION}.{ANONYMISER}.geofence-{RULES_HASH}",
     kinds={"python", "opencv"},
     tags={"dataloop/stage": "quality"},
+    pool="anonymise",
 )
 def compliant_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The approved drives with faces and licence plates blurred in every frame and GNSS

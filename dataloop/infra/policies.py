@@ -1,0 +1,176 @@
+"""The lake bucket's rules as plain documents: zones with their lifecycle, the bucket policy and
+one policy per vehicle. Pure functions: ``bootstrap`` applies them, tests evaluate them, and on
+AWS the same JSON documents become IAM policies.
+
+S3 versioning is a property of the whole bucket, not of a prefix. The raw zone needs it (an
+overwritten or deleted upload stays recoverable for ``RAW_RECOVERY_DAYS``), so the bucket is
+versioned and every other zone's lifecycle rule expires noncurrent versions after a day: only
+``raw/`` (and ``releases/``) keep history. A zone missing from ``ZONES`` keeps noncurrent
+versions forever, so a stage that adds a top-level prefix adds its zone here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dataloop.lake.keys import validate_id
+from dataloop.quality.retention import load_retention
+from dataloop.quality.suites import rules_dir
+
+RAW_RECOVERY_DAYS = 30  # a deleted/overwritten upload is recoverable this long (and no longer)
+RELEASE_HISTORY_DAYS = 90  # replaced release metadata stays recoverable for audits
+DAGSTER_LOG_DAYS = 30
+POINTER_ZONES = ("ingest/", "quality/", "compliance/", "labeling/", "curation/")
+
+_RAW_DAY = "date=????-??-??"  # exactly one date segment: '*' would also match '.../vehicle=x/...'
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A top-level part of the lake and how long S3 keeps what is in it."""
+
+    name: str
+    prefixes: tuple[str, ...]
+    expire_days: int | None  # current objects (assets/quality/retention.yaml); None: kept
+    noncurrent_days: int  # versions that were overwritten or deleted
+    abort_multipart_days: int | None = None  # unfinished uploads
+
+
+def zones(retention_file: Path | None = None) -> list[Zone]:
+    """Every zone of the lake: retention days from retention.yaml, plus the index pointers
+    (never expired) and the release zone (kept; its history for audits)."""
+    retention = load_retention(retention_file or rules_dir() / "quality" / "retention.yaml")
+    out = []
+    for name, zone in retention.items():
+        raw = name == "raw"
+        out.append(
+            Zone(
+                name,
+                tuple(zone["prefixes"]),
+                int(zone["days"]),
+                RAW_RECOVERY_DAYS if raw else 1,
+                # vehicles resume an interrupted upload the next day at the latest
+                7 if raw else 1,
+            )
+        )
+    out.append(Zone("pointers", POINTER_ZONES, None, 1))
+    out.append(Zone("releases", ("releases/",), None, RELEASE_HISTORY_DAYS, 1))
+    # Dagster's step logs on Kubernetes (S3ComputeLogManager, infra/helm/values.yaml)
+    out.append(Zone("dagster", ("dagster/",), DAGSTER_LOG_DAYS, 1, 1))
+    seen = [p for z in out for p in z.prefixes]
+    if len(seen) != len(set(seen)):
+        raise ValueError(f"a prefix is in two zones: {sorted(seen)}")
+    return out
+
+
+def lifecycle_rules(lake_prefix: str, zone_list: list[Zone]) -> list[dict[str, Any]]:
+    """One lifecycle rule per zone prefix, as S3 names the fields (prefixes never overlap,
+    so no two rules compete for an object)."""
+    rules = []
+    for zone in zone_list:
+        for prefix in zone.prefixes:
+            rule: dict[str, Any] = {
+                "ID": f"{zone.name}-{prefix.strip('/')}",
+                "Prefix": lake_prefix + prefix,
+                "NoncurrentDays": zone.noncurrent_days,
+            }
+            if zone.expire_days is not None:
+                rule["ExpirationDays"] = zone.expire_days
+            if zone.abort_multipart_days is not None:
+                rule["AbortIncompleteMultipartUploadDays"] = zone.abort_multipart_days
+            rules.append(rule)
+    return rules
+
+
+def _object_arn(bucket: str, pattern: str) -> str:
+    return f"arn:aws:s3:::{bucket}/{pattern}"
+
+
+def bucket_policy(bucket: str, lake_prefix: str, *, require_tls: bool) -> dict[str, Any]:
+    """Rules for every principal. Raw uploads' versions are never deleted by a request, only
+    by lifecycle after RAW_RECOVERY_DAYS: a stolen key can hide an upload (delete marker) but
+    not destroy it, and a deletion request is complete within those days. On MinIO, bucket
+    policies govern anonymous requests; identities are limited by their IAM policies."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "RawVersionsExpireOnlyByLifecycle",
+            "Effect": "Deny",
+            "Principal": {"AWS": ["*"]},
+            "Action": ["s3:DeleteObjectVersion"],
+            "Resource": [_object_arn(bucket, f"{lake_prefix}raw/*")],
+        }
+    ]
+    if require_tls:
+        statements.append(
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": {"AWS": ["*"]},
+                "Action": ["s3:*"],
+                "Resource": [f"arn:aws:s3:::{bucket}", _object_arn(bucket, "*")],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def vehicle_policy(bucket: str, lake_prefix: str, vehicle: str) -> dict[str, Any]:
+    """What one vehicle's identity may do: upload into its own raw and telemetry prefixes
+    (single PUT and multipart), read back its own uploads (the uploader HEADs its keys to skip
+    a committed drive and to resume), list in-progress multipart uploads (S3 cannot narrow
+    that listing by prefix; it shows upload keys, never data) and read the release zone.
+    Everything else is denied by default."""
+    validate_id(vehicle, "vehicle")
+    own_raw = _object_arn(bucket, f"{lake_prefix}raw/{_RAW_DAY}/vehicle={vehicle}/*")
+    own_telemetry = _object_arn(bucket, f"{lake_prefix}telemetry/{_RAW_DAY}/vehicle={vehicle}/*")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "UploadOwnDrives",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:PutObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                "Resource": [own_raw, own_telemetry],
+            },
+            {
+                "Sid": "ReadOwnUploads",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [own_raw],
+            },
+            {
+                "Sid": "ResumeUploads",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucketMultipartUploads"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+            {
+                "Sid": "ReadReleases",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [_object_arn(bucket, f"{lake_prefix}releases/*")],
+            },
+            {
+                "Sid": "ListReleases",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": [f"{lake_prefix}releases/*"]}},
+            },
+        ],
+    }
+
+
+def vehicle_user(vehicle: str) -> str:
+    """The access key (MinIO user, IAM user name) of a vehicle's upload identity."""
+    return f"vehicle-{validate_id(vehicle, 'vehicle')}"
+
+
+def vehicle_policy_name(vehicle: str) -> str:
+    return f"dataloop-{vehicle_user(vehicle)}"

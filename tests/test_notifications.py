@@ -1,0 +1,65 @@
+"""Bucket notifications as the sensor's source at fleet scale: a real S3 server (moto) sends
+its ObjectCreated events to a real SQS queue, subscribed by `dataloop infra bootstrap
+--notify-queue`, and they name exactly the manifests, arrival hours and run keys that listing
+the recent prefixes finds."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import boto3
+import pytest
+
+from dataloop.fleet.uploader import upload_drive
+from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
+from dataloop.ingest.notifications import SqsUploadQueue, manifests_from_events
+from dataloop.lake.s3 import S3Store
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("DATALOOP_TEST_S3_ENDPOINT")),
+    reason="MinIO announces to NATS/AMQP/Kafka targets configured on its server, not to SQS",
+)
+def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
+    s3_endpoint, s3_lake, make_log, capsys
+):
+    from dataloop.cli import main
+
+    sqs = boto3.client("sqs", endpoint_url=s3_endpoint, region_name="us-east-1")
+    url = sqs.create_queue(QueueName=f"uploads-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    args = ["infra", "bootstrap", "--lake", s3_lake, "--endpoint", s3_endpoint]
+    assert main([*args, "--notify-queue", arn, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notifications"] == arn
+
+    store = S3Store.from_url(s3_lake)
+    uploads = [
+        upload_drive(store, make_log(vehicle="veh-1", drive="n1"), vehicle="veh-1"),
+        upload_drive(store, make_log(vehicle="veh-2", drive="n2", seed=1), vehicle="veh-2"),
+    ]
+    store.put("telemetry/date=2026-05-01/vehicle=veh-1/t.json", b"{}")  # not a manifest
+    queue = SqsUploadQueue(url, client=sqs)
+    bodies, handles = queue.receive()
+    # The server filtered by prefix and suffix: one event per manifest, none per log (and
+    # S3's s3:TestEvent when the subscription was made, which carries no records).
+    events = [json.loads(b) for b in bodies]
+    assert len([e for e in events if "Records" in e]) == len(uploads)
+
+    announced = manifests_from_events(store, bodies, store.prefix)
+    listed, _ = find_new_manifests(store, ArrivalCursor())
+    assert [o.key for o in announced] == sorted(u.manifest_key for u in uploads)
+    assert [(o.key, o.last_modified) for o in announced] == [
+        (o.key, o.last_modified) for o in listed
+    ]
+    assert plan_hour_runs(announced) == plan_hour_runs(listed)
+
+    queue.acknowledge(handles)
+    assert queue.receive() == ([], [])
+    # A redelivered message plans the same run (same key: Dagster dedupes it).
+    assert plan_hour_runs(manifests_from_events(store, bodies, store.prefix)) == plan_hour_runs(
+        listed
+    )

@@ -405,6 +405,10 @@ CHART_KEYS: dict[str, set[str]] = {
     },
     "dagsterDaemon.runCoordinator": {"enabled", "type", "config"},
     "dagsterDaemon.runCoordinator.config": {"queuedRunCoordinator", "customRunCoordinator"},
+    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator": {
+        "maxConcurrentRuns", "tagConcurrencyLimits", "dequeueIntervalSeconds",
+        "dequeueUseThreads", "dequeueNumWorkers", "blockOpConcurrencyLimitedRuns",
+    },
     "computeLogManager": {"type", "config"},
     "computeLogManager.config": {"s3ComputeLogManager", "gcsComputeLogManager"},
     "computeLogManager.config.s3ComputeLogManager": {
@@ -482,7 +486,8 @@ def test_helm_values_make_a_valid_instance_and_run_launcher(tmp_path, monkeypatc
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
             "class": "QueuedRunCoordinator",
-            "config": _snake(queued),
+            # as the chart's _run-coordinator.tpl renders it: -1 when no maximum is given
+            "config": {"max_concurrent_runs": -1, **_snake(queued)},
         },
         "run_monitoring": _snake(daemon["runMonitoring"]),
         "run_retries": _snake(daemon["runRetries"]),
@@ -494,7 +499,11 @@ def test_helm_values_make_a_valid_instance_and_run_launcher(tmp_path, monkeypatc
     config = _instance_config(tmp_path, yaml.safe_dump(instance))
     dagster_yaml = yaml.safe_load((INFRA / "dagster.yaml").read_text())
     assert pg["postgresqlScheme"] == dagster_yaml["storage"]["postgres"]["postgres_db"]["scheme"]
-    assert set(config["concurrency"]) == set(dagster_yaml["concurrency"])
+    # The same run limits as compose's instance, sized up.
+    helm_limits = {(t["key"], str(t.get("value"))) for t in queued["tagConcurrencyLimits"]}
+    yaml_limits = dagster_yaml["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert helm_limits == {(t["key"], str(t.get("value"))) for t in yaml_limits}
+    assert "concurrency" not in config  # would conflict with the rendered run coordinator
 
     launcher = _snake(values["runLauncher"]["config"]["k8sRunLauncher"])
     launcher["env_secrets"] = [s["name"] for s in launcher["env_secrets"]]

@@ -1,6 +1,12 @@
 """Curation benchmarks, each against a baseline measured in the same run.
 
-    python benchmarks/curation.py [--vectors 1000000] [--dim 384] [--queries 200]
+    python benchmarks/curation.py [--drive-hours 100] [--vectors 1000000] [--dim 384]
+
+Mining: the whole scenario library over ``--drive-hours`` of drive tables (simulated drives,
+decoded, then replicated under new vehicle ids until they add up), against one plain DuckDB
+scan of the same tables (a sum over every row of ``tracks`` and ``vehicle_state``) in the
+same run. Tracks are the car's own object lists here (no labelling), which is what the
+queries read for a drive without offboard labels.
 
 Search: top-10 latency of one query at a time (as ``dataloop search`` asks) over
 ``--vectors`` unit vectors, brute force (faiss ``IndexFlatIP``) against the approximate index
@@ -123,13 +129,87 @@ def encoder_benchmark(n_images: int = 256, n_texts: int = 512) -> dict[str, floa
     return {"frames_per_s": fps, "descriptions_per_s": tps, "load_s": load}
 
 
+def mining_benchmark(drive_hours: float = 100.0, seed: int = 7) -> dict:
+    """Drive-hours mined per second, and mining time over a plain scan of the same tables."""
+    import tempfile
+    from dataclasses import replace
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from dataloop.curation.scenarios import connect, load_scenarios, mine
+    from dataloop.fleet.simulator.config import SimConfig
+    from dataloop.fleet.simulator.fleet import simulate_fleet
+    from dataloop.ingest.decode import decode_log
+    from dataloop.ingest.tables import put_table
+    from dataloop.lake.local import LocalStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = simulate_fleet(
+            vehicles=2,
+            minutes=3.0,
+            seed=seed,
+            out=Path(tmp) / "logs",
+            start=datetime(2026, 11, 25, 8, tzinfo=UTC),
+            config=replace(SimConfig().without_faults(), camera_size=(64, 48)),
+        )
+        sources = []
+        for r in reports:
+            for d in r.drives:
+                with open(d["path"], "rb") as f:
+                    sources.append((d, decode_log(f, vehicle=r.vehicle, drive=d["drive"]).tables))
+        seconds = sum(d["seconds"] for d, _ in sources)
+        copies = int(drive_hours * 3600 / seconds) + 1
+        store = LocalStore(Path(tmp) / "lake")
+        drives = []
+        for i in range(copies):
+            for j, (d, tables) in enumerate(sources):
+                vehicle, drive = f"bench-{i:05d}", f"drive-{j:03d}"
+                keys = {}
+                for name in ("vehicle_state", "events", "objects"):
+                    t = tables[name]
+                    t = t.set_column(0, "vehicle_id", pa.array([vehicle] * t.num_rows))
+                    t = t.set_column(1, "drive_id", pa.array([drive] * t.num_rows))
+                    keys[name] = put_table(store, name, vehicle, drive, t)["key"]
+                drives.append(
+                    {
+                        "vehicle_id": vehicle,
+                        "drive_id": drive,
+                        "drive_version": "bench",
+                        "road": d["road"],
+                        "conditions": d["conditions"],
+                        "tables": keys,
+                        "labels": None,
+                    }
+                )
+        hours = copies * seconds / 3600
+        con = connect(store, drives)
+        start = time.perf_counter()
+        rows = con.sql("SELECT count(*), sum(x + y + vx + vy) FROM tracks").fetchone()[0]
+        rows += con.sql(
+            "SELECT count(*), sum(speed_mps + yaw_rate_radps) FROM vehicle_state"
+        ).fetchone()[0]
+        scan = time.perf_counter() - start
+        start = time.perf_counter()
+        clips, counts = mine(con, load_scenarios(), "2026-11-25")
+        mining = time.perf_counter() - start
+    print(f"mining: {hours:.1f} drive-hours, {len(drives)} drives, {rows / 1e6:.1f} M rows")
+    print(f"  plain scan {scan:6.2f} s   mining {mining:6.2f} s   ratio {mining / scan:5.1f}x")
+    print(f"  {hours / mining:.1f} drive-hours mined per second; {clips.num_rows} clips")
+    print("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return {"drive_hours": hours, "scan_s": scan, "mining_s": mining, "clips": clips.num_rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--drive-hours", type=float, default=100.0)
     ap.add_argument("--vectors", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--skip-encoders", action="store_true")
     args = ap.parse_args()
+    mining_benchmark(args.drive_hours)
     search_benchmark(args.vectors, args.dim, args.queries)
     if not args.skip_encoders:
         encoder_benchmark()

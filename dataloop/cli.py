@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dataloop.curation.cli import add_curation_parsers
 from dataloop.infra.cli import add_infra_parser
 from dataloop.search.cli import add_search_parser  # search (#5)
 
@@ -385,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_drives)
     add_infra_parser(sub)
+    add_curation_parsers(sub)
     add_search_parser(sub)
     return p
 

@@ -94,3 +94,44 @@ def write_minimal_log(
                 if contract.CAMERA.topic in topics:
                     log.camera(t, b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8 + b"\xff\xd9")
     return path
+
+
+def hourly_assets() -> list:
+    """The hourly path from raw logs to labels, in graph order (the labeling module is
+    reloaded so that it reads its parameters anew). Index 0 is the raw spec and index 3
+    the blocking check: ``materialize_hours`` selects the rest."""
+    import importlib
+
+    import dataloop.defs.labeling.assets as labeling
+    import dataloop.defs.quality.assets as quality
+    import dataloop.defs.quality.compliance as compliance
+    from dataloop.defs.ingest.assets import decoded_drives, raw_drive_logs
+
+    labeling = importlib.reload(labeling)
+    return [
+        raw_drive_logs,
+        decoded_drives,
+        quality.drive_verdicts,
+        quality.hour_fit_for_use,
+        quality.approved_drives,
+        compliance.compliant_drives,
+        labeling.offboard_labels,
+    ]
+
+
+def materialize_hours(store, hours, assets, instance, selection=None):
+    """Materialize ``assets`` for every hour (a local lake); returns the last result."""
+    import dagster as dg
+
+    from dataloop.defs.resources import LakeResource
+
+    for hour in hours:
+        result = dg.materialize(
+            assets,
+            partition_key=hour,
+            instance=instance,
+            resources={"lake": LakeResource(url=str(store.root))},
+            selection=selection or [a for i, a in enumerate(assets) if i not in (0, 3)],
+        )
+        assert result.success
+    return result

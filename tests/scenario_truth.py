@@ -14,6 +14,10 @@ TOLERANCE_S = {"stalled_vehicle": 30.0}
 injected when it starts braking, up to 150 m ahead; the clip is where the ego reaches it."""
 
 
+LOG_AFTER_S = 1.0
+"""A witnessed corner case needs this much log after it to be findable."""
+
+
 def truth_events(reports) -> list[dict]:
     """(vehicle, drive, scenario, t_ns) for everything the simulator saw happen: the corner
     cases it witnessed (injected or not), near misses, disengagements, lane changes, and the
@@ -24,11 +28,13 @@ def truth_events(reports) -> list[dict]:
             truth = json.loads(Path(d["path"]).with_suffix(".truth.json").read_text())
             base = {"vehicle_id": report.vehicle, "drive_id": d["drive"]}
 
-            def add(scenario: str, t: float, base=base, d=d) -> None:
-                events.append({**base, "scenario": scenario, "t_ns": d["start_ns"] + int(t * NS)})
+            def add(scenario: str, t: float, base=base, d=d, findable: bool = True) -> None:
+                t_ns = d["start_ns"] + int(t * NS)
+                events.append({**base, "scenario": scenario, "t_ns": t_ns, "findable": findable})
 
             for c in truth["witnessed"]:
-                add(c["type"], c["t"])
+                # else the log ends (a crash) first: it may still be found, need not be
+                add(c["type"], c["t"], findable=c["t"] <= d["seconds"] - LOG_AFTER_S)
             for name, kind in (
                 ("near_misses", "near_miss"),
                 ("disengagements", "disengagement"),
@@ -50,20 +56,21 @@ def score(clips: pa.Table, events: list[dict], scenario: str) -> dict:
         for c in mine
     ]
     truth = [e for e in events if e["scenario"] == scenario]
+    findable = [e for e in truth if e["findable"]]
 
     def hit(e, span) -> bool:
         v, d, lo, hi = span
         return (e["vehicle_id"], e["drive_id"]) == (v, d) and lo <= e["t_ns"] <= hi
 
-    found = sum(any(hit(e, s) for s in spans) for e in truth)
+    found = sum(any(hit(e, s) for s in spans) for e in findable)
     right = sum(any(hit(e, s) for e in truth) for s in spans)
     return {
         "scenario": scenario,
-        "events": len(truth),
+        "events": len(findable),
         "clips": len(mine),
-        "recall": found / len(truth) if truth else float("nan"),
+        "recall": found / len(findable) if findable else float("nan"),
         "precision": right / len(mine) if mine else float("nan"),
-        "missed": [e for e in truth if not any(hit(e, s) for s in spans)],
+        "missed": [e for e in findable if not any(hit(e, s) for s in spans)],
         "false": [s for s in spans if not any(hit(e, s) for e in truth)],
     }
 

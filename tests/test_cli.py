@@ -47,7 +47,12 @@ def test_upload_tick_drives(env, make_log):
     assert up["status"] == "uploaded"
 
     first = json.loads(run(env, "tick", "--json").stdout)
-    assert [(r["job"], r["status"]) for r in first["runs"]] == [("ingest_job", "SUCCESS")]
+    # ingest, then (the next rounds of the same tick) curation of the day and the dataset
+    assert [(r["job"], r["status"]) for r in first["runs"]] == [
+        ("ingest_job", "SUCCESS"),
+        ("curation_job", "SUCCESS"),
+        ("dataset_job", "SUCCESS"),
+    ]
     assert first["runs"][0]["run_key"].startswith("ingest-")
 
     second = json.loads(run(env, "tick", "--json").stdout)
@@ -63,7 +68,8 @@ def test_upload_tick_drives(env, make_log):
 def test_tick_shares_cursor_and_run_keys_with_the_daemon(env, make_log):
     log = make_log(vehicle="veh-7", drive="d-2")
     run(env, "fleet", "upload", str(log), "--vehicle", "veh-7")
-    assert len(json.loads(run(env, "tick", "--json").stdout)["runs"]) == 1
+    runs = json.loads(run(env, "tick", "--json").stdout)["runs"]
+    assert [r["job"] for r in runs].count("ingest_job") == 1
 
     # The daemon's view: the workspace.yaml location, loaded as `dagster dev` loads it.
     cursor = subprocess.run(

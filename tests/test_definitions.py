@@ -28,6 +28,7 @@ EXPECTED_ASSETS = {
         "partitioned": True,
         "deps": ["compliant_drives", "offboard_labels"],
     },
+    "clip_embeddings": {"group": "curation", "partitioned": True, "deps": ["scenario_index"]},
     "training_dataset": {"group": "curation", "partitioned": False, "deps": ["scenario_index"]},
 }
 

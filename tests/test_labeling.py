@@ -3,7 +3,6 @@ every metric against ground truth, and a parameter change relabels."""
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,48 +11,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dataloop.defs.ingest.assets import decoded_drives, raw_drive_logs
-from dataloop.defs.resources import LakeResource
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
 from dataloop.ingest.hour import arrival_hours
 from dataloop.labeling.hour import METRICS, labels_record_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
-from tests.helpers import upload_days
+from tests.helpers import hourly_assets, materialize_hours, upload_days
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _assets():
-    import dataloop.defs.labeling.assets as labeling
-    import dataloop.defs.quality.assets as quality
-    import dataloop.defs.quality.compliance as compliance
-
-    labeling = importlib.reload(labeling)  # re-reads the labeller's parameters
-    # the spec, the assets and the blocking check (index 3), in graph order
-    return [
-        raw_drive_logs,
-        decoded_drives,
-        quality.drive_verdicts,
-        quality.hour_fit_for_use,
-        quality.approved_drives,
-        compliance.compliant_drives,
-        labeling.offboard_labels,
-    ]
-
-
-def _materialize(store, hours, assets, instance, selection=None):
-    for hour in hours:
-        result = dg.materialize(
-            assets,
-            partition_key=hour,
-            instance=instance,
-            resources={"lake": LakeResource(url=str(store.root))},
-            selection=selection or [a for i, a in enumerate(assets) if i not in (0, 3)],
-        )
-        assert result.success
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +44,7 @@ def labelled(tmp_path_factory):
     )
     hours = arrival_hours(store, upload_days(store))
     instance = dg.DagsterInstance.ephemeral()
-    _materialize(store, hours, _assets(), instance)
+    materialize_hours(store, hours, hourly_assets(), instance)
     return store, reports, hours, instance
 
 
@@ -110,19 +76,17 @@ def test_a_parameter_change_relabels(labelled, tmp_path, monkeypatch):
     params = rules / "labeling" / "offboard.yaml"
     params.write_text(params.read_text().replace("min_frames: 8", "min_frames: 12"))
     monkeypatch.setenv("DATALOOP_RULES", str(rules))
-    assets = _assets()
+    assets = hourly_assets()
     labels = assets[-1]
-    assert (
-        labels.code_versions_by_key[labels.key] != f"offboard-1.params-{before['labeller_version']}"
-    )
-    result = _materialize(store, hours, assets, instance, selection=[labels])
+    assert labels.code_versions_by_key[labels.key] != f"offboard.{before['labeller_version']}"
+    result = materialize_hours(store, hours, assets, instance, selection=[labels])
     after = read_json(store, labels_record_key(vehicle, drive))
     assert after["labeller_version"] != before["labeller_version"]
     assert after["labeller_params"]["ghosts"]["min_frames"] == 12
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["onboard_vs_offboard"].records
     monkeypatch.delenv("DATALOOP_RULES")
-    _assets()
+    hourly_assets()
 
 
 def test_review_export_is_valid_coco_and_an_import_changes_exactly_that_track(labelled, tmp_path):

@@ -1,7 +1,8 @@
--- Lead vehicle braking hard: the vehicle ahead in the ego's lane decelerates at more than
--- 5 m/s^2 (slope of its speed over the last second). Severity: deceleration / 9 m/s^2.
+-- Lead vehicle braking hard: the vehicle ahead in the ego's path (not one crossing it)
+-- decelerates at more than 5 m/s^2 (slope of its speed over the last second).
+-- Severity: deceleration / 9 m/s^2.
 WITH w AS (
-    SELECT vehicle_id, drive_id, track_id, t, x, y,
+    SELECT vehicle_id, drive_id, track_id, t, x, y, vy,
            regr_slope(vx, epoch(t)) OVER past AS ax,
            count(*) OVER past AS n
     FROM tracks
@@ -17,4 +18,4 @@ SELECT vehicle_id, drive_id,
        least(1.0, -ax / 9.0) AS severity,
        ['decel_' || CAST(round(-ax) AS INTEGER) || 'mps2'] AS tags
 FROM w
-WHERE ax < -5.0 AND n >= 6 AND abs(y) < 1.6 AND x BETWEEN 0 AND 60
+WHERE ax < -5.0 AND n >= 6 AND abs(y) < 1.6 AND abs(vy) < 2.0 AND x BETWEEN 0 AND 60

@@ -70,19 +70,20 @@ def split_of(key: str, salt: str, fractions: dict[str, float]) -> str:
     return SPLITS[-1]
 
 
-def _iou(a: dict, b: dict) -> float:
-    inter = min(a["end_t"], b["end_t"]) - max(a["start_t"], b["start_t"])
-    union = max(a["end_t"], b["end_t"]) - min(a["start_t"], b["start_t"])
-    return max(inter.total_seconds(), 0.0) / max(union.total_seconds(), 1e-9)
+def _gap_s(a: dict, b: dict) -> float:
+    """Seconds between two clips' spans (negative when they overlap)."""
+    return (max(a["start_t"], b["start_t"]) - min(a["end_t"], b["end_t"])).total_seconds()
 
 
-def _dedup(clips: list[dict], iou: float, rarity: dict[str, int]) -> list[dict]:
-    by_drive: dict[tuple, list[dict]] = {}
-    for c in sorted(clips, key=lambda c: (-c["severity"], rarity[c["scenario"]], c["clip_id"])):
-        kept = by_drive.setdefault((c["vehicle_id"], c["drive_id"]), [])
-        if all(_iou(c, k) <= iou for k in kept):
-            kept.append(c)
-    return [c for kept in by_drive.values() for c in kept]
+def _dedup(clips: list[dict], gap_s: float) -> list[dict]:
+    """Near-duplicates are clips of one scenario on one drive that come within ``gap_s`` of
+    each other (the same manoeuvre seen twice): the most severe stays."""
+    kept: dict[tuple, list[dict]] = {}
+    for c in sorted(clips, key=lambda c: (-c["severity"], c["clip_id"])):
+        mine = kept.setdefault((c["vehicle_id"], c["drive_id"], c["scenario"]), [])
+        if all(_gap_s(c, k) > gap_s for k in mine):
+            mine.append(c)
+    return [c for group in kept.values() for c in group]
 
 
 def curate(clips: pa.Table, policy: Policy) -> tuple[pa.Table, dict[str, Any]]:
@@ -95,7 +96,7 @@ def curate(clips: pa.Table, policy: Policy) -> tuple[pa.Table, dict[str, Any]]:
         if c["scenario"] in mix and c["severity"] >= policy.raw.get("min_severity", 0.0)
     ]
     found = {s: sum(c["scenario"] == s for c in rows) for s in mix}
-    rows = _dedup(rows, float(policy.raw.get("dedup_iou", 0.5)), found)
+    rows = _dedup(rows, float(policy.raw.get("near_duplicate_gap_s", 5.0)))
     deduped = {s: sum(c["scenario"] == s for c in rows) for s in mix}
     cap = int(policy.raw.get("max_clips_per_category", 10**9))
     kept: list[dict] = []

@@ -7,6 +7,10 @@ tags``, one row per hit; hits of one scenario on one drive that overlap merge in
 - ``tracks``: objects around the ego, one row per track and time. Offboard labels where the
   drive has them (consistent ids, smoothed), else the car's own object list.
 - ``vehicle_state``, ``events``: the drive's own tables.
+- ``ego_pose``: the ego's path dead-reckoned from CAN speed and yaw rate (``x``, ``y`` in m,
+  ``heading`` in rad, from the drive's start): what a query needs to tell an object's own
+  motion from the ego's (in the ego frame, everything moves sideways when the ego changes
+  lanes).
 - ``drives``: one row per drive with ``road``, ``conditions``, ``start_t``, ``end_t``.
 """
 
@@ -37,6 +41,25 @@ INDEX = "curation/scenarios"
 _TRACK_COLUMNS = "vehicle_id, drive_id, t, {id} AS track_id, object_class, x, y, vx, vy, " + (
     "length, width, heading"
 )
+
+
+_EGO_POSE = """CREATE VIEW ego_pose AS
+WITH s AS (
+    SELECT vehicle_id, drive_id, t, speed_mps, yaw_rate_radps, turn_signal,
+           least(greatest(coalesce(epoch(t) - lag(epoch(t)) OVER w, 0), 0), 0.1) AS dt
+    FROM vehicle_state
+    WHERE isfinite(speed_mps) AND isfinite(yaw_rate_radps)
+    WINDOW w AS (PARTITION BY vehicle_id, drive_id ORDER BY t)
+), h AS (
+    SELECT *, sum(yaw_rate_radps * dt) OVER w AS heading
+    FROM s
+    WINDOW w AS (PARTITION BY vehicle_id, drive_id ORDER BY t ROWS UNBOUNDED PRECEDING)
+)
+SELECT vehicle_id, drive_id, t, speed_mps, yaw_rate_radps, turn_signal, heading,
+       sum(speed_mps * cos(heading) * dt) OVER w AS x,
+       sum(speed_mps * sin(heading) * dt) OVER w AS y
+FROM h
+WINDOW w AS (PARTITION BY vehicle_id, drive_id ORDER BY t ROWS UNBOUNDED PRECEDING)"""
 
 
 @dataclass(frozen=True)
@@ -114,6 +137,7 @@ def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPy
         WHERE NOT EXISTS (SELECT 1 FROM labelled l
                           WHERE l.vehicle_id = o.vehicle_id AND l.drive_id = o.drive_id)"""
     )
+    con.sql(_EGO_POSE)
     meta = pa.table(
         {
             c: [d[c] for d in drives]

@@ -4,7 +4,8 @@
    the first one's constant-velocity prediction lands (repairs the tracker's id switches).
 2. Smoothing: a Kalman filter and Rauch-Tung-Striebel smoother per track over a
    constant-velocity model in the ego frame, on the full frame grid, so gaps are filled.
-3. Ghosts: tracks seen in fewer than ``min_frames`` frames are dropped.
+3. Ghosts: tracks seen in fewer than ``min_frames`` frames are dropped, unless the log ends
+   while they are seen (a vehicle that cuts in just before a crash is no ghost).
 4. Confidence per track, from length, coverage and onboard confidence.
 
 Positions are in the ego frame, which moves at the ego speed and turns at its yaw rate (both
@@ -54,9 +55,14 @@ class Params:
         return self.raw[section]
 
 
+REVISION = b"2"
+"""The labeller's own revision: bumped when its code changes what it labels."""
+
+
 def load_params(path: Path) -> Params:
+    """The parameters; their version is the labeller's (revision and parameters hashed)."""
     data = path.read_bytes()
-    return Params(yaml.safe_load(data), sha256_bytes(data)[:12])
+    return Params(yaml.safe_load(data), sha256_bytes(REVISION + b"\0" + data)[:12])
 
 
 def _arrays(objects: pa.Table) -> dict[str, np.ndarray]:
@@ -196,7 +202,9 @@ def label_drive(
     for track_id, parts in sorted(chains.items()):
         idx = np.concatenate(parts)
         idx = idx[np.argsort(a["t"][idx], kind="stable")]
-        if len(idx) < params["ghosts"]["min_frames"]:
+        min_frames = params["ghosts"]["min_frames"]
+        cut_by_log_end = a["t"][idx[-1]] >= frames[-min(min_frames, len(frames))]
+        if len(idx) < min_frames and not cut_by_log_end:
             continue
         grid = frames[(frames >= a["t"][idx[0]]) & (frames <= a["t"][idx[-1]])]
         pos = np.searchsorted(grid, a["t"][idx])

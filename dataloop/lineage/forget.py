@@ -30,6 +30,7 @@ from dataloop.lake.keys import validate_id
 from dataloop.lake.pointers import read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.lineage.graph import forward
+from dataloop.search.index import purge as purge_search
 
 JSON_INDEXES = ("ingest/hours/", "quality/hours/", "quality/approved/", "compliance/hours/")
 """Hour indexes that list drives by id."""
@@ -236,6 +237,7 @@ def forget(
     step("indexes")
     json_rewritten = _rewrite_json_indexes(store, subject)
     parquet_rewritten, index_objects_deleted = _rewrite_parquet_indexes(store, subject)
+    index_objects_deleted += purge_search(store, subject.vehicle, subject.drive)
     step("datasets")
     datasets = _supersede(store, subject, reason)
     step("data")

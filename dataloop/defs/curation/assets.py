@@ -1,4 +1,4 @@
-"""Curation: the daily scenario index and the versioned training dataset."""
+"""Curation: the daily scenario index and search index, and the versioned training dataset."""
 
 import dagster as dg
 
@@ -9,6 +9,7 @@ from dataloop.defs.labeling.assets import offboard_labels
 from dataloop.defs.quality.compliance import compliant_drives
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.hashing import sha256_json
+from dataloop.search.index import index_code_version
 
 SCENARIOS = load_scenarios()
 POLICY = D.load_policy()
@@ -43,6 +44,35 @@ def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
             "drives": dg.MetadataValue.int(record["drives"]),
             "per_scenario": _table(rows, {"scenario": "string", "clips": "int"}),
             "index": dg.MetadataValue.path(record["clips_key"]),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=arrival_days,
+    deps=[scenario_index],
+    group_name="curation",
+    # The describer's, the index's and the image encoder's versions ($DATALOOP_IMAGE_ENCODER).
+    code_version=index_code_version(),
+    kinds={"pytorch", "faiss", "parquet"},
+    tags={"dataloop/stage": "curation"},
+)
+def clip_embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The day's search index: a MiniLM embedding of every clip's scene description and an
+    image embedding of its keyframe and of sampled frames of every compliant drive."""
+    from dataloop.search.index import build_day_index
+
+    record = build_day_index(lake.store(), context.partition_key)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(record["sha256"][:32]),
+        metadata={
+            "clips": dg.MetadataValue.int(record["clips"]),
+            "frames": dg.MetadataValue.int(record["frames"]),
+            "drives": dg.MetadataValue.int(record["drives"]),
+            "clips_not_compliant": dg.MetadataValue.int(record["clips_not_compliant"]),
+            "image_encoder": dg.MetadataValue.text(record["image_encoder"]),
+            "encoded": dg.MetadataValue.json(record["encoded"]),
+            "reused": dg.MetadataValue.bool(record["skipped"]),
         },
     )
 

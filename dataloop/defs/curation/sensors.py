@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dataloop.curation.scenarios import day_index_key, day_state, index_days
-from dataloop.defs.curation.assets import POLICY, scenario_index, training_dataset
+from dataloop.defs.curation.assets import (
+    POLICY,
+    clip_embeddings,
+    scenario_index,
+    training_dataset,
+)
 from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.hashing import sha256_json
@@ -15,11 +20,11 @@ from dataloop.lake.pointers import read_json
 
 curation_job = dg.define_asset_job(
     "curation_job",
-    selection=dg.AssetSelection.assets(scenario_index),
+    selection=dg.AssetSelection.assets(scenario_index, clip_embeddings),
     partitions_def=arrival_days,
     tags={"dataloop/stage": "curation"},
     executor_def=dg.in_process_executor,
-    description="Mine one arrival day's drives for scenarios.",
+    description="Mine one arrival day's drives for scenarios and index them for search.",
 )
 dataset_job = dg.define_asset_job(
     "dataset_job",

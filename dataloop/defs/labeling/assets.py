@@ -18,9 +18,9 @@ _COLUMNS = ["conditions", "drives"] + [f"{s}_{m}" for m in METRICS for s in ("on
     partitions_def=arrival_hours,
     deps=[compliant_drives],
     group_name="labeling",
-    # The labeller's parameters: editing assets/labeling/offboard.yaml marks labelled hours
-    # stale, and a backfill relabels.
-    code_version=f"offboard-1.params-{PARAMS.version}",
+    # The labeller's revision and parameters: editing assets/labeling/offboard.yaml marks
+    # labelled hours stale, and a backfill relabels.
+    code_version=f"offboard.{PARAMS.version}",
     kinds={"python", "parquet"},
     tags={"dataloop/stage": "labeling"},
 )

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataloop.fleet.simulator.traffic import DT, World
 
 CUT_IN_AHEAD_M = 25.0
+EGO_SETTLED_S = 2.0
+"""A cut-in counts when the ego has kept its lane this long: a vehicle moving into the lane
+the ego is leaving (or entering) has not cut in. The ego may swerve afterwards."""
 HARD_BRAKE_MPS2 = -5.0
-STALLED_S = 3.0
+STALLED_S = 2.0
 
 
 class Witness:
@@ -19,6 +22,7 @@ class Witness:
         self._speed: dict[int, float] = {}
         self._stopped_since: dict[int, float] = {}
         self._last: dict[tuple[str, int], float] = {}
+        self._ego_moved = -1e9
 
     def _record(self, kind: str, t: float, object_id: int, every_s: float) -> None:
         last = self._last.get((kind, object_id))
@@ -29,21 +33,22 @@ class Witness:
     def observe(self, world: World) -> None:
         """Call once per step, after the world stepped."""
         ego_lane, t = world.ego.lane_index, world.t
+        if world.ego.target_lane_index != ego_lane:
+            self._ego_moved = t
         for v in world.others:
             oid = world.ids.setdefault(id(v), len(world.ids) + 1)
             x, y, _, _ = world.ego_frame(v.position[0], v.position[1], 0.0, 0.0)
             lane, before = v.lane_index, self._lane.get(oid)
-            same_road = lane[:2] == ego_lane[:2]
-            if (
+            if (  # into the ego's lane from another (or from a merging ramp)
                 before is not None
                 and lane == ego_lane
-                and before[:2] == lane[:2]
-                and before[2] != lane[2]
+                and before != lane
                 and 0.0 < x < CUT_IN_AHEAD_M
+                and t - self._ego_moved > EGO_SETTLED_S
             ):
                 self._record("cut_in", t, oid, 10.0)
             accel = (v.speed - self._speed.get(oid, v.speed)) / DT
-            if lane == ego_lane and 0.0 < x < 60.0 and accel < HARD_BRAKE_MPS2:
+            if abs(y) < 1.6 and 0.0 < x < 60.0 and accel < HARD_BRAKE_MPS2:  # ahead in our path
                 self._record("hard_brake", t, oid, 5.0)
             if v.speed < 0.5:
                 since = self._stopped_since.setdefault(oid, t)
@@ -51,7 +56,6 @@ class Witness:
                     t - since >= STALLED_S
                     and 0.0 < x < 100.0
                     and abs(y) < 5.5
-                    and same_road
                     and world.ego.speed > 2.0
                 ):
                     self._record("stalled_vehicle", t, oid, 30.0)

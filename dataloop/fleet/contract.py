@@ -79,6 +79,17 @@ EVENTS = ChannelSpec(
     "disengagement, hard brake, AEB, manual trigger",
 )
 
-CHANNELS: tuple[ChannelSpec, ...] = (CAMERA, GNSS, IMU, VEHICLE_STATE, OBJECTS, EVENTS)
+LANE = ChannelSpec(
+    "/perception/lane",
+    "dataloop.LaneEstimate",
+    "lanes",
+    10.0,
+    False,
+    "onboard lane perception: lateral offset m of the rear axle from the lane centre (left "
+    "positive), heading error rad (lane heading minus ego heading), lane width m, confidence "
+    "0..1; optional (logs before it still ingest), needed to train driving models",
+)
+
+CHANNELS: tuple[ChannelSpec, ...] = (CAMERA, GNSS, IMU, VEHICLE_STATE, OBJECTS, EVENTS, LANE)
 BY_TOPIC = {c.topic: c for c in CHANNELS}
 KNOWN_SCHEMAS = frozenset(c.schema for c in CHANNELS)

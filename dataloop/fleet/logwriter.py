@@ -149,6 +149,23 @@ class DriveLogWriter:
         msg = schemas.DriveEvent(type=EVENT_TYPES[event_type], detail=detail)
         self.write(contract.EVENTS.topic, t_ns, msg)
 
+    def lane(
+        self,
+        t_ns: int,
+        *,
+        lateral_offset_m: float,
+        heading_error_rad: float,
+        lane_width_m: float,
+        confidence: float,
+    ) -> None:
+        msg = schemas.LaneEstimate(
+            lateral_offset_m=lateral_offset_m,
+            heading_error_rad=heading_error_rad,
+            lane_width_m=lane_width_m,
+            confidence=confidence,
+        )
+        self.write(contract.LANE.topic, t_ns, msg)
+
     @property
     def topics(self) -> list[str]:
         return list(self._channel_ids)

@@ -68,6 +68,12 @@ MESSAGES: dict[str, list[tuple[str, str, str]]] = {
     ],
     "PerceptionObjects": [("objects", "PerceivedObject", "repeated")],
     "DriveEvent": [("type", "EventType", "optional"), ("detail", "string", "optional")],
+    "LaneEstimate": [
+        ("lateral_offset_m", "double", "optional"),
+        ("heading_error_rad", "double", "optional"),
+        ("lane_width_m", "double", "optional"),
+        ("confidence", "double", "optional"),
+    ],
 }
 
 _SCALARS = {"double": _D.TYPE_DOUBLE, "uint32": _D.TYPE_UINT32, "string": _D.TYPE_STRING}
@@ -113,10 +119,19 @@ Imu = _cls("Imu")
 PerceivedObject = _cls("PerceivedObject")
 PerceptionObjects = _cls("PerceptionObjects")
 DriveEvent = _cls("DriveEvent")
+LaneEstimate = _cls("LaneEstimate")
 
 MESSAGE_CLASSES = {
     cls.DESCRIPTOR.full_name: cls
-    for cls in (CompressedImage, LocationFix, VehicleState, Imu, PerceptionObjects, DriveEvent)
+    for cls in (
+        CompressedImage,
+        LocationFix,
+        VehicleState,
+        Imu,
+        PerceptionObjects,
+        DriveEvent,
+        LaneEstimate,
+    )
 }
 """Every schema a drive log may carry, by its full name."""
 

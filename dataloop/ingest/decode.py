@@ -31,7 +31,7 @@ from dataloop.ingest.jpeg import jpeg_header
 from dataloop.ingest.tables import SCHEMAS
 from dataloop.lake.hashing import HashingReader, sha256_bytes
 
-DECODER_VERSION = "2"
+DECODER_VERSION = "3"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded."""
 
 MAX_RECORD_BYTES = 256 * 1024 * 1024
@@ -168,6 +168,12 @@ class _Decoder:
             c["t"].append(t)
             c["type"].append(_name(_EVENTS, msg.type))
             c["detail"].append(msg.detail)
+        elif spec.table == "lanes":
+            c["t"].append(t)
+            c["lateral_offset_m"].append(msg.lateral_offset_m)
+            c["heading_error_rad"].append(msg.heading_error_rad)
+            c["lane_width_m"].append(msg.lane_width_m)
+            c["confidence"].append(msg.confidence)
 
 
 class _LogState:

@@ -65,6 +65,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("confidence", pa.float64()),
         ],
         "events": [("type", pa.string()), ("detail", pa.string())],
+        "lanes": [
+            (f, pa.float64())
+            for f in ("lateral_offset_m", "heading_error_rad", "lane_width_m", "confidence")
+        ],
     }.items()
 }
 

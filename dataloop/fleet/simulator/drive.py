@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,15 +16,8 @@ from dataloop.fleet.logwriter import DriveLogWriter
 from dataloop.fleet.simulator import faults as F
 from dataloop.fleet.simulator.camera import Camera, render_frame
 from dataloop.fleet.simulator.config import CORNER_CASES, SimConfig
-from dataloop.fleet.simulator.policy import (
-    EGO_FEATURES,
-    HISTORY,
-    MAX_OBJECTS,
-    OBJECT_FEATURES,
-    Control,
-    DrivingPolicy,
-    Observation,
-)
+from dataloop.fleet.simulator.features import History, ego_row, object_frame
+from dataloop.fleet.simulator.policy import Control, DrivingPolicy, Observation
 from dataloop.fleet.simulator.scenarios import INJECT
 from dataloop.fleet.simulator.sensors import Sensors
 from dataloop.fleet.simulator.traffic import (
@@ -107,21 +99,22 @@ class SafetyDriver:
         return Control(min(expert.acceleration, brake), expert.steering), True
 
 
-def _observe(history: deque, world: World, objects: list[dict], accel: float, expert: Control):
-    lateral, heading_error, _ = world.lane_offset()
-    ego = [world.ego.speed, accel, _yaw_rate(world), lateral, heading_error]
-    nearest = sorted(objects, key=lambda o: math.hypot(o["x"], o["y"]))[:MAX_OBJECTS]
-    frame = np.zeros((MAX_OBJECTS, len(OBJECT_FEATURES)))
-    for i, o in enumerate(nearest):
-        frame[i] = (1.0, o["x"], o["y"], o["vx"], o["vy"], o["length"], o["width"])
-    history.append((np.array(ego), frame))
-    while len(history) < HISTORY:
-        history.appendleft(history[0])
-    return Observation(
-        ego=np.stack([e for e, _ in history]).reshape(HISTORY, len(EGO_FEATURES)),
-        objects=np.stack([o for _, o in history]),
-        expert=expert,
-    )
+def _observe(
+    history: History,
+    lane: dict,
+    objects: list[dict],
+    speed: float,
+    accel: float,
+    yaw_rate: float,
+    expert: Control,
+) -> Observation:
+    """The observation from what the car perceives now (the logged lane estimate and object
+    list, CAN speed, the last step's acceleration and yaw rate): training rebuilds exactly
+    this from the log (dataloop/training/samples.py)."""
+    ego = ego_row(speed, accel, yaw_rate, lane["lateral_offset_m"], lane["heading_error_rad"])
+    history.append(ego, object_frame(objects))
+    ego_hist, objects_hist = history.latest()
+    return Observation(ego=ego_hist, objects=objects_hist, expert=expert)
 
 
 def _yaw_rate(world: World) -> float:
@@ -196,8 +189,8 @@ def simulate_drive(
     near_misses: list[dict] = []
     lane_changes: list[dict] = []
     witness = Witness()
-    history: deque = deque(maxlen=HISTORY)
-    state = {"accel": 0.0, "objects": [], "ttc": math.inf, "takeover": False}
+    history = History()
+    state = {"accel": 0.0, "yaw_rate": 0.0, "objects": [], "ttc": math.inf, "takeover": False}
 
     def decide(expert_action: dict) -> dict:
         # highway-env steers right-positive; the contract and policies use ISO (left positive)
@@ -205,7 +198,15 @@ def simulate_drive(
             _yield_to_pedestrians(state["objects"], world.ego.speed, expert_action["acceleration"]),
             -float(expert_action["steering"]),
         )
-        obs = _observe(history, world, state["perceived"], state["accel"], expert)
+        obs = _observe(
+            history,
+            state["lane"],
+            state["perceived"],
+            world.ego.speed,
+            state["accel"],
+            state["yaw_rate"],
+            expert,
+        )
         control, takeover = safety.review(
             world.t, state["ttc"], world.ego.on_road, policy.act(obs), expert
         )
@@ -260,7 +261,8 @@ def simulate_drive(
             t_ns = start_ns + int(round(t * NS))
             east, north, heading = world.ego_pose()
             lat, lon = local_to_latlon(east, north, config.origin)
-            lateral, _, width = world.lane_offset()
+            lateral, heading_error, width = world.lane_offset()
+            state["lane"] = sensors.lane(t_ns, lateral, heading_error, width)
             lane_lines = (
                 [lateral + width * (i - 1.5) for i in range(4)]
                 if road == "highway"
@@ -289,6 +291,7 @@ def simulate_drive(
             speed = world.ego.speed
             accel = (speed - prev_speed) / DT
             state["accel"] = accel
+            state["yaw_rate"] = _yaw_rate(world)
             sensors.high_rate(
                 t_ns,
                 prev_speed,

@@ -28,6 +28,8 @@ PERCEPTION_BY_CONDITION = {  # (noise, dropout) multipliers: cameras see less at
     "flooded": (1.3, 1.5),
 }
 GHOSTS_PER_MINUTE = 1.0
+LANE_SIGMA_M = 0.05
+LANE_SIGMA_RAD = 0.004
 
 
 class Sensors:
@@ -122,6 +124,20 @@ class Sensors:
             out.append({k: v for k, v in g.items() if k != "frames_left"})
         self._ghosts = [g for g in self._ghosts if g["frames_left"] > 0]
         return out
+
+    def lane(self, t_ns: int, lateral: float, heading_error: float, width: float) -> dict:
+        """Onboard lane perception, logged at 10 Hz: the estimate the policy acts on (noisier
+        when the camera sees less)."""
+        rng, k = self.rng, self._noise
+        estimate = {
+            "lateral_offset_m": lateral + rng.normal(0, LANE_SIGMA_M * k),
+            "heading_error_rad": heading_error + rng.normal(0, LANE_SIGMA_RAD * k),
+            "lane_width_m": width + rng.normal(0, 2 * LANE_SIGMA_M * k),
+            "confidence": float(np.clip(0.97 - 0.1 * (k - 1) + rng.normal(0, 0.02), 0.3, 0.99)),
+        }
+        if self._on(contract.LANE):
+            self.log.lane(self.stamp(t_ns), **estimate)
+        return estimate
 
     # -- writers --------------------------------------------------------------------------
     def objects(self, t_ns: int, perceived: list[dict]) -> int:

@@ -30,6 +30,7 @@ EXPECTED_ASSETS = {
     },
     "clip_embeddings": {"group": "curation", "partitioned": True, "deps": ["scenario_index"]},
     "training_dataset": {"group": "curation", "partitioned": False, "deps": ["scenario_index"]},
+    "trained_model": {"group": "training", "partitioned": False, "deps": ["training_dataset"]},
 }
 
 
@@ -39,11 +40,15 @@ def test_definitions_load_and_every_job_resolves():
     for job in repo.get_all_jobs():
         assert job.name
     assert defs.resolve_job_def("ingest_job").partitions_def is not None
-    assert {s.name for s in repo.sensor_defs} == {"raw_upload_sensor", "curation_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {
+        "raw_upload_sensor",
+        "curation_sensor",
+        "training_trigger",
+    }
     assert "lake" in repo.get_top_level_resources()
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"hour_fit_for_use"}
-    assert {s.name for s in repo.schedule_defs} == {"daily_retention"}
+    assert {s.name for s in repo.schedule_defs} == {"daily_retention", "training_schedule"}
 
 
 def test_asset_graph_snapshot():

@@ -66,16 +66,16 @@ def _simulate_vehicle(
 ) -> VehicleReport:
     vehicle = vehicle_id(index)
     rng = rng_for(seed, index)
-    policy = load_policy(config.model_version)
-    report = VehicleReport(vehicle, policy.model_version)
-    carry: dict[str, float] = {}
-    t_ns, left, k = start_ns, minutes * 60.0, 0
-    out_dir = Path(out)
     store = None
     if lake:
         from dataloop.lake import open_store
 
         store = open_store(lake)
+    policy = load_policy(config.model_version, store)  # a bundle: from the fleet's lake
+    report = VehicleReport(vehicle, policy.model_version)
+    carry: dict[str, float] = {}
+    t_ns, left, k = start_ns, minutes * 60.0, 0
+    out_dir = Path(out)
     while left > 1.0:
         stamp = datetime.fromtimestamp(t_ns / NS, UTC).strftime("%Y%m%dT%H%M%S")
         drive = f"{stamp}-{k:03d}"

@@ -8,9 +8,12 @@ same interface, loaded from their release bundle by ``load_policy``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dataloop.lake.store import ObjectStore
 
 HISTORY = 10
 """Observation history: the last second at 10 Hz."""
@@ -58,11 +61,13 @@ class BaselineExpert:
         return observation.expert
 
 
-def load_policy(model_version: str) -> DrivingPolicy:
-    """The policy a vehicle runs for ``model_version``."""
+def load_policy(model_version: str, store: ObjectStore | None = None) -> DrivingPolicy:
+    """The policy a vehicle runs for ``model_version``: the baseline driver, or the model
+    bundle of that version in the lake (``store``, default ``$DATALOOP_LAKE``)."""
     if model_version == BASELINE:
         return BaselineExpert()
-    raise LookupError(
-        f"model {model_version!r}: only the baseline driver exists until trained model "
-        "bundles can be loaded (issue #6)"
-    )
+    from dataloop.lake.store import open_store
+    from dataloop.training.bundle import load_bundle
+    from dataloop.training.policy import BundlePolicy
+
+    return BundlePolicy(load_bundle(store or open_store(), model_version))

@@ -1,0 +1,65 @@
+"""Training: the driving model, trained outside the code location through Dagster Pipes."""
+
+import sys
+
+import dagster as dg
+
+from dataloop.curation import datasets as D
+from dataloop.defs.curation.assets import training_dataset
+from dataloop.defs.resources import LakeResource
+from dataloop.lake.pointers import read_json
+from dataloop.training.config import TRIGGER_TAG, code_version, model_config, rules_version
+
+
+class TrainingRunConfig(dg.Config):
+    """Per-run overrides of assets/training/model.yaml (e.g. fewer epochs for a smoke test)."""
+
+    epochs: int | None = None
+
+
+@dg.asset(
+    deps=[training_dataset],
+    group_name="training",
+    # Editing assets/training/*.yaml or the training code marks the model stale.
+    code_version=f"training-{code_version()}.rules-{rules_version()}",
+    kinds={"pytorch"},
+    tags={"dataloop/stage": "training"},
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingRunConfig,
+    lake: LakeResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    """The driving model trained on the latest dataset version, in a separate process
+    (``python -m dataloop.training.train``) that reports epochs, losses and metrics over
+    Pipes and writes the model bundle to the lake. The data version is the bundle hash."""
+    store = lake.store()
+    pointer = read_json(store, D.latest_key(D.load_policy().name))
+    if pointer is None:
+        raise dg.Failure("no training dataset yet: materialize training_dataset first")
+    model = model_config()
+    if config.epochs is not None:
+        model["epochs"] = config.epochs
+    trigger = context.run.tags.get(TRIGGER_TAG, "manual")
+    invocation = pipes_subprocess_client.run(
+        command=[sys.executable, "-m", "dataloop.training.train"],
+        context=context,
+        extras={
+            "lake": lake.url,
+            "dataset_version": pointer["version"],
+            "config": model,
+            "trigger": trigger,
+            "run_id": context.run.run_id,
+        },
+    )
+    result = invocation.get_materialize_result()
+    epochs = invocation.get_custom_messages()
+    return dg.MaterializeResult(
+        data_version=result.data_version,
+        metadata={
+            **(result.metadata or {}),
+            "trigger": dg.MetadataValue.text(trigger),
+            "epochs_reported": dg.MetadataValue.int(len(epochs)),
+        },
+    )

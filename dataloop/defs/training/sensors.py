@@ -1,0 +1,47 @@
+"""When to train: the trigger policy as a sensor (lake state, one run key per dataset version
+and reasons) and a schedule; every run is tagged with why it started."""
+
+import dagster as dg
+
+from dataloop.defs.resources import LakeResource
+from dataloop.defs.training.assets import trained_model
+from dataloop.training.config import TRIGGER_TAG, trigger_policy
+from dataloop.training.trigger import decide
+
+TRIGGER = trigger_policy()
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets(trained_model),
+    tags={"dataloop/stage": "training"},
+    executor_def=dg.in_process_executor,
+    description="Train the driving model on the latest dataset version.",
+)
+
+training_schedule = dg.ScheduleDefinition(
+    name="training_schedule",
+    job=training_job,
+    cron_schedule=TRIGGER["schedule"]["cron"],
+    execution_timezone=TRIGGER["schedule"].get("timezone", "UTC"),
+    tags={TRIGGER_TAG: f"schedule: {TRIGGER['schedule']['cron']}"},
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Retrain on the trigger policy's schedule (assets/training/trigger.yaml).",
+)
+
+
+@dg.sensor(
+    job=training_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Trains when a new dataset version adds enough clips over the current model's "
+    "dataset, or a scenario category grows enough (assets/training/trigger.yaml).",
+)
+def training_trigger(context: dg.SensorEvaluationContext, lake: LakeResource):
+    pointer, reasons = decide(lake.store(), TRIGGER)
+    if not reasons:
+        return dg.SkipReason("the trigger policy does not ask for training")
+    kinds = "+".join(r.split(":", 1)[0] for r in reasons)
+    return dg.RunRequest(
+        run_key=f"train:{pointer['version']}:{kinds}",
+        tags={TRIGGER_TAG: "; ".join(reasons)[:250], "dataloop/dataset": pointer["version"]},
+    )

@@ -1,0 +1,1 @@
+"""Training: samples from curated drive logs, a small driving policy, its model bundle."""

@@ -1,0 +1,114 @@
+"""The driving model: an MLP on the normalised, flattened observation -> (acceleration,
+steering). Training is PyTorch (GPU when present); inference in the car and in simulation is
+plain NumPy over the same weights, so a simulator worker needs no torch."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from dataloop.training.samples import Samples
+
+OUTPUTS = ("acceleration", "steering")
+
+
+def features(ego: np.ndarray, objects: np.ndarray) -> np.ndarray:
+    """(N, HISTORY*5 + HISTORY*MAX_OBJECTS*7): the flattened observation."""
+    n = len(ego)
+    return np.concatenate([ego.reshape(n, -1), objects.reshape(n, -1)], axis=1)
+
+
+def normalisation(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+    """Per-feature mean and std of the training split (std floored: constant features)."""
+    return {
+        "x_mean": x.mean(0).tolist(),
+        "x_std": np.maximum(x.std(0), 1e-3).tolist(),
+        "y_mean": y.mean(0).tolist(),
+        "y_std": np.maximum(y.std(0), 1e-3).tolist(),
+    }
+
+
+def _torch(config: dict):
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(int(config["threads"]))
+    torch.manual_seed(int(config["seed"]))
+    return torch
+
+
+def _net(torch, n_in: int, config: dict):
+    layers, width = [], n_in
+    for h in config["hidden"]:
+        layers += [torch.nn.Linear(width, int(h)), torch.nn.ReLU()]
+        width = int(h)
+    layers.append(torch.nn.Linear(width, len(OUTPUTS)))
+    return torch.nn.Sequential(*layers)
+
+
+def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
+    """Train on the ``train`` split; returns weights (NumPy, by name), normalisation and
+    the loss history. ``on_epoch(epoch, loss)`` reports progress."""
+    torch = _torch(config)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    train = samples.select(samples.split == "train")
+    x = features(train.ego, train.objects)
+    norm = normalisation(x, train.targets)
+    xs = (x - np.array(norm["x_mean"])) / np.array(norm["x_std"])
+    ys = (train.targets - np.array(norm["y_mean"])) / np.array(norm["y_std"])
+    X = torch.tensor(xs, dtype=torch.float32, device=device)
+    Y = torch.tensor(ys, dtype=torch.float32, device=device)
+    W = torch.tensor(train.weights / train.weights.mean(), dtype=torch.float32, device=device)
+    net = _net(torch, X.shape[1], config).to(device)
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=float(config["learning_rate"]), weight_decay=config["weight_decay"]
+    )
+    gen = torch.Generator().manual_seed(int(config["seed"]))
+    batch, losses = int(config["batch_size"]), []
+    for epoch in range(int(config["epochs"])):
+        order = torch.randperm(len(X), generator=gen).to(device)
+        total = 0.0
+        for i in range(0, len(X), batch):
+            b = order[i : i + batch]
+            loss = (W[b] * ((net(X[b]) - Y[b]) ** 2).mean(1)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(b)
+        losses.append(total / len(X))
+        if on_epoch:
+            on_epoch(epoch + 1, losses[-1])
+    weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+    return {"weights": weights, "normalisation": norm, "losses": losses, "device": device}
+
+
+def forward(weights: dict[str, np.ndarray], norm: dict, x: np.ndarray) -> np.ndarray:
+    """Predicted controls for flattened observations ``x`` (NumPy: the inference path)."""
+    h = (x - np.asarray(norm["x_mean"])) / np.asarray(norm["x_std"])
+    layers = sorted({int(k.split(".")[0]) for k in weights})
+    for i, layer in enumerate(layers):
+        h = h @ weights[f"{layer}.weight"].T + weights[f"{layer}.bias"]
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    return h * np.asarray(norm["y_std"]) + np.asarray(norm["y_mean"])
+
+
+def open_loop(
+    weights: dict[str, np.ndarray], norm: dict, samples: Samples, baseline: np.ndarray
+) -> dict[str, float]:
+    """Held-out (val + test) RMSE per output, of the model and of the constant baseline
+    (the mean training control)."""
+    held = samples.select(samples.split != "train")
+    if not len(held):
+        return {"held_out_samples": 0}
+    pred = forward(weights, norm, features(held.ego, held.objects))
+    out: dict[str, float] = {"held_out_samples": len(held)}
+    for j, name in enumerate(OUTPUTS):
+        out[f"rmse_{name}"] = float(np.sqrt(np.mean((pred[:, j] - held.targets[:, j]) ** 2)))
+        out[f"baseline_rmse_{name}"] = float(
+            np.sqrt(np.mean((baseline[j] - held.targets[:, j]) ** 2))
+        )
+    return out

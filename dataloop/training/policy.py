@@ -1,0 +1,23 @@
+"""A model bundle as a driving policy: observation in, control out (the simulator's and the
+simulation gate's interface)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dataloop.fleet.simulator.policy import Control, Observation
+from dataloop.training.bundle import Bundle
+from dataloop.training.model import features, forward
+
+
+class BundlePolicy:
+    """Drives with a trained bundle; ignores the observation's privileged expert field."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.model_version = bundle.version
+
+    def act(self, observation: Observation) -> Control:
+        x = features(observation.ego[None], observation.objects[None])
+        a, s = forward(self.bundle.weights, self.bundle.normalisation, x)[0]
+        return Control(float(a), float(np.clip(s, -0.6, 0.6)))

@@ -1,0 +1,51 @@
+"""The training trigger policy (assets/training/trigger.yaml), decided from lake state: the
+latest dataset version against the dataset the current model was trained on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from dataloop.curation import datasets as D
+from dataloop.lake.pointers import read_json
+from dataloop.lake.store import ObjectStore
+from dataloop.training.bundle import latest
+
+
+def _clips(store: ObjectStore, version: str | None) -> list[dict]:
+    record = D.find_version(store, version) if version else None
+    if record is None:
+        return []
+    return D.read_manifest(store, record).select(["clip_id", "scenario"]).to_pylist()
+
+
+def decide(
+    store: ObjectStore, policy: dict[str, Any], dataset: str = "training"
+) -> tuple[dict | None, list[str]]:
+    """(the latest dataset pointer, the reasons to train on it now); no reasons: don't."""
+    pointer = read_json(store, D.latest_key(dataset))
+    if pointer is None:
+        return None, []
+    model = latest(store)
+    if model and model["dataset_version"] == pointer["version"]:
+        return pointer, []
+    new = _clips(store, pointer["version"])
+    if len(new) < int(policy["min_dataset_clips"]):
+        return pointer, []
+    old = _clips(store, model["dataset_version"] if model else None)
+    reasons = []
+    added = len({c["clip_id"] for c in new} - {c["clip_id"] for c in old})
+    if added >= int(policy["min_new_clips"]):
+        reasons.append(f"new_clips: +{added} clips over the current model's dataset")
+    before = Counter(c["scenario"] for c in old)
+    after = Counter(c["scenario"] for c in new)
+    for scenario in sorted(after):
+        if after[scenario] < int(policy["min_category_clips"]):
+            continue
+        growth = 100.0 * (after[scenario] - before[scenario]) / max(before[scenario], 1)
+        if growth >= float(policy["category_growth_pct"]):
+            reasons.append(
+                f"category_growth: {scenario} {before[scenario]} -> {after[scenario]} clips "
+                f"(+{growth:.0f}%)"
+            )
+    return pointer, reasons

@@ -27,6 +27,12 @@ def _s3_filesystem():
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
         secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        # The same fault tolerance as the boto3 store (dataloop/lake/s3.py).
+        retry_strategy=fs.AwsStandardS3RetryStrategy(
+            max_attempts=int(os.environ.get("DATALOOP_S3_MAX_ATTEMPTS") or 10)
+        ),
+        connect_timeout=float(os.environ.get("DATALOOP_S3_CONNECT_TIMEOUT") or 5),
+        request_timeout=float(os.environ.get("DATALOOP_S3_READ_TIMEOUT") or 30),
     )
 
 

@@ -10,20 +10,46 @@ set ``DATALOOP_S3_CONDITIONAL=0``; then write-once is a HEAD before the PUT and 
 re-read the ETag before writing. That leaves a small race window, so such a deployment must keep
 a single writer per pointer, which the Dagster layout already guarantees (every pointer is
 written by exactly one partition's step, and run concurrency is one per partition).
+
+Faults (tests/test_storage_faults.py drives all of this through a fault-injecting proxy):
+
+- botocore retries 5xx, throttling (503 SlowDown), connection resets and timeouts in its
+  ``standard`` mode with exponential backoff and jitter (50 ms base for errors, 1 s for
+  throttling, capped at 20 s), up to ``DATALOOP_S3_MAX_ATTEMPTS`` (10) attempts; connect and
+  read timeouts (``DATALOOP_S3_CONNECT_TIMEOUT``/``DATALOOP_S3_READ_TIMEOUT``, 5 s/30 s) turn
+  a stalled server into a retry rather than a hang. ``DATALOOP_S3_RETRY_MODE=adaptive`` adds
+  client-side rate limiting for very large fleets of writers.
+- A response body that breaks off (a reset or a stall mid-body, fewer bytes than its
+  Content-Length) is detected by botocore's length check and read again: whole for small
+  objects, from the byte where it broke (a ranged GET pinned to the ETag) for streams.
+- A write whose response was lost may have landed: its retry then meets its own object
+  (412 on ``If-None-Match``/``If-Match``, or ``NoSuchUpload`` on completing a multipart
+  upload). When the request was retried and the object in place has exactly our content
+  (its ETag is our MD5, or the multipart ETag of our parts), the write succeeded.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from dataloop.lake.store import (
     ObjectExists,
@@ -47,25 +73,156 @@ def _sha256_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
+def _retried(err: ClientError) -> bool:
+    """Whether botocore sent the request more than once (an earlier try may have landed)."""
+    return int(err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0) > 0
+
+
+def _multipart_etag(parts: list[PartInfo]) -> str:
+    """The ETag S3 gives an object assembled from these parts."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
+    return f"{digest}-{len(parts)}"
+
+
+BODY_ERRORS = (
+    IncompleteReadError,
+    ResponseStreamingError,
+    ReadTimeoutError,
+    ConnectionError,
+    HTTPClientError,
+    Urllib3Error,
+    OSError,
+)
+"""What a response body that breaks off raises while it is read."""
+BODY_ATTEMPTS = 8
+
+
+def _env_number(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+def client_config() -> Config:
+    """botocore settings: retries with backoff, timeouts, path-style addressing."""
+    return Config(
+        s3={"addressing_style": "path"},
+        retries={
+            "max_attempts": int(_env_number("DATALOOP_S3_MAX_ATTEMPTS", 10)),
+            "mode": os.environ.get("DATALOOP_S3_RETRY_MODE") or "standard",
+        },
+        connect_timeout=_env_number("DATALOOP_S3_CONNECT_TIMEOUT", 5),
+        read_timeout=_env_number("DATALOOP_S3_READ_TIMEOUT", 30),
+        tcp_keepalive=True,
+        # Checksums are sent where we compute them ourselves (SHA-256 per part).
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.05 * 2**attempt, 2.0))
+
+
+class _RetryingClient:
+    """The boto3 client, with one more retry layer: botocore reads the body of a
+    non-streaming response (a listing, an error document) outside its retry loop, so a body
+    that breaks off there surfaces as a raw urllib3 error. Such calls are sent again; a
+    ClientError after a resend counts as retried (our earlier try may have landed)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr) or name in ("get_paginator", "can_paginate"):
+            return attr
+
+        def call(**kwargs):
+            for attempt in range(BODY_ATTEMPTS):
+                try:
+                    return attr(**kwargs)
+                except ClientError as err:
+                    if attempt:
+                        meta = err.response.setdefault("ResponseMetadata", {})
+                        meta["RetryAttempts"] = int(meta.get("RetryAttempts") or 0) + attempt
+                    raise
+                except (Urllib3Error, IncompleteReadError, ResponseStreamingError):
+                    if attempt == BODY_ATTEMPTS - 1:
+                        raise
+                    _backoff(attempt)
+            raise AssertionError("unreachable")
+
+        return call
+
+
+class _ResumingBody(io.RawIOBase):
+    """A GET body that, when the connection breaks mid-body, reopens the object from the
+    byte where it broke (a ranged GET pinned to the first response's ETag)."""
+
+    def __init__(self, store: S3Store, key: str, resp: dict) -> None:
+        self._store, self._key = store, key
+        self._body = resp["Body"]
+        self._etag = resp["ETag"]
+        self._size = int(resp["ContentLength"])
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._pos >= self._size:
+            return b""
+        for attempt in range(BODY_ATTEMPTS):
+            try:
+                data = self._body.read(size if size is not None and size >= 0 else None)
+                if not data:
+                    raise IncompleteReadError(actual_bytes=self._pos, expected_bytes=self._size)
+                self._pos += len(data)
+                return data
+            except BODY_ERRORS:
+                if attempt == BODY_ATTEMPTS - 1:
+                    raise
+                _backoff(attempt)
+                self._body.close()
+                self._body = self._store.client.get_object(
+                    Bucket=self._store.bucket,
+                    Key=self._store._k(self._key),
+                    Range=f"bytes={self._pos}-",
+                    IfMatch=self._etag,
+                )["Body"]
+        raise AssertionError("unreachable")
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        out = bytearray()
+        while chunk := self.read(1024 * 1024):
+            out += chunk
+        return bytes(out)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
 class S3Store(ObjectStore):
     def __init__(self, bucket: str, prefix: str = "", *, client=None):
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}"
         self.conditional = os.environ.get("DATALOOP_S3_CONDITIONAL", "1") != "0"
-        self.client = client or boto3.client(
-            "s3",
-            endpoint_url=os.environ.get("DATALOOP_S3_ENDPOINT") or None,
-            region_name=os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1",
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 5, "mode": "standard"},
-                # Checksums are sent where we compute them ourselves (SHA-256 per part).
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
+        self.client = _RetryingClient(
+            client
+            or boto3.client(
+                "s3",
+                endpoint_url=os.environ.get("DATALOOP_S3_ENDPOINT") or None,
+                region_name=os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or "us-east-1",
+                config=client_config(),
+            )
         )
 
     @classmethod
@@ -102,9 +259,24 @@ class S3Store(ObjectStore):
             )
         except ClientError as err:
             if _status(err) in (409, 412) or _code(err) in ("PreconditionFailed",):
+                mine = hashlib.md5(data).hexdigest()
+                if _retried(err) and (info := self.head(key)) and info.etag == mine:
+                    return info  # our earlier try landed; its response was lost
                 raise ObjectExists(key) from None
             raise
         return ObjectInfo(key, len(data), datetime.now(UTC), resp["ETag"].strip('"'), metadata)
+
+    def _get(self, key: str, **kwargs) -> dict:
+        """A whole (small) GET, read again when the body breaks off."""
+        for attempt in range(BODY_ATTEMPTS):
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._k(key), **kwargs)
+            try:
+                return {**resp, "Data": resp["Body"].read()}
+            except BODY_ERRORS:
+                if attempt == BODY_ATTEMPTS - 1:
+                    raise
+                _backoff(attempt)
+        raise AssertionError("unreachable")
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -113,20 +285,26 @@ class S3Store(ObjectStore):
             if _code(err) in ("NoSuchKey", "404"):
                 raise ObjectNotFound(key) from None
             raise
-        return resp["Body"]
+        return io.BufferedReader(_ResumingBody(self, key, resp), 1024 * 1024)  # type: ignore[return-value]
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._get(key)["Data"]
+        except ClientError as err:
+            if _code(err) in ("NoSuchKey", "404"):
+                raise ObjectNotFound(key) from None
+            raise
 
     def get_range(self, key, start, length):
         if length <= 0:
             return b""
         try:
-            resp = self.client.get_object(
-                Bucket=self.bucket, Key=self._k(key), Range=f"bytes={start}-{start + length - 1}"
-            )
+            resp = self._get(key, Range=f"bytes={start}-{start + length - 1}")
         except ClientError as err:
             if _code(err) in ("NoSuchKey", "404"):
                 raise ObjectNotFound(key) from None
             raise
-        return resp["Body"].read()
+        return resp["Data"]
 
     def head(self, key):
         try:
@@ -141,10 +319,14 @@ class S3Store(ObjectStore):
         kwargs = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
         if start_after:
             kwargs["StartAfter"] = self.prefix + start_after
-        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+        while True:
+            page = self.client.list_objects_v2(**kwargs)
             for o in page.get("Contents", []):
                 key = o["Key"][len(self.prefix) :]
                 yield self._info(key, o["Size"], o["LastModified"], o["ETag"])
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete(self, key):
         self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
@@ -152,12 +334,12 @@ class S3Store(ObjectStore):
     # -- pointers --------------------------------------------------------------------------
     def read_pointer(self, key):
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+            resp = self._get(key)
         except ClientError as err:
             if _code(err) in ("NoSuchKey", "404"):
                 return None
             raise
-        return resp["Body"].read(), resp["ETag"].strip('"')
+        return resp["Data"], resp["ETag"].strip('"')
 
     def swap_pointer(self, key, data, expected):
         kwargs = {}
@@ -175,6 +357,9 @@ class S3Store(ObjectStore):
                 "ConditionalRequestConflict",
                 "NoSuchKey",
             ):
+                info = self.head(key) if _retried(err) else None
+                if info and info.etag == hashlib.md5(data).hexdigest():
+                    return info.etag  # our earlier try landed; its response was lost
                 raise PreconditionFailed(key) from None
             raise
         return resp["ETag"].strip('"')
@@ -206,10 +391,13 @@ class S3Store(ObjectStore):
     def list_parts(self, key, upload_id):
         parts: list[PartInfo] = []
         kwargs = {"Bucket": self.bucket, "Key": self._k(key), "UploadId": upload_id}
-        for page in self.client.get_paginator("list_parts").paginate(**kwargs):
+        while True:
+            page = self.client.list_parts(**kwargs)
             for p in page.get("Parts", []):
                 parts.append(PartInfo(p["PartNumber"], p["Size"], p["ETag"].strip('"')))
-        return parts
+            if not page.get("IsTruncated"):
+                return parts
+            kwargs["PartNumberMarker"] = page["NextPartNumberMarker"]
 
     def complete_multipart(self, key, upload_id, parts):
         kwargs = {}
@@ -231,6 +419,9 @@ class S3Store(ObjectStore):
                 **kwargs,
             )
         except ClientError as err:
+            landed = _retried(err) and (info := self.head(key)) is not None
+            if landed and info.etag == _multipart_etag(sorted(parts, key=lambda p: p.number)):
+                return info  # our earlier try completed it; its response was lost
             if _status(err) in (409, 412) or _code(err) == "PreconditionFailed":
                 raise ObjectExists(key) from None
             raise

@@ -1,0 +1,1 @@
+"""Fault injection for the reliability tests (issue #12)."""

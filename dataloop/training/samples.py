@@ -157,7 +157,7 @@ def build_samples(store: ObjectStore, dataset_version: str, config: dict) -> Sam
             "SELECT t, x, y, vx, vy, length, width FROM tracks "
             "WHERE vehicle_id = ? AND drive_id = ? ORDER BY t, track_id",
             list(key),
-        ).arrow()
+        ).to_arrow_table()
         frames = drive_frames(store, d, tracks)
         if not len(frames["t"]):
             report["no_lanes"] += 1

@@ -1,0 +1,193 @@
+"""Training on fleet-simulator drives through the real pipeline: the trigger fires on its
+policy only; a Pipes round trip reports metrics; training reproduces; the model beats a
+constant control open loop; its bundle drives a simulated vehicle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from dataloop.curation import datasets as D
+from dataloop.defs.curation.assets import scenario_index, training_dataset
+from dataloop.defs.resources import LakeResource
+from dataloop.defs.training.assets import trained_model
+from dataloop.defs.training.sensors import training_trigger
+from dataloop.fleet.simulator.config import SimConfig
+from dataloop.fleet.simulator.fleet import simulate_fleet
+from dataloop.ingest.hour import arrival_hours
+from dataloop.lake.local import LocalStore
+from dataloop.lake.pointers import read_json
+from dataloop.lineage import graph
+from dataloop.training import bundle as B
+from dataloop.training.config import TRIGGER_TAG, model_config, trigger_policy
+from dataloop.training.train import train
+from dataloop.training.trigger import decide
+from tests.helpers import hourly_assets, materialize_hours, upload_days
+
+EPOCHS = 8
+TOLERANCE = 1e-6
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    store = LocalStore(root / "lake")
+    config = replace(
+        SimConfig().without_faults(),
+        roads={"highway": 0.7, "merge": 0.3},
+        camera_size=(160, 96),
+        corner_cases_per_hour={"cut_in": 120.0, "hard_brake": 90.0, "stalled_vehicle": 60.0},
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=8)
+    simulate_fleet(
+        vehicles=4,
+        minutes=2.0,
+        seed=5,
+        out=root / "logs",
+        start=start,
+        config=config,
+        lake=str(store.root),
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    hours = arrival_hours(store, upload_days(store))
+    materialize_hours(store, hours, hourly_assets(), instance)
+    assets = [*hourly_assets(), scenario_index, training_dataset]
+    resources = {"lake": LakeResource(url=str(store.root))}
+    for day in sorted({h[:10] for h in hours}):
+        assert dg.materialize(
+            assets,
+            partition_key=day,
+            instance=instance,
+            resources=resources,
+            selection=[scenario_index],
+        ).success
+    assert dg.materialize(
+        assets, instance=instance, resources=resources, selection=[training_dataset]
+    ).success
+    return store, root, instance
+
+
+def _sensor(store, instance):
+    ctx = dg.build_sensor_context(
+        instance=instance, resources={"lake": LakeResource(url=str(store.root))}
+    )
+    return training_trigger(ctx)
+
+
+@pytest.fixture(scope="module")
+def trained(curated):
+    store, _, instance = curated
+    request = _sensor(store, instance)
+    assert isinstance(request, dg.RunRequest), request  # a first dataset: train
+    assert request.tags[TRIGGER_TAG].startswith("new_clips")
+    result = dg.materialize(
+        [trained_model],
+        instance=instance,
+        resources={
+            "lake": LakeResource(url=str(store.root)),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
+        run_config={"ops": {"trained_model": {"config": {"epochs": EPOCHS}}}},
+        tags={TRIGGER_TAG: request.tags[TRIGGER_TAG]},
+    )
+    assert result.success
+    return result
+
+
+def test_pipes_round_trip_reports_progress_metrics_and_bundle_version(curated, trained):
+    store, *_ = curated
+    mat = trained.asset_materializations_for_node("trained_model")[-1]
+    md = {k: v.value for k, v in mat.metadata.items()}
+    assert md["epochs_reported"] == EPOCHS
+    assert md["trigger"].startswith("new_clips")
+    assert md["rmse_acceleration"] > 0 and md["train_samples"] > 0
+    version = B.latest(store)["version"]
+    assert mat.tags["dagster/data_version"] == version
+    bundle = B.load_bundle(store, version)
+    assert (
+        bundle.card["dataset"]["version"] == read_json(store, D.latest_key("training"))["version"]
+    )
+    assert {"code_version", "seed", "metrics"} <= set(bundle.card)
+    node = json.loads(store.get(graph.node_key("model", version)))
+    assert node["inputs"] == [{"kind": "dataset", "version": bundle.card["dataset"]["version"]}]
+
+
+def test_trigger_does_not_fire_again_for_the_same_dataset(curated, trained):
+    store, _, instance = curated
+    assert isinstance(_sensor(store, instance), dg.SkipReason)
+
+
+def test_trigger_policy_thresholds(curated, trained, tmp_path):
+    """New clips and category growth, against the dataset the current model was trained on."""
+    store, *_ = curated
+    manifest = D.read_manifest(store, D.find_version(store, B.latest(store)["dataset_version"]))
+    lake = LocalStore(tmp_path / "lake")
+    policy = {**trigger_policy(), "min_dataset_clips": 1, "category_growth_pct": 10_000}
+
+    def model_on(table):
+        old = D.publish(lake, "training", table, {})
+        B.set_latest(lake, "m", {"dataset": {"version": old["version"], "seq": old["seq"]}})
+        D.publish(lake, "training", manifest, {})
+
+    n = policy["min_new_clips"] = manifest.num_rows // 4
+    model_on(manifest.slice(n - 1))  # n - 1 clips are new
+    assert decide(lake, policy)[1] == []
+    model_on(manifest.slice(n))  # n new clips
+    assert decide(lake, policy)[1][0].startswith(f"new_clips: +{n}")
+
+    top = max(set(manifest["scenario"].to_pylist()), key=manifest["scenario"].to_pylist().count)
+    rows = manifest.to_pylist()
+    cat = [r for r in rows if r["scenario"] == top]
+    policy = {**policy, "min_new_clips": 10**6, "category_growth_pct": 50, "min_category_clips": 1}
+    keep = -(-3 * len(cat) // 4)  # growth from keep to all: at most a third
+    import pyarrow as pa
+
+    def without(k):
+        drop = {r["clip_id"] for r in cat[k:]}
+        return pa.Table.from_pylist(
+            [r for r in rows if r["clip_id"] not in drop], schema=manifest.schema
+        )
+
+    model_on(without(keep))
+    assert decide(lake, policy)[1] == []
+    model_on(without(len(cat) // 2))
+    assert decide(lake, policy)[1][0].startswith(f"category_growth: {top}")
+
+
+def test_same_dataset_config_seed_same_metrics(curated, trained):
+    store, *_ = curated
+    first = B.load_bundle(store, B.latest(store)["version"])
+    config = {**model_config(), "epochs": EPOCHS}
+    again = train(store, first.card["dataset"]["version"], config)
+    for k, v in first.card["metrics"].items():
+        assert again["metrics"][k] == pytest.approx(v, rel=TOLERANCE, abs=TOLERANCE), k
+
+
+def test_model_beats_constant_control_open_loop(curated, trained):
+    store, *_ = curated
+    m = B.load_bundle(store, B.latest(store)["version"]).card["metrics"]
+    assert m["held_out_samples"] > 100
+    assert m["rmse_acceleration"] < 0.8 * m["baseline_rmse_acceleration"], m
+    combined = sum(m[f"rmse_{o}"] / m[f"baseline_rmse_{o}"] for o in ("acceleration", "steering"))
+    assert combined < 2.0, m
+
+
+def test_bundle_drives_a_simulated_vehicle(curated, trained, tmp_path):
+    store, *_ = curated
+    version = B.latest(store)["version"]
+    reports = simulate_fleet(
+        vehicles=1,
+        minutes=0.4,
+        seed=9,
+        out=tmp_path / "logs",
+        start=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2),
+        config=replace(SimConfig(model_version=version).without_faults(), camera_size=(160, 96)),
+        lake=str(store.root),
+    )
+    assert reports[0].model_version == version
+    logs = sorted((tmp_path / "logs").rglob("*.mcap"))
+    assert logs and all(p.stat().st_size > 0 for p in logs)

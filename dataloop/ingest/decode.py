@@ -34,8 +34,17 @@ from dataloop.lake.hashing import HashingReader, sha256_bytes
 DECODER_VERSION = "3"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded."""
 
-MAX_RECORD_BYTES = 256 * 1024 * 1024
-"""Largest record accepted; a hostile length field cannot make us allocate more."""
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+"""Largest record accepted; a hostile length field cannot make us allocate more. The fleet
+writes 1 MiB chunks; a camera frame is well under 1 MiB."""
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+"""Largest uncompressed chunk: a chunk that claims more is rejected before inflating it, and
+one that inflates past what it claims is stopped there (a decompression bomb)."""
+MAX_METADATA_BYTES = 64 * 1024
+"""Largest drive metadata record (it is copied into the drive record)."""
+MIN_TIME_NS, MAX_TIME_NS = 946_684_800 * 10**9, 4_102_444_800 * 10**9
+"""Message times outside 2000-01-01 .. 2100-01-01 UTC: an unset vehicle clock or a hostile
+value (uint64 times beyond int64 cannot even be stored)."""
 
 _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE = 0x03, 0x04, 0x05
 _RECORD_HEADER = struct.Struct("<BQ")
@@ -214,14 +223,24 @@ class _LogState:
 
 
 def _chunk_records(chunk: Chunk) -> bytes:
+    declared = chunk.uncompressed_size
+    if declared > MAX_CHUNK_BYTES:
+        raise DecodeError(
+            "too_large", f"chunk claims {declared} uncompressed bytes, over {MAX_CHUNK_BYTES}"
+        )
+    # Inflate at most one byte past the declared size, whatever the frame header claims.
     if chunk.compression == "zstd":
-        data = _ZSTD.decompress(chunk.data, max_output_size=chunk.uncompressed_size)
+        data = _ZSTD.stream_reader(BytesIO(chunk.data)).read(declared + 1)
     elif chunk.compression == "lz4":
-        data = lz4.frame.decompress(chunk.data)
+        data = lz4.frame.LZ4FrameDecompressor().decompress(chunk.data, max_length=declared + 1)
     elif chunk.compression == "":
         data = chunk.data
     else:
         raise DecodeError("corrupt", f"unsupported chunk compression {chunk.compression!r}")
+    if len(data) > declared:
+        raise DecodeError(
+            "decompression_bomb", f"chunk inflates past the {declared} bytes it declares"
+        )
     if len(data) != chunk.uncompressed_size:
         raise DecodeError("corrupt", "chunk decompressed to the wrong size")
     if chunk.uncompressed_crc != 0 and zlib.crc32(data) != chunk.uncompressed_crc:
@@ -312,7 +331,7 @@ def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, lo
             raise EndOfFile()
         op, length = _RECORD_HEADER.unpack(header)
         if length > MAX_RECORD_BYTES:
-            raise DecodeError("corrupt", f"record of {length} bytes exceeds the limit")
+            raise DecodeError("too_large", f"record of {length} bytes, over {MAX_RECORD_BYTES}")
         payload = reader.read(length)
         if len(payload) < length:
             raise EndOfFile()
@@ -343,6 +362,10 @@ def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, lo
                 loc = (record_start, "", length + 9, length + 9, 0, length + 9)
                 decoder.decode(spec, msg.log_time, memoryview(msg.data), loc)
         elif op == _OP_METADATA:
+            if length > MAX_METADATA_BYTES:
+                raise DecodeError(
+                    "too_large", f"metadata record of {length} bytes, over {MAX_METADATA_BYTES}"
+                )
             meta = _parse(payload, Metadata)
             if meta.name == contract.DRIVE_METADATA:
                 log.drive_metadata = dict(meta.metadata)
@@ -389,5 +412,12 @@ def decode_log(stream: BinaryIO, *, vehicle: str, drive: str) -> DecodedLog:
         if log.truncated:
             detail = f"{log.truncation_detail}; {detail}"
         raise DecodeError(code, detail)
+    for name, cols in decoder.columns.items():
+        times = cols.cols["t"]
+        if times and not (min(times) >= MIN_TIME_NS and max(times) <= MAX_TIME_NS):
+            bad = next(t for t in times if not MIN_TIME_NS <= t <= MAX_TIME_NS)
+            raise DecodeError(
+                "invalid_timestamp", f"{name} message at {bad} ns, outside 2000-01-01..2100-01-01"
+            )
     log.tables = {name: cols.to_table(vehicle, drive) for name, cols in decoder.columns.items()}
     return log

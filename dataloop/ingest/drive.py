@@ -14,7 +14,7 @@ from dataloop.ingest.decode import DECODER_VERSION, DecodedLog, DecodeError, dec
 from dataloop.ingest.tables import put_table
 from dataloop.lake import keys as K
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.manifest import InvalidManifest, UploadManifest
+from dataloop.lake.manifest import MAX_MANIFEST_BYTES, InvalidManifest, UploadManifest
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectInfo, ObjectStore
 
@@ -96,6 +96,10 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
         return quarantine(store, manifest, "invalid_id", str(err), hour=hour)
 
     try:
+        if manifest.size > MAX_MANIFEST_BYTES:  # never read a hostile giant into memory
+            raise InvalidManifest(
+                f"manifest is {manifest.size} bytes, more than {MAX_MANIFEST_BYTES}"
+            )
         upload = UploadManifest.from_json(store.get(manifest.key))
         expected = K.RawKeys(
             datetime.fromisoformat(parsed.day).date(), parsed.vehicle, parsed.drive

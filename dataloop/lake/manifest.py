@@ -11,6 +11,8 @@ from dataloop.lake.keys import validate_id
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_MANIFEST_BYTES = 64 * 1024
+MAX_FIELD_CHARS = 256
+"""Longest text field (versions, trigger, times): a manifest's fields are copied into records."""
 
 
 class InvalidManifest(ValueError):
@@ -45,12 +47,27 @@ class UploadManifest:
             raw: Any = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise InvalidManifest(f"manifest is not JSON: {err}") from None
+        except RecursionError:
+            raise InvalidManifest("manifest JSON is nested too deeply") from None
         if not isinstance(raw, dict):
             raise InvalidManifest("manifest is not a JSON object")
         names = {f.name for f in fields(cls)}
         required = names - {"contract_version"}
         if missing := sorted(required - raw.keys()):
             raise InvalidManifest(f"manifest lacks {', '.join(missing)}")
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value, optional = raw[f.name], f.name in ("start", "end")
+            if f.name in ("size", "contract_version"):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise InvalidManifest(f"{f.name} must be an integer, not {_kind(value)}")
+            elif not (isinstance(value, str) or (optional and value is None)):
+                raise InvalidManifest(f"{f.name} must be a string, not {_kind(value)}")
+            elif isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+                raise InvalidManifest(
+                    f"{f.name} is {len(value)} characters long, more than {MAX_FIELD_CHARS}"
+                )
         m = cls(**{k: v for k, v in raw.items() if k in names})
         try:
             validate_id(m.vehicle, "vehicle")
@@ -62,3 +79,7 @@ class UploadManifest:
         if not isinstance(m.sha256, str) or not _SHA256.match(m.sha256):
             raise InvalidManifest(f"invalid sha256 {m.sha256!r}")
         return m
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -3,7 +3,8 @@ exact point: ``python -m tests.faults.crashy LAKE [STAGES] [POINT N]``.
 
 Points: ``decode`` (inside decoding, at the N-th chunk), ``parquet`` (a table's Parquet bytes
 written to the temporary file, not yet published), ``pointer`` (a pointer's replacement half
-written, not yet swapped in), ``verdict`` (the same for quality's pointers). STAGES is ``ingest`` or ``ingest,quality``. Prints ``done``.
+written, not yet swapped in), ``verdict`` (the same for quality's pointers). STAGES is
+``ingest`` or ``ingest,quality``. Prints ``done``.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def upload_logs(store: ObjectStore, logs: list[tuple[str, str, Path]], run: Loop
         )
 
 
-def process_lake(url: str, run: LoopRun, *, curate: bool = True) -> None:
+def process_lake(url: str, run: LoopRun, *, curate: bool = True, instance=None) -> None:
     """Every hourly partition (ingest .. labels), then mining per day and the dataset, each
     Dagster run re-tried after a failure (a run retry policy does the same)."""
     import dagster as dg
@@ -67,7 +67,7 @@ def process_lake(url: str, run: LoopRun, *, curate: bool = True) -> None:
     from tests.helpers import hourly_assets
 
     store = open_store(url)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance or dg.DagsterInstance.ephemeral()
     hourly = hourly_assets()
     assets = [*hourly, scenario_index, training_dataset]
     resources = {"lake": LakeResource(url=url)}

@@ -31,6 +31,7 @@ EXPECTED_ASSETS = {
     "clip_embeddings": {"group": "curation", "partitioned": True, "deps": ["scenario_index"]},
     "training_dataset": {"group": "curation", "partitioned": False, "deps": ["scenario_index"]},
     "trained_model": {"group": "training", "partitioned": False, "deps": ["training_dataset"]},
+    "simulation_report": {"group": "simulation", "partitioned": False, "deps": ["trained_model"]},
 }
 
 
@@ -47,7 +48,7 @@ def test_definitions_load_and_every_job_resolves():
     }
     assert "lake" in repo.get_top_level_resources()
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"hour_fit_for_use"}
+    assert checks == {"hour_fit_for_use", "gate_passed"}
     assert {s.name for s in repo.schedule_defs} == {"daily_retention", "training_schedule"}
 
 

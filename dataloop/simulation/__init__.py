@@ -1,0 +1,2 @@
+"""The simulation gate (#7): a versioned scenario suite, closed-loop and open-loop evaluation
+of a candidate driving policy against production, and the release gate's decision."""

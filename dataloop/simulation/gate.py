@@ -1,0 +1,114 @@
+"""The release gate (``assets/gates/release.yaml``): absolute thresholds on the candidate,
+and no regression against production per scenario category, judged by a one-sided Wilcoxon
+signed-rank test on the paired per-scenario scores (same scenarios, same seeds)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from dataloop.fleet.simulator.policy import BASELINE
+from dataloop.lake.hashing import sha256_json
+from dataloop.lake.pointers import read_json
+from dataloop.lake.store import ObjectStore
+
+GATE_FILE = Path(__file__).resolve().parents[2] / "assets" / "gates" / "release.yaml"
+PRODUCTION_KEY = "releases/production.json"
+"""The model in production: ``{"model_version": ...}``, written by the OTA release (#8)."""
+
+
+def load_gate(path: Path | None = None) -> dict[str, Any]:
+    return yaml.safe_load((path or GATE_FILE).read_text())
+
+
+def gate_version(gate: dict[str, Any]) -> str:
+    return sha256_json(gate)[:16]
+
+
+def production_version(store: ObjectStore) -> str:
+    """The production model version, or the fleet's baseline driver before the first release."""
+    record = read_json(store, PRODUCTION_KEY)
+    return (record or {}).get("model_version") or BASELINE
+
+
+def regression_p_value(candidate: np.ndarray, production: np.ndarray) -> float:
+    """P(candidate scores at least this much lower by chance): one-sided Wilcoxon signed-rank
+    on the paired differences (zero differences dropped; 1.0 when all are zero)."""
+    from scipy.stats import wilcoxon
+
+    diff = candidate - production
+    if not np.any(diff != 0):
+        return 1.0
+    return float(wilcoxon(diff, alternative="less", zero_method="wilcox").pvalue)
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    reasons: list[str]
+    categories: list[dict[str, Any]]
+    candidate: dict[str, float]
+    production: dict[str, float]
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1, sort_keys=True)
+
+
+def _summary(rows: list[dict]) -> dict[str, float]:
+    n = max(len(rows), 1)
+    return {
+        "scenarios": len(rows),
+        "mean_score": float(np.mean([r["score"] for r in rows])) if rows else 0.0,
+        "at_fault_collision_rate": sum(r["at_fault"] for r in rows) / n,
+        "offroad_rate": sum(r["offroad_steps"] > 0 for r in rows) / n,
+    }
+
+
+def decide(rows: list[dict], candidate: str, production: str, gate: dict[str, Any]) -> Verdict:
+    """The gate's verdict from ``run_suite`` rows holding both models."""
+    cand = [r for r in rows if r["model_version"] == candidate]
+    prod = {r["scenario_id"]: r for r in rows if r["model_version"] == production}
+    absolute, regression = gate["absolute"], gate["regression"]
+    reasons = []
+    c_sum, p_sum = _summary(cand), _summary(list(prod.values()))
+    if c_sum["mean_score"] < absolute["min_mean_score"]:
+        reasons.append(f"mean score {c_sum['mean_score']:.3f} < {absolute['min_mean_score']}")
+    rate = c_sum["at_fault_collision_rate"]
+    if rate > absolute["max_at_fault_collision_rate"]:
+        reasons.append(
+            f"at-fault collision rate {rate:.3f} > {absolute['max_at_fault_collision_rate']}"
+        )
+    if c_sum["offroad_rate"] > absolute["max_offroad_rate"]:
+        reasons.append(
+            f"off-road rate {c_sum['offroad_rate']:.3f} > {absolute['max_offroad_rate']}"
+        )
+    categories = []
+    for category in sorted({r["category"] for r in cand}):
+        pairs = [
+            (r["score"], prod[r["scenario_id"]]["score"]) for r in cand if r["category"] == category
+        ]
+        c = np.array([a for a, _ in pairs])
+        p = np.array([b for _, b in pairs])
+        p_value = regression_p_value(c, p)
+        delta = float(c.mean() - p.mean())
+        regressed = p_value < regression["alpha"] and delta < -regression["min_effect"]
+        verdict = "regression" if regressed else ("better" if delta > 0 else "no regression")
+        if regressed:
+            reasons.append(f"{category}: {delta:+.3f} vs production (p={p_value:.4f})")
+        categories.append(
+            {
+                "category": category,
+                "scenarios": len(pairs),
+                "candidate": float(c.mean()),
+                "production": float(p.mean()),
+                "delta": delta,
+                "p_value": p_value,
+                "verdict": verdict,
+            }
+        )
+    return Verdict(not reasons, reasons, categories, c_sum, p_sum)

@@ -49,7 +49,7 @@ def simulation_report(
     from dataloop.simulation import gate as G
     from dataloop.simulation import report as R
     from dataloop.simulation import suite as S
-    from dataloop.simulation.runner import run_suite
+    from dataloop.simulation.runner import resolve, run_suite
     from dataloop.training.bundle import latest
 
     store = lake.store()
@@ -69,7 +69,9 @@ def simulation_report(
     scenarios = S.build_suite(store, {"stock": stock, "from_logs": logs})
     suite = S.store_suite(store, scenarios)
     rows = run_suite(scenarios, [candidate, production], lake=lake.url, workers=config.workers)
-    verdict = G.decide(rows, candidate, production, gate)
+    # Rows name each policy by its model version (a py: spec resolves to its class's).
+    versions = [resolve(spec, lake.url).model_version for spec in (candidate, production)]
+    verdict = G.decide(rows, *versions, gate)
     record = {
         "candidate": candidate,
         "production": production,
@@ -96,8 +98,8 @@ def simulation_report(
             "gate_passed": dg.MetadataValue.bool(verdict.passed),
             "candidate_mean_score": dg.MetadataValue.float(verdict.candidate["mean_score"]),
             "production_mean_score": dg.MetadataValue.float(verdict.production["mean_score"]),
-            "categories": dg.MetadataValue.md(R.category_table(verdict, candidate, production)),
-            "score_distributions": dg.MetadataValue.md(R.score_plot(rows, candidate, production)),
+            "categories": dg.MetadataValue.md(R.category_table(verdict, *versions)),
+            "score_distributions": dg.MetadataValue.md(R.score_plot(rows, *versions)),
         },
     )
 

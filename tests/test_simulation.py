@@ -1,0 +1,163 @@
+"""The simulation gate (#7): a broken model fails, a better one passes, a regression in one
+category fails even when the mean improves, results are deterministic, and the gate blocks
+what is downstream of it in Dagster. A small suite (2 roads x 6 seeds, 6 s) keeps it cheap."""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+import pytest
+
+from dataloop.defs.resources import LakeResource
+from dataloop.defs.simulation.assets import gate_passed, simulation_report
+from dataloop.fleet.simulator.policy import BASELINE
+from dataloop.lake.local import LocalStore
+from dataloop.lake.pointers import read_json, write_json
+from dataloop.simulation.episode import build_world, run_episode
+from dataloop.simulation.gate import PRODUCTION_KEY, decide, load_gate, production_version
+from dataloop.simulation.policies import AlwaysAccelerate, RegressesOn, Timid
+from dataloop.simulation.runner import run_suite
+from dataloop.simulation.scenario import Agent, Scenario, stock, suite_version, variations
+from dataloop.simulation.score import score, subscores
+from dataloop.simulation.suite import clip_scenario
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+SUITE = stock(["highway", "merge"], [1, 2, 3, 4, 5, 6], 6.0)
+BROKEN, TIMID = AlwaysAccelerate(), Timid()
+MERGE_REGRESSION = RegressesOn("merge", -3.0)
+SLOW_ON_HIGHWAY = RegressesOn("highway", -3.0)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    policies = [BASELINE, BROKEN, TIMID, MERGE_REGRESSION, SLOW_ON_HIGHWAY]
+    return run_suite(SUITE, policies, workers=2)
+
+
+def test_broken_model_fails_the_gate(rows):
+    verdict = decide(rows, BROKEN.model_version, BASELINE, load_gate())
+    assert not verdict.passed
+    assert verdict.candidate["at_fault_collision_rate"] > 0.5
+    assert any("at-fault collision rate" in r for r in verdict.reasons)
+    assert {c["verdict"] for c in verdict.categories} == {"regression"}
+
+
+def test_better_model_passes(rows):
+    verdict = decide(rows, BASELINE, TIMID.model_version, load_gate())
+    assert verdict.passed, verdict.reasons
+    assert verdict.candidate["mean_score"] > verdict.production["mean_score"]
+    # ... and the same pair the other way round is a significant regression.
+    assert not decide(rows, TIMID.model_version, BASELINE, load_gate()).passed
+
+
+def test_regression_in_one_category_fails_although_the_mean_improves(rows):
+    gate = load_gate()
+    verdict = decide(rows, MERGE_REGRESSION.model_version, SLOW_ON_HIGHWAY.model_version, gate)
+    assert verdict.candidate["mean_score"] > verdict.production["mean_score"]
+    by_category = {c["category"]: c for c in verdict.categories}
+    assert by_category["merge"]["verdict"] == "regression"
+    assert by_category["merge"]["p_value"] < gate["regression"]["alpha"]
+    assert by_category["highway"]["verdict"] == "better"
+    assert not verdict.passed
+    assert verdict.reasons == [r for r in verdict.reasons if r.startswith("merge:")]
+
+
+def test_identical_models_are_no_regression(rows):
+    verdict = decide(rows, BASELINE, BASELINE, load_gate())
+    assert verdict.passed
+    assert all(c["p_value"] == 1.0 for c in verdict.categories)
+
+
+def test_results_are_deterministic_for_a_seed(rows):
+    again = run_suite(SUITE[:2] + SUITE[6:8], [TIMID], workers=1)
+    first = {r["scenario_id"]: r for r in rows if r["model_version"] == TIMID.model_version}
+    for r in again:
+        assert r == first[r["scenario_id"]]
+
+
+def test_score_formula():
+    ep = run_episode(SUITE[0], TIMID)
+    sub = subscores(ep, ep.distance_m * 2)
+    assert sub["progress"] == pytest.approx(0.5)
+    expected = (5 * 0.5 + 5 * sub["ttc"] + 2 * sub["comfort"]) / 12
+    assert score(sub) == pytest.approx(expected * sub["no_at_fault_collision"])
+    assert score({**sub, "drivable_area": 0.0}) == 0.0
+
+
+def test_rebuilt_scenario_places_logged_neighbours_and_variations_differ():
+    clip = {
+        "clip_id": "c1",
+        "scenario": "cut_in",
+        "road": "highway",
+        "conditions": "rain",
+        "vehicle_id": "v1",
+        "drive_id": "d1",
+        "start_t": "2026-01-01T00:00:00",
+    }
+    tracks = [{"x": 20.0, "y": 0.3, "vx": 18.0}, {"x": -15.0, "y": 4.1, "vx": 25.0}]
+    sc = clip_scenario(clip, 22.0, tracks, 5.0)
+    assert sc.agents == (Agent(20.0, 0, 18.0), Agent(-15.0, 1, 25.0))
+    world = build_world(sc)
+    ahead = [world.ego_frame(v.position[0], v.position[1], 0, 0) for v in world.others]
+    lanes_left = [round(y / 4.0) for _, y, *_ in ahead]
+    if len(world.others) == 2:  # the ego may be in the left lane: no lane left of it then
+        assert sorted(round(x) for x, *_ in ahead) == [-15, 20] and sorted(lanes_left) == [0, 1]
+    assert world.ego.speed == 22.0
+    assert Scenario.from_dict(sc.to_dict()) == sc
+    varied = variations(sc, 4, seed=3)
+    assert {v.origin["variation"] for v in varied} == {"add", "remove", "perturb", "condition"}
+    assert len({suite_version([v]) for v in varied}) == 4
+    assert varied == variations(sc, 4, seed=3)
+
+
+@dg.asset(deps=[simulation_report], group_name="release")
+def release_stub() -> None:
+    """Stands for the OTA release downstream of the gate."""
+
+
+def _materialize(tmp_path, candidate: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [simulation_report, gate_passed, release_stub],
+        resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
+        run_config={
+            "ops": {
+                "simulation_report": {
+                    "config": {
+                        "candidate": candidate,
+                        "roads": ["highway"],
+                        "seeds": [1, 2, 3, 4, 5, 6],
+                        "seconds": 4.0,
+                        "max_clips": 0,
+                        "workers": 1,
+                    }
+                }
+            }
+        },
+        raise_on_error=False,
+    )
+
+
+def test_failing_gate_blocks_the_release_in_dagster(tmp_path):
+    store = LocalStore(tmp_path / "lake")
+    assert production_version(store) == BASELINE
+    result = _materialize(tmp_path, "py:dataloop.simulation.policies:AlwaysAccelerate")
+    checks = result.get_asset_check_evaluations()
+    assert [c.passed for c in checks] == [False]
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"simulation_report"}
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert "| highway | 6 |" in meta["categories"].value
+    assert meta["score_distributions"].value.startswith("![scores](data:image/png;base64,")
+    stored = read_json(store, meta["results_key"].value)
+    assert len(stored["results"]) == 12 and stored["passed"] is False
+
+
+def test_passing_gate_lets_the_release_run(tmp_path):
+    store = LocalStore(tmp_path / "lake")
+    write_json(store, PRODUCTION_KEY, {"model_version": "py:dataloop.simulation.policies:Timid"})
+    result = _materialize(tmp_path, BASELINE)
+    assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"simulation_report", "release_stub"}

@@ -7,15 +7,17 @@ from __future__ import annotations
 import warnings
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.simulation.assets import gate_passed, simulation_report
-from dataloop.fleet.simulator.policy import BASELINE
+from dataloop.fleet.simulator.policy import BASELINE, BaselineExpert
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.simulation.episode import build_world, run_episode
 from dataloop.simulation.gate import PRODUCTION_KEY, decide, load_gate, production_version
+from dataloop.simulation.open_loop import rollout_errors, summarise
 from dataloop.simulation.policies import AlwaysAccelerate, RegressesOn, Timid
 from dataloop.simulation.runner import run_suite
 from dataloop.simulation.scenario import Agent, Scenario, stock, suite_version, variations
@@ -161,3 +163,18 @@ def test_passing_gate_lets_the_release_run(tmp_path):
     assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert materialized == {"simulation_report", "release_stub"}
+
+
+def test_open_loop_displacement_of_the_integrated_controls():
+    n = 60
+    ego = np.zeros((n, 5))
+    ego[:, 0] = 20.0  # logged: constant 20 m/s, straight
+    frames = {"ego": ego, "objects": np.zeros((n, 8, 7)), "targets": np.zeros((n, 2))}
+    expert = summarise(rollout_errors(frames, BaselineExpert()))
+    assert expert["windows"] == 3
+    assert expert["ade_m"] == pytest.approx(0.0) and expert["rmse_acceleration"] == 0.0
+    broken = summarise(rollout_errors(frames, BROKEN))
+    # 4 m/s^2 for 3 s: 0.5 * 4 * t^2 ahead (discretised), 18.6 m at the end.
+    assert broken["fde_m"] == pytest.approx(0.5 * 4.0 * 3.0 * 3.1, rel=1e-6)
+    assert 0 < broken["ade_m"] < broken["fde_m"]
+    assert broken["rmse_acceleration"] == pytest.approx(4.0)

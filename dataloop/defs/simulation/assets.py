@@ -49,6 +49,7 @@ def simulation_report(
     from dataloop.simulation import gate as G
     from dataloop.simulation import report as R
     from dataloop.simulation import suite as S
+    from dataloop.simulation.open_loop import evaluate
     from dataloop.simulation.runner import resolve, run_suite
     from dataloop.training.bundle import latest
 
@@ -70,8 +71,10 @@ def simulation_report(
     suite = S.store_suite(store, scenarios)
     rows = run_suite(scenarios, [candidate, production], lake=lake.url, workers=config.workers)
     # Rows name each policy by its model version (a py: spec resolves to its class's).
-    versions = [resolve(spec, lake.url).model_version for spec in (candidate, production)]
+    policies = [resolve(spec, lake.url) for spec in (candidate, production)]
+    versions = [p.model_version for p in policies]
     verdict = G.decide(rows, *versions, gate)
+    open_loop = evaluate(store, policies, int(logs.get("max_clips", 0)))
     record = {
         "candidate": candidate,
         "production": production,
@@ -81,6 +84,7 @@ def simulation_report(
         "reasons": verdict.reasons,
         "categories": verdict.categories,
         "summary": {"candidate": verdict.candidate, "production": verdict.production},
+        "open_loop": open_loop,
         "results": rows,
     }
     key = S.results_key(candidate, production, suite, G.gate_version(gate))
@@ -96,6 +100,7 @@ def simulation_report(
             "scenarios": dg.MetadataValue.int(len(scenarios)),
             "results_key": dg.MetadataValue.text(key),
             "gate_passed": dg.MetadataValue.bool(verdict.passed),
+            "open_loop": dg.MetadataValue.json(open_loop),
             "candidate_mean_score": dg.MetadataValue.float(verdict.candidate["mean_score"]),
             "production_mean_score": dg.MetadataValue.float(verdict.production["mean_score"]),
             "categories": dg.MetadataValue.md(R.category_table(verdict, *versions)),

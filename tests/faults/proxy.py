@@ -74,7 +74,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -101,12 +101,21 @@ class FaultProxy:
             for name in (*FAULTS, "slow"):
                 x -= getattr(self.mix, name)
                 if x < 0:
-                    self.injected[name] += 1
                     return name
             return None
 
+    def count(self, fault: str) -> None:
+        """Record a fault that was applied (a body fault needs a body to break)."""
+        with self._lock:
+            self.injected[fault] += 1
+
     def summary(self) -> dict[str, int]:
         return {"requests": self.requests, **{k: self.injected[k] for k in sorted(self.injected)}}
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up on a stalled or broken response is expected here."""
 
 
 _ERRORS = {
@@ -141,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body = self._body()
         fault = self.owner.choose()
+        if fault in (*_ERRORS, "reset_before", "slow"):
+            self.owner.count(fault)
         if fault in _ERRORS:
             status, code, message = _ERRORS[fault]
             xml = (
@@ -169,6 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             conn.close()
         if fault == "reset_after":  # the server acted; the client never hears of it
+            self.owner.count(fault)
             self._reset()
             return
         self.send_response(status, reason)
@@ -184,6 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return
         if fault in ("stall_body", "truncate") and len(payload) > 1:
+            self.owner.count(fault)
             self.wfile.write(payload[: len(payload) // 2])
             self.wfile.flush()
             if fault == "stall_body":

@@ -69,7 +69,8 @@ def simulation_report(
         logs["max_clips"] = config.max_clips
     scenarios = S.build_suite(store, {"stock": stock, "from_logs": logs})
     suite = S.store_suite(store, scenarios)
-    rows = run_suite(scenarios, [candidate, production], lake=lake.url, workers=config.workers)
+    specs = list(dict.fromkeys([candidate, production]))
+    rows = run_suite(scenarios, specs, lake=lake.url, workers=config.workers)
     # Rows name each policy by its model version (a py: spec resolves to its class's).
     policies = [resolve(spec, lake.url) for spec in (candidate, production)]
     versions = [p.model_version for p in policies]

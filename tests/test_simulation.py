@@ -22,7 +22,7 @@ from dataloop.simulation.policies import AlwaysAccelerate, RegressesOn, Timid
 from dataloop.simulation.runner import run_suite
 from dataloop.simulation.scenario import Agent, Scenario, stock, suite_version, variations
 from dataloop.simulation.score import score, subscores
-from dataloop.simulation.suite import clip_scenario
+from dataloop.simulation.suite import clip_scenario, load_suite
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -70,6 +70,9 @@ def test_identical_models_are_no_regression(rows):
     verdict = decide(rows, BASELINE, BASELINE, load_gate())
     assert verdict.passed
     assert all(c["p_value"] == 1.0 for c in verdict.categories)
+    few = [r for r in rows if r["scenario_id"] in {"stock-merge-1", "stock-merge-2"}]
+    small = decide(few, BROKEN.model_version, BASELINE, load_gate())
+    assert small.categories[0]["verdict"] == "too few scenarios to test"
 
 
 def test_results_are_deterministic_for_a_seed(rows):
@@ -154,6 +157,9 @@ def test_failing_gate_blocks_the_release_in_dagster(tmp_path):
     assert meta["score_distributions"].value.startswith("![scores](data:image/png;base64,")
     stored = read_json(store, meta["results_key"].value)
     assert len(stored["results"]) == 12 and stored["passed"] is False
+    suite = load_suite(store, meta["suite_version"].value)
+    assert [s.id for s in suite] == [f"stock-highway-{i}" for i in range(1, 7)]
+    assert suite_version(suite) == meta["suite_version"].value
 
 
 def test_passing_gate_lets_the_release_run(tmp_path):

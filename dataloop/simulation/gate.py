@@ -97,7 +97,12 @@ def decide(rows: list[dict], candidate: str, production: str, gate: dict[str, An
         p_value = regression_p_value(c, p)
         delta = float(c.mean() - p.mean())
         regressed = p_value < regression["alpha"] and delta < -regression["min_effect"]
-        verdict = "regression" if regressed else ("better" if delta > 0 else "no regression")
+        if regressed:
+            verdict = "regression"
+        elif 0.5 ** len(pairs) >= regression["alpha"]:
+            verdict = "too few scenarios to test"  # the smallest one-sided p is 2^-n
+        else:
+            verdict = "better" if delta > 0 else "no regression"
         if regressed:
             reasons.append(f"{category}: {delta:+.3f} vs production (p={p_value:.4f})")
         categories.append(

@@ -82,6 +82,7 @@ def run_mix(name: str, mix: FaultMix, endpoint: str, drives: int, seed: int, log
         "upload_reruns": run.upload_retries,
         "run_reruns": run.run_retries,
         "seconds": round(time.perf_counter() - started, 1),
+        "rerun_causes": run.errors,
     }
 
 
@@ -134,6 +135,8 @@ def main() -> None:
                     f"uploads, {r['run_reruns']} runs; {r['seconds']} s",
                     flush=True,
                 )
+                for cause in r["rerun_causes"]:
+                    print(f"{'':>15}re-run after {cause}")
         hostile = hostile_peak(Path(tmp))
     server.stop()
     peak = max(h["peak_rss_mib"] for h in hostile)

@@ -51,9 +51,7 @@ def test_no_secret_reaches_logs_events_or_the_lake(
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         process_lake(url, LoopRun(), instance=instance)
         events = [
-            repr(entry)
-            for run in instance.get_runs()
-            for entry in instance.all_logs(run.run_id)
+            repr(entry) for run in instance.get_runs() for entry in instance.all_logs(run.run_id)
         ]
     assert audit(store, logs).processed == 1
 

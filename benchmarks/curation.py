@@ -186,10 +186,10 @@ def mining_benchmark(drive_hours: float = 100.0, seed: int = 7) -> dict:
         hours = copies * seconds / 3600
         con = connect(store, drives)
         start = time.perf_counter()
-        rows = con.sql("SELECT count(*), sum(x + y + vx + vy) FROM tracks").fetchone()[0]
+        rows = con.sql("SELECT count(*), sum(x + y + vx + vy) FROM tracks").fetchall()[0][0]
         rows += con.sql(
             "SELECT count(*), sum(speed_mps + yaw_rate_radps) FROM vehicle_state"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         scan = time.perf_counter() - start
         start = time.perf_counter()
         clips, counts = mine(con, load_scenarios(), "2026-11-25")

@@ -14,14 +14,17 @@ TOLERANCE_S = {"stalled_vehicle": 30.0}
 injected when it starts braking, up to 150 m ahead; the clip is where the ego reaches it."""
 
 
+LOG_BEFORE_S = 1.0
 LOG_AFTER_S = 1.0
-"""A witnessed corner case needs this much log after it to be findable."""
+"""A witnessed corner case needs this much log before it (a deceleration or a lane change is
+seen against the second before) and after it to be findable."""
 
 
 def truth_events(reports) -> list[dict]:
-    """(vehicle, drive, scenario, t_ns) for everything the simulator saw happen: the corner
-    cases it witnessed (injected or not), near misses, disengagements, lane changes, and the
-    drive's condition."""
+    """(vehicle, drive, scenario, t_ns, findable) for everything the simulator saw happen: the
+    corner cases it witnessed (injected or not), near misses, disengagements, lane changes,
+    the drive's condition; and the corner cases it injected, which a clip may find but recall
+    does not count (an injection can fail: the ego changes lanes first)."""
     events = []
     for report in reports:
         for d in report.drives:
@@ -32,9 +35,13 @@ def truth_events(reports) -> list[dict]:
                 t_ns = d["start_ns"] + int(t * NS)
                 events.append({**base, "scenario": scenario, "t_ns": t_ns, "findable": findable})
 
+            for c in truth["corner_cases"]:  # staged here: a clip of it is right, even
+                if c["applied"]:  # when traffic undid it (the ego changed lanes first)
+                    add(c["type"], c["t"], findable=False)
             for c in truth["witnessed"]:
-                # else the log ends (a crash) first: it may still be found, need not be
-                add(c["type"], c["t"], findable=c["t"] <= d["seconds"] - LOG_AFTER_S)
+                # else the log starts or ends (a crash) too close: it may be found, need not be
+                within = LOG_BEFORE_S <= c["t"] <= d["seconds"] - LOG_AFTER_S
+                add(c["type"], c["t"], findable=within)
             for name, kind in (
                 ("near_misses", "near_miss"),
                 ("disengagements", "disengagement"),

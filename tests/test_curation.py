@@ -20,6 +20,7 @@ from dataloop.defs.resources import LakeResource
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
 from dataloop.ingest.hour import arrival_hours
+from dataloop.ingest.tables import read_table
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.lineage import graph
@@ -61,7 +62,7 @@ def curated(tmp_path_factory):
     store = LocalStore(root / "lake")
     # Straight roads: the queries have no map, so they read motion in the ego frame (the
     # README gives their lower recall at junctions). Corner cases at several times the
-    # fleet's rate, so that every scenario occurs a few dozen times in 15 minutes of driving.
+    # fleet's rate, so that every scenario occurs a few dozen times in 24 minutes of driving.
     config = replace(
         SimConfig().without_faults(),
         roads={"highway": 0.7, "merge": 0.3},
@@ -74,10 +75,10 @@ def curated(tmp_path_factory):
             "pedestrian_crossing": 60.0,
         },
     )
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=8)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     reports = simulate_fleet(
-        vehicles=6,
-        minutes=2.5,
+        vehicles=8,
+        minutes=3.0,
         seed=21,
         out=root / "logs",
         start=start,
@@ -281,4 +282,37 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
     for key, data in after.items():
         if not key.startswith(("datasets/", "lineage/", "audit/")) and key.endswith(".json"):
             assert scrub(json.loads(data), subject) == json.loads(data), key
-    assert drive not in {c["drive_id"] for c in read_scenario_index(store).to_pylist()}
+    left = read_scenario_index(store).to_pylist()
+    assert (vehicle, drive) not in {(c["vehicle_id"], c["drive_id"]) for c in left}
+
+
+def test_a_label_review_is_a_new_drive_version_in_lineage(curated):
+    from dataloop.curation.scenarios import current_drive_version, load_scenarios, mine_day
+    from dataloop.labeling.hour import labels_record_key
+    from dataloop.labeling.review import import_reviewed
+
+    store, _, _, days, _ = curated
+    clips = read_scenario_index(store)
+    vehicle, drive = clips["vehicle_id"][-1].as_py(), clips["drive_id"][-1].as_py()
+    before = current_drive_version(store, vehicle, drive)
+    labels = read_table(store, read_json(store, labels_record_key(vehicle, drive))["labels"])
+    track = labels["track_id"][0].as_py()
+    review = {
+        "categories": [{"id": 1, "name": "truck"}],
+        "annotations": [
+            {
+                "category_id": 1,
+                "attributes": {"vehicle": vehicle, "drive": drive, "track_id": track},
+            }
+        ],
+    }
+    assert import_reviewed(store, review)
+    after = current_drive_version(store, vehicle, drive)
+    assert after and after != before
+    kept, dropped = D.eligible(store, clips)  # mined from the old labels: out until re-mined
+    assert dropped and drive not in set(kept["drive_id"].to_pylist())
+    for day in days:
+        mine_day(store, day, load_scenarios())
+    remined = read_scenario_index(store)
+    mine = remined.filter(pc.equal(remined["drive_id"], drive))
+    assert mine.num_rows and set(mine["drive_version"].to_pylist()) == {after}

@@ -1,9 +1,18 @@
--- Cut-in: a vehicle close ahead is now in the ego's lane and has itself moved across by more
--- than half a lane in the last 3 s, travelling along the road (not crossing it). Its own
--- sideways motion is its motion in the ego frame plus the ego's own (from ego_pose), so the
--- ego changing lanes is not a cut-in. Straight road only: the ego's heading changed by less
--- than 0.05 rad over the window. Severity grows as the gap shrinks (1.0 at 8 m or less).
-WITH w AS (
+-- Cut-in: a vehicle close ahead is now in the ego's lane (within 2 m of its path) and has
+-- itself moved sideways by more than 1.2 m in the last 3 s, travelling along the road (not
+-- crossing it). Its own sideways motion is its motion in the ego frame plus the ego's own
+-- (from ego_pose), so the ego changing lanes is not a cut-in, nor is a vehicle entering a
+-- lane the ego is leaving or entering (the ego indicated within the last 2 s). Straight road
+-- only: the ego's heading changed by less than 0.03 rad over the window. Severity grows as
+-- the gap shrinks (1.0 at 8 m or less).
+WITH signals AS (
+    SELECT vehicle_id, drive_id, t,
+           max(turn_signal <> 'off') OVER (
+               PARTITION BY vehicle_id, drive_id ORDER BY t
+               RANGE BETWEEN INTERVAL 2 SECONDS PRECEDING AND CURRENT ROW
+           ) AS signalled
+    FROM vehicle_state
+), w AS (
     SELECT vehicle_id, drive_id, track_id, t, x, y, vx, vy,
            first_value(y) OVER past AS y_then,
            first_value(t) OVER past AS t_then
@@ -14,9 +23,10 @@ WITH w AS (
         RANGE BETWEEN INTERVAL 3 SECONDS PRECEDING AND CURRENT ROW
     )
 ), now AS (
-    SELECT w.*, e.x AS ex, e.y AS ey, e.heading AS eh, e.turn_signal
+    SELECT w.*, e.x AS ex, e.y AS ey, e.heading AS eh, s.signalled
     FROM w
     ASOF JOIN ego_pose e ON w.vehicle_id = e.vehicle_id AND w.drive_id = e.drive_id AND w.t >= e.t
+    ASOF JOIN signals s ON w.vehicle_id = s.vehicle_id AND w.drive_id = s.drive_id AND w.t >= s.t
 ), moved AS (
     SELECT n.*, n.eh - e.heading AS turned,
            n.y - n.y_then + cos(n.eh) * (n.ey - e.y) - sin(n.eh) * (n.ex - e.x) AS own_shift
@@ -30,6 +40,6 @@ SELECT vehicle_id, drive_id,
        least(1.0, 8.0 / greatest(x, 1.0)) AS severity,
        [CASE WHEN own_shift > 0 THEN 'from_right' ELSE 'from_left' END] AS tags
 FROM moved
-WHERE abs(y) < 1.8 AND x BETWEEN 0 AND 25 AND abs(own_shift) > 1.5 AND abs(turned) < 0.03
-  AND turn_signal = 'off'
+WHERE abs(y) < 2.0 AND x BETWEEN 0 AND 25 AND abs(own_shift) > 1.2 AND abs(turned) < 0.03
+  AND NOT signalled
   AND abs(vy) < 2.0 + 0.2 * abs(vx)

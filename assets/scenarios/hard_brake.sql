@@ -1,5 +1,6 @@
 -- Lead vehicle braking hard: the vehicle ahead in the ego's path (not one crossing it)
--- decelerates at more than 5 m/s^2 (slope of its speed over the last second).
+-- decelerates at more than 5 m/s^2. The query reads the slope of its speed over the last
+-- second, which is below the peak: it asks for 4.5 m/s^2.
 -- Severity: deceleration / 9 m/s^2.
 WITH w AS (
     SELECT vehicle_id, drive_id, track_id, t, x, y, vy,
@@ -18,4 +19,4 @@ SELECT vehicle_id, drive_id,
        least(1.0, -ax / 9.0) AS severity,
        ['decel_' || CAST(round(-ax) AS INTEGER) || 'mps2'] AS tags
 FROM w
-WHERE ax < -5.0 AND n >= 6 AND abs(y) < 1.6 AND abs(vy) < 2.0 AND x BETWEEN 0 AND 60
+WHERE ax < -4.5 AND n >= 6 AND abs(y) < 1.6 AND abs(vy) < 3.0 AND x BETWEEN 0 AND 60

@@ -1,6 +1,6 @@
 -- Near miss: time to collision with anything in the ego's corridor ahead below 2 s (the
 -- ego's front bumper is 2.5 m ahead of its centre). Perceived positions and speeds are
--- noisy: the query asks for TTC below 2.1 s throughout 0.2 s, in a corridor 0.15 m wider
+-- noisy: the query asks for TTC below 2.2 s throughout 0.2 s, in a corridor 0.15 m wider
 -- than the definition's. Severity: 1 - TTC / 2 s.
 WITH ego AS (
     SELECT vehicle_id, drive_id, t, speed_mps
@@ -29,4 +29,4 @@ SELECT vehicle_id, drive_id,
        least(1.0, greatest(0.0, 1.0 - ttc / 2.0)) AS severity,
        ['ttc_' || CAST(round(ttc, 1) AS VARCHAR) || 's'] AS tags
 FROM sustained
-WHERE worst < 2.1
+WHERE worst < 2.2

@@ -1,12 +1,13 @@
 -- Stalled vehicle: a vehicle ahead, in or next to the ego's lane, that has not moved for
--- 2 s while the ego is still moving (a queue at a junction stops the ego too).
+-- 2 s (perceived speed under 1.5 m/s throughout) while the ego is still moving (a queue at a
+-- junction stops the ego too).
 WITH ego AS (
     SELECT vehicle_id, drive_id, t, speed_mps
     FROM vehicle_state
     WHERE isfinite(speed_mps)
 ), w AS (
     SELECT vehicle_id, drive_id, track_id, t, x, y,
-           avg(sqrt(vx * vx + vy * vy)) OVER past AS speed,
+           max(sqrt(vx * vx + vy * vy)) OVER past AS speed,
            count(*) OVER past AS n
     FROM tracks
     WHERE object_class IN ('car', 'truck')
@@ -22,5 +23,5 @@ SELECT w.vehicle_id, w.drive_id,
        [CASE WHEN abs(w.y) < 1.6 THEN 'own_lane' ELSE 'adjacent_lane' END] AS tags
 FROM w
 ASOF JOIN ego e ON w.vehicle_id = e.vehicle_id AND w.drive_id = e.drive_id AND w.t >= e.t
-WHERE w.speed < 0.8 AND w.n >= 10 AND abs(w.y) < 5.5 AND w.x BETWEEN 0 AND 100
+WHERE w.speed < 1.5 AND w.n >= 10 AND abs(w.y) < 5.5 AND w.x BETWEEN 0 AND 100
   AND e.speed_mps > 2.0

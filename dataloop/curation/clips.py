@@ -27,9 +27,9 @@ CLIP_SCHEMA = pa.schema(
         ("day", pa.string()),
     ]
 )
-"""One row per clip. ``drive_version`` names the exact ingested and anonymised state of the
-drive (its compliance record's hash); ``severity`` is in [0, 1]; ``day`` is the arrival day
-of the upload (the scenario index's partition)."""
+"""One row per clip. ``drive_version`` names the exact ingested, anonymised and labelled
+state of the drive (``scenarios.current_drive_version``); ``severity`` is in [0, 1];
+``day`` is the arrival day of the upload (the scenario index's partition)."""
 
 
 def clip_id(vehicle: str, drive: str, scenario: str, start_ns: int) -> str:

@@ -15,12 +15,11 @@ import pyarrow.compute as pc
 import yaml
 
 from dataloop.curation.clips import CLIP_SCHEMA
-from dataloop.curation.scenarios import drive_version
+from dataloop.curation.scenarios import current_drive_version
 from dataloop.ingest.tables import read_table, to_parquet
 from dataloop.lake.hashing import sha256_bytes, sha256_json
 from dataloop.lake.pointers import read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
-from dataloop.quality.compliance import compliance_key
 from dataloop.quality.suites import rules_dir
 
 SPLITS = ("train", "val", "test")
@@ -135,8 +134,7 @@ def eligible(store: ObjectStore, clips: pa.Table) -> tuple[pa.Table, int]:
         (r["vehicle_id"], r["drive_id"])
         for r in clips.select(["vehicle_id", "drive_id"]).to_pylist()
     }:
-        record = read_json(store, compliance_key(v, d))
-        current[(v, d)] = drive_version(record) if record and not record["excluded"] else None
+        current[(v, d)] = current_drive_version(store, v, d)
     mask = [
         current[(v, d)] == version
         for v, d, version in zip(

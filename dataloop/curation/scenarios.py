@@ -83,10 +83,15 @@ def day_hours(day: str) -> list[str]:
     return [f"{day}-{h:02d}:00" for h in range(24)]
 
 
-def drive_version(compliance: dict[str, Any]) -> str:
-    """The exact state of a drive that curation used: its compliance record (upload,
-    anonymiser and geofence versions, derived frames) hashed."""
-    return sha256_json(compliance)[:16]
+def current_drive_version(store: ObjectStore, vehicle: str, drive: str) -> str | None:
+    """The exact state of a drive that curation uses: its compliance record (upload,
+    anonymiser and geofence versions, derived frames) and its labels (labeller version, human
+    review) hashed. ``None`` when the drive is not (or no longer) approved and anonymised."""
+    compliance = read_json(store, compliance_key(vehicle, drive))
+    if compliance is None or compliance["excluded"]:
+        return None
+    labels = read_json(store, labels_record_key(vehicle, drive))
+    return sha256_json([compliance, labels["labels"] if labels else None])[:16]
 
 
 def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
@@ -97,15 +102,15 @@ def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
         for entry in (read_json(store, compliant_hour_key(hour)) or {"drives": []})["drives"]:
             vehicle, drive = entry["vehicle"], entry["drive"]
             record = read_json(store, K.drive_record_key(vehicle, drive))
-            compliance = read_json(store, compliance_key(vehicle, drive))
-            if record is None or compliance is None:
+            version = current_drive_version(store, vehicle, drive)
+            if record is None or version is None:
                 continue
             labels = read_json(store, labels_record_key(vehicle, drive))
             drives.append(
                 {
                     "vehicle_id": vehicle,
                     "drive_id": drive,
-                    "drive_version": drive_version(compliance),
+                    "drive_version": version,
                     "road": record.get("log_metadata", {}).get("road", "unknown"),
                     "conditions": record.get("log_metadata", {}).get("conditions", "unknown"),
                     "tables": {n: t["key"] for n, t in record["tables"].items()},

@@ -1,0 +1,216 @@
+"""The OTA repository: a TUF repository in the lake, built with python-tuf's Metadata API.
+
+Layout (consistent snapshots)::
+
+    releases/tuf/metadata/N.root.json   root, threshold 2 over two offline keys
+    releases/tuf/metadata/N.targets.json
+    releases/tuf/metadata/N.snapshot.json
+    releases/tuf/metadata/timestamp.json  the only mutable file, signed by the online key
+    releases/tuf/targets/<path>/<sha256>.<name>
+
+Private keys come from a folder (``$DATALOOP_TUF_KEYS_DIR``, PEM files made by
+``dataloop release keys init``); they are never written to the lake nor logged. Only the
+public keys travel, inside root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from securesystemslib.signer import CryptoSigner, Signer
+from tuf.api.metadata import (
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+from dataloop.lake.store import ObjectExists, ObjectNotFound, ObjectStore
+
+PREFIX = "releases/tuf"
+METADATA = f"{PREFIX}/metadata"
+TARGETS = f"{PREFIX}/targets"
+KEYS_ENV = "DATALOOP_TUF_KEYS_DIR"
+ROOT_THRESHOLD = 2
+KEY_FILES = {
+    "root": ["root-1.pem", "root-2.pem"],  # offline
+    "targets": ["targets.pem"],  # offline (release signing)
+    "snapshot": ["snapshot.pem"],
+    "timestamp": ["timestamp.pem"],  # online
+}
+EXPIRY = {
+    "root": timedelta(days=365),
+    "targets": timedelta(days=90),
+    "snapshot": timedelta(days=7),
+    "timestamp": timedelta(days=1),
+}
+_SER = JSONSerializer(compact=False)
+
+
+class KeysMissing(LookupError):
+    pass
+
+
+def init_keys(directory: str | Path) -> list[str]:
+    """Generate ed25519 keys for every role into ``directory`` (mode 0600); never overwrite."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    written = []
+    for files in KEY_FILES.values():
+        for name in files:
+            path = d / name
+            if path.exists():
+                continue
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(CryptoSigner.generate_ed25519().private_bytes)
+            written.append(str(path))
+    return written
+
+
+def load_signers(directory: str | Path | None = None) -> dict[str, list[Signer]]:
+    d = Path(directory or os.environ.get(KEYS_ENV) or "")
+    if not str(d) or not d.is_dir():
+        raise KeysMissing(f"no TUF key folder: set ${KEYS_ENV} or run `dataloop release keys init`")
+    signers: dict[str, list[Signer]] = {}
+    for role, files in KEY_FILES.items():
+        signers[role] = []
+        for name in files:
+            path = d / name
+            if not path.is_file():
+                raise KeysMissing(f"missing TUF key {name} in the key folder")
+            signers[role].append(CryptoSigner(load_pem_private_key(path.read_bytes(), None)))
+    return signers
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def target_key(path: str, sha256: str) -> str:
+    head, _, name = path.rpartition("/")
+    return f"{TARGETS}/{head}/{sha256}.{name}" if head else f"{TARGETS}/{sha256}.{name}"
+
+
+class Repository:
+    """Publishes targets: every publication signs new targets, snapshot and timestamp."""
+
+    def __init__(self, store: ObjectStore, signers: dict[str, list[Signer]]):
+        self.store = store
+        self.signers = signers
+
+    # -- reading -----------------------------------------------------------------------------
+    def _get(self, name: str) -> Metadata | None:
+        try:
+            return Metadata.from_bytes(self.store.get(f"{METADATA}/{name}"))
+        except ObjectNotFound:
+            return None
+
+    def latest(self, role: str) -> Metadata | None:
+        ts = self._get("timestamp.json")
+        if ts is None:
+            return None
+        if role == "timestamp":
+            return ts
+        snap_v = ts.signed.snapshot_meta.version
+        snap = self._get(f"{snap_v}.snapshot.json")
+        if role == "snapshot":
+            return snap
+        return self._get(f"{snap.signed.meta[f'{role}.json'].version}.{role}.json")
+
+    def root(self) -> Metadata | None:
+        version, found = 1, None
+        while (md := self._get(f"{version}.root.json")) is not None:
+            found, version = md, version + 1
+        return found
+
+    def root_bytes(self, version: int = 1) -> bytes:
+        """The trusted root a vehicle is provisioned with (bootstrap)."""
+        return self.store.get(f"{METADATA}/{version}.root.json")
+
+    # -- writing -----------------------------------------------------------------------------
+    def _sign(self, md: Metadata, role: str) -> bytes:
+        md.signatures.clear()
+        for signer in self.signers[role]:
+            md.sign(signer, append=True)
+        return md.to_bytes(_SER)
+
+    def _put_once(self, key: str, data: bytes) -> None:
+        with contextlib.suppress(ObjectExists):
+            self.store.put(key, data)
+
+    def init(self) -> None:
+        """Create root version 1 (no-op when one exists)."""
+        if self._get("1.root.json") is not None:
+            return
+        root = Root(expires=_now() + EXPIRY["root"], consistent_snapshot=True)
+        for role, signers in self.signers.items():
+            for signer in signers:
+                root.add_key(signer.public_key, role)
+        root.roles["root"].threshold = ROOT_THRESHOLD
+        self._put_once(f"{METADATA}/1.root.json", self._sign(Metadata(root), "root"))
+        self._publish({})
+
+    def publish(self, files: dict[str, bytes]) -> int:
+        """Add targets (``path -> bytes``) and sign new metadata; returns the targets version."""
+        self.init()
+        return self._publish(files)
+
+    def _publish(self, files: dict[str, bytes]) -> int:
+        old_targets = self.latest("targets")
+        targets = old_targets.signed if old_targets else Targets()
+        for path, data in files.items():
+            info = TargetFile.from_data(path, data, ["sha256"])
+            self._put_once(target_key(path, info.hashes["sha256"]), data)
+            targets.targets[path] = info
+        if old_targets:
+            targets.version += 1
+        targets.expires = _now() + EXPIRY["targets"]
+        t_bytes = self._sign(Metadata(targets), "targets")
+        self._put_once(f"{METADATA}/{targets.version}.targets.json", t_bytes)
+        return self.refresh_snapshot(targets.version)
+
+    def refresh_snapshot(self, targets_version: int | None = None) -> int:
+        old = self.latest("snapshot")
+        snap = old.signed if old else Snapshot()
+        if targets_version is not None:
+            snap.meta["targets.json"] = MetaFile(version=targets_version)
+        if old:
+            snap.version += 1
+        snap.expires = _now() + EXPIRY["snapshot"]
+        s_bytes = self._sign(Metadata(snap), "snapshot")
+        self._put_once(f"{METADATA}/{snap.version}.snapshot.json", s_bytes)
+        self.refresh_timestamp(snap.version)
+        return snap.meta["targets.json"].version
+
+    def refresh_timestamp(self, snapshot_version: int | None = None) -> int:
+        """Re-sign timestamp with the online key (run often: it expires in a day)."""
+        old = self.latest("timestamp")
+        ts = old.signed if old else Timestamp()
+        if snapshot_version is not None:
+            ts.snapshot_meta = MetaFile(version=snapshot_version)
+        if old:
+            ts.version += 1
+        ts.expires = _now() + EXPIRY["timestamp"]
+        data = self._sign(Metadata(ts), "timestamp")
+        key = f"{METADATA}/timestamp.json"  # the one mutable metadata file: a pointer
+        current = self.store.read_pointer(key)
+        self.store.swap_pointer(key, data, current[1] if current else None)
+        return ts.version
+
+    def target_paths(self) -> list[str]:
+        md = self.latest("targets")
+        return sorted(md.signed.targets) if md else []
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

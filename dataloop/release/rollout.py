@@ -1,0 +1,262 @@
+"""Releases, the director and the staged rollout (``assets/release/rollout.yaml``).
+
+A release is a number N: TUF targets ``driving/release-N/<file>`` (the gated model bundle
+plus ``release_notes.json``). The director assigns each vehicle release N when its bucket
+(sha256 of its id, mod 100) is below the current stage's percentage, else the previous
+release. Each evaluation reads fleet telemetry (``telemetry/date=/vehicle=/``) not counted at
+an earlier stage and decides ``wait``, ``advance``, ``complete`` or ``halt``; a halt publishes
+a NEW release pointing at the previous model (a higher number, never a TUF rollback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dataloop.lake.pointers import read_json, update_json, write_json
+from dataloop.lake.store import ObjectNotFound, ObjectStore
+from dataloop.lineage.graph import record_node
+from dataloop.simulation.gate import PRODUCTION_KEY
+from dataloop.training.bundle import FILES, bundle_key
+
+POLICY_FILE = Path(__file__).resolve().parents[2] / "assets" / "release" / "rollout.yaml"
+STATE_KEY = "releases/rollout.json"
+HISTORY_KEY = "releases/history.json"
+BASELINE = "baseline"
+
+
+def load_policy(path: Path | None = None) -> dict[str, Any]:
+    return yaml.safe_load((path or POLICY_FILE).read_text())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def history(store: ObjectStore) -> list[dict]:
+    return (read_json(store, HISTORY_KEY) or {"releases": []})["releases"]
+
+
+def state(store: ObjectStore) -> dict | None:
+    return read_json(store, STATE_KEY)
+
+
+def production(store: ObjectStore) -> dict:
+    return read_json(store, PRODUCTION_KEY) or {"model_version": BASELINE, "release": None}
+
+
+def publish_release(store: ObjectStore, repo, model_version: str, notes: dict) -> int:
+    """Sign and publish a new release of ``model_version``; returns its number."""
+    number = max((r["release"] for r in history(store)), default=0) + 1
+    files: dict[str, bytes] = {}
+    if model_version != BASELINE:
+        for name in FILES:
+            try:
+                files[name] = store.get(bundle_key(model_version, name))
+            except ObjectNotFound as err:
+                raise LookupError(f"no model bundle {model_version!r} in the lake") from err
+    body = {
+        **notes,
+        "release": number,
+        "model_version": model_version,
+        "files": sorted(files),
+        "created": _now(),
+    }
+    files["release_notes.json"] = json.dumps(body, indent=1, sort_keys=True).encode()
+    repo.publish({f"driving/release-{number}/{n}": d for n, d in files.items()})
+    update_json(
+        store,
+        HISTORY_KEY,
+        lambda h: {"releases": [*(h or {"releases": []})["releases"], body]},
+    )
+    record_node(store, "release", str(number), [{"kind": "model", "version": model_version}])
+    return number
+
+
+def release_notes(store: ObjectStore, model_version: str, gate: dict | None) -> dict:
+    """Lineage summary: the model's dataset and the gate report that passed it."""
+    card = {}
+    with contextlib.suppress(ObjectNotFound):
+        card = json.loads(store.get(bundle_key(model_version, "model_card.json")))
+    gate = gate or {}
+    return {
+        "kind": "release",
+        "dataset_version": (card.get("dataset") or {}).get("version"),
+        "gate": {
+            "passed": gate.get("passed"),
+            "suite": gate.get("suite"),
+            "gate_version": gate.get("gate"),
+            "production": gate.get("production"),
+            "summary": gate.get("summary"),
+        },
+    }
+
+
+def start_rollout(store: ObjectStore, repo, model_version: str, notes: dict) -> dict:
+    """Publish ``model_version`` and start its rollout at the first stage."""
+    prod = production(store)
+    number = publish_release(store, repo, model_version, notes)
+    value = {
+        "release": number,
+        "model_version": model_version,
+        "previous_release": prod.get("release"),
+        "previous_model": prod["model_version"],
+        "stage": 0,
+        "status": "rolling",
+        "counted": [],
+        "decisions": [],
+        "started": _now(),
+    }
+    write_json(store, STATE_KEY, value)
+    return value
+
+
+def bucket(vehicle: str) -> int:
+    return int(hashlib.sha256(vehicle.encode()).hexdigest(), 16) % 100
+
+
+def assign(store: ObjectStore, vehicle: str, policy: dict | None = None) -> dict:
+    """The director: which release (and model) ``vehicle`` should run now."""
+    st = state(store)
+    prod = production(store)
+    if st is None:
+        return {"release": prod.get("release"), "model_version": prod["model_version"]}
+    pct = (policy or load_policy())["stages"][st["stage"]]
+    if st["status"] in ("rolling", "complete") and bucket(vehicle) < pct:
+        return {"release": st["release"], "model_version": st["model_version"]}
+    if st["status"] == "rolled_back":
+        return {"release": st["rollback_release"], "model_version": st["previous_model"]}
+    return {"release": st["previous_release"], "model_version": st["previous_model"]}
+
+
+def _telemetry(store: ObjectStore) -> list[tuple[str, dict]]:
+    out = []
+    for info in store.list("telemetry/"):
+        if info.key.endswith(".json"):
+            out.append((info.key, json.loads(store.get(info.key))))
+    return out
+
+
+def _rates(records: list[dict]) -> dict[str, float]:
+    km = sum(r.get("km", 0.0) for r in records)
+    dis = sum(r.get("disengagements", 0) for r in records)
+    errors = sum(r.get("errors", 0) for r in records)
+    return {
+        "vehicles": len({r.get("vehicle") for r in records}),
+        "km": round(km, 3),
+        "disengagements": dis,
+        "errors": errors,
+        "disengagements_per_1000km": round(1000 * dis / km, 3) if km else 0.0,
+        "errors_per_1000km": round(1000 * errors / km, 3) if km else 0.0,
+    }
+
+
+def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | None:
+    """One rollout decision from telemetry; returns the decision (None: no rollout running)."""
+    policy = policy or load_policy()
+    st = state(store)
+    if st is None or st["status"] != "rolling":
+        return None
+    records = _telemetry(store)
+    counted = set(st["counted"])
+    cohort = [(k, r) for k, r in records if r.get("model_version") == st["model_version"]]
+    fresh = [r for k, r in cohort if k not in counted]
+    previous = [r for _, r in records if r.get("model_version") == st["previous_model"]]
+    new, old = _rates(fresh), _rates(previous)
+    stages = policy["stages"]
+    limit = max(
+        old["disengagements_per_1000km"] * (1 + policy["max_disengagement_increase"]),
+        old["disengagements_per_1000km"] + policy.get("min_disengagement_slack_per_1000km", 0),
+    )
+    numbers = {
+        "stage_percent": stages[st["stage"]],
+        "cohort": new,
+        "previous_release": old,
+        "disengagement_limit_per_1000km": round(limit, 3),
+        "max_errors_per_1000km": policy["max_errors_per_1000km"],
+        "min_km": policy["min_km_per_stage"],
+    }
+    reasons = []
+    if new["km"] > 0 and new["errors_per_1000km"] > policy["max_errors_per_1000km"]:
+        reasons.append(
+            f"errors {new['errors_per_1000km']}/1000 km > {policy['max_errors_per_1000km']}"
+        )
+    if new["km"] >= policy["min_km_per_stage"] and new["disengagements_per_1000km"] > limit:
+        reasons.append(
+            f"disengagements {new['disengagements_per_1000km']}/1000 km > limit {limit:.3f}"
+        )
+    if reasons:
+        decision = "halt"
+    elif new["km"] < policy["min_km_per_stage"]:
+        decision = "wait"
+        reasons.append(f"cohort drove {new['km']} km < {policy['min_km_per_stage']} km")
+    elif st["stage"] + 1 < len(stages):
+        decision = "advance"
+        reasons.append(f"stage {stages[st['stage']]} % healthy → {stages[st['stage'] + 1]} %")
+    else:
+        decision = "complete"
+        reasons.append("100 % healthy: promoted to production")
+    record = {
+        "at": _now(),
+        "release": st["release"],
+        "decision": decision,
+        "reasons": reasons,
+        **numbers,
+    }
+    if decision == "wait":
+        st["last_check"] = record
+        write_json(store, STATE_KEY, st)
+        return record
+    st["decisions"].append(record)
+    st.pop("last_check", None)
+    if decision == "advance":
+        st["stage"] += 1
+        st["counted"] = sorted(counted | {k for k, _ in cohort})
+    elif decision == "complete":
+        st["status"] = "complete"
+        write_json(
+            store,
+            PRODUCTION_KEY,
+            {"model_version": st["model_version"], "release": st["release"], "at": _now()},
+        )
+    else:
+        st["status"] = "halted"
+        write_json(store, STATE_KEY, st)
+        notes = {
+            "kind": "rollback",
+            "rolls_back": st["release"],
+            "reasons": reasons,
+        }
+        number = publish_release(store, repo, st["previous_model"], notes)
+        st["status"] = "rolled_back"
+        st["rollback_release"] = number
+        record["rollback_release"] = number
+        write_json(
+            store,
+            PRODUCTION_KEY,
+            {"model_version": st["previous_model"], "release": number, "at": _now()},
+        )
+    write_json(store, STATE_KEY, st)
+    return record
+
+
+def status(store: ObjectStore) -> dict:
+    """Everything ``dataloop release status`` shows."""
+    st = state(store)
+    policy = load_policy()
+    out: dict[str, Any] = {
+        "production": production(store),
+        "rollout": None,
+        "history": history(store),
+    }
+    if st is not None:
+        out["rollout"] = {k: v for k, v in st.items() if k != "counted"} | {
+            "stage_percent": policy["stages"][st["stage"]]
+        }
+    return out

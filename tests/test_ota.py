@@ -1,0 +1,218 @@
+"""OTA release (#8): the signed TUF repository in the lake, the vehicle client's refusal of
+each classic attack, and the staged rollout (advance to 100 %; halt and roll back)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from tuf.api import exceptions as tx
+
+from dataloop.fleet.ota import OtaClient
+from dataloop.lake.local import LocalStore
+from dataloop.lake.pointers import read_json
+from dataloop.release import repository as R
+from dataloop.release import rollout as RO
+from dataloop.simulation.gate import PRODUCTION_KEY
+from dataloop.training.bundle import write_bundle
+
+
+@pytest.fixture
+def env(tmp_path):
+    R.init_keys(tmp_path / "keys")
+    store = LocalStore(tmp_path / "lake")
+    repo = R.Repository(store, R.load_signers(tmp_path / "keys"))
+    repo.init()
+    return store, repo, tmp_path
+
+
+def _model(store, seed: int) -> str:
+    w = {"w": np.full((2, 2), float(seed))}
+    card = {"dataset": {"version": f"ds-{seed}", "seq": seed}}
+    return write_bundle(store, w, {}, {"seed": seed}, card)
+
+
+def _client(store, repo, tmp_path, name="veh-0001"):
+    return OtaClient(store, tmp_path / name, trusted_root=repo.root_bytes())
+
+
+def _overwrite(store, key, data: bytes):
+    store.path(key).write_bytes(data)
+
+
+def _target_key(repo, path):
+    info = repo.latest("targets").signed.targets[path]
+    return R.target_key(path, info.hashes["sha256"])
+
+
+def test_repository_layout_and_roles(env):
+    store, repo, tmp = env
+    model = _model(store, 1)
+    n = RO.publish_release(store, repo, model, {"kind": "release"})
+    root = repo.root().signed
+    assert root.consistent_snapshot and root.roles["root"].threshold >= 2
+    assert len(root.roles["root"].keyids) == 2
+    for role in ("targets", "snapshot", "timestamp"):
+        assert repo.latest(role).signed.expires > repo.latest(role).signed.expires - timedelta(1)
+    keys = [i.key for i in store.list("releases/")]
+    assert any(k.endswith(".targets.json") for k in keys)
+    # private keys never reach the lake
+    for info in store.list(""):
+        assert b"PRIVATE KEY" not in store.get(info.key)
+    current = _client(store, repo, tmp).install(n)
+    assert current == {
+        "release": n,
+        "model_version": model,
+        "path": str(tmp / "veh-0001" / "installed" / f"release-{n}"),
+    }
+    assert _client(store, repo, tmp).policy().model_version == model
+
+
+def test_tampered_target_refused(env):
+    store, repo, tmp = env
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    key = _target_key(repo, f"driving/release-{n}/weights.bin")
+    data = bytearray(store.get(key))
+    data[0] ^= 1
+    _overwrite(store, key, bytes(data))
+    client = _client(store, repo, tmp)
+    with pytest.raises(tx.LengthOrHashMismatchError):
+        client.install(n)
+    assert client.running() is None
+
+
+def test_tampered_metadata_refused(env):
+    store, repo, tmp = env
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    version = repo.latest("targets").signed.version
+    key = f"{R.METADATA}/{version}.targets.json"
+    doc = json.loads(store.get(key))
+    path = f"driving/release-{n}/weights.bin"
+    doc["signed"]["targets"][path]["length"] += 1
+    _overwrite(store, key, json.dumps(doc).encode())
+    with pytest.raises(tx.UnsignedMetadataError):
+        _client(store, repo, tmp).install(n)
+
+
+def test_expired_timestamp_refused(env, monkeypatch):
+    store, repo, tmp = env
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    monkeypatch.setitem(R.EXPIRY, "timestamp", timedelta(seconds=-60))
+    repo.refresh_timestamp()  # a stale (frozen) timestamp is all the vehicle is shown
+    with pytest.raises(tx.ExpiredMetadataError):
+        _client(store, repo, tmp).install(n)
+
+
+def test_rollback_attack_refused(env):
+    store, repo, tmp = env
+    old_ts = store.get(f"{R.METADATA}/timestamp.json")
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    client = _client(store, repo, tmp)
+    client.install(n)
+    _overwrite(store, f"{R.METADATA}/timestamp.json", old_ts)  # replay older, valid metadata
+    with pytest.raises(tx.BadVersionNumberError):
+        client.install(n)
+    assert client.running()["release"] == n
+
+
+def test_mix_and_match_refused(env):
+    store, repo, tmp = env
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    v = repo.latest("targets").signed.version
+    # snapshot says targets v; serve an older, validly signed targets under that name
+    _overwrite(store, f"{R.METADATA}/{v}.targets.json", store.get(f"{R.METADATA}/1.targets.json"))
+    with pytest.raises(tx.BadVersionNumberError):
+        _client(store, repo, tmp).install(n)
+
+
+def test_wrong_signing_key_refused(env):
+    store, repo, tmp = env
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    R.init_keys(tmp / "attacker")
+    evil = R.Repository(store, R.load_signers(tmp / "attacker"))
+    evil.refresh_timestamp()  # re-signed by a key root does not trust
+    with pytest.raises(tx.UnsignedMetadataError):
+        _client(store, repo, tmp).install(n)
+
+
+def test_oversized_target_refused(env):
+    store, repo, tmp = env
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    key = _target_key(repo, f"driving/release-{n}/weights.bin")
+    _overwrite(store, key, store.get(key) + b"\0" * (1 << 20))  # endless data
+    with pytest.raises(tx.DownloadLengthMismatchError):
+        _client(store, repo, tmp).install(n)
+
+
+def _telemetry(store, vehicle: str, model: str, km: float, dis: int, errors: int = 0, i=0):
+    body = {
+        "vehicle": vehicle,
+        "model_version": model,
+        "km": km,
+        "drive_seconds": 600.0,
+        "disengagements": dis,
+        "disengagements_per_1000km": 1000 * dis / km,
+        "errors": errors,
+        "faults_injected": 0,
+        "drives": [],
+        "from": "2026-01-01T00:00:00+00:00",
+        "to": "2026-01-01T00:10:00+00:00",
+    }
+    key = f"telemetry/date=2026-01-01/vehicle={vehicle}/{model[:8]}-{i:04d}.json"
+    store.put(key, json.dumps(body).encode())
+
+
+def _seed_previous(store, model: str):
+    for v in range(5):
+        _telemetry(store, f"veh-{v:04d}", model, km=100.0, dis=2)  # 20 / 1000 km
+
+
+def test_good_model_reaches_100_percent(env):
+    store, repo, tmp = env
+    policy = RO.load_policy()
+    _seed_previous(store, RO.BASELINE)
+    model = _model(store, 1)
+    st = RO.start_rollout(store, repo, model, RO.release_notes(store, model, {"passed": True}))
+    assert RO.evaluate(store, repo, policy)["decision"] == "wait"
+    decisions = []
+    for i, _pct in enumerate(policy["stages"]):
+        _telemetry(store, f"veh-{i:04d}", model, km=policy["min_km_per_stage"], dis=1, i=i)
+        decisions.append(RO.evaluate(store, repo, policy)["decision"])
+    assert decisions == ["advance"] * (len(policy["stages"]) - 1) + ["complete"]
+    assert read_json(store, PRODUCTION_KEY)["model_version"] == model
+    assert RO.assign(store, "veh-0042", policy)["release"] == st["release"]
+    notes = RO.history(store)[0]
+    assert notes["dataset_version"] == "ds-1" and notes["gate"]["passed"] is True
+
+
+def test_regressing_model_halts_and_rolls_back(env):
+    store, repo, tmp = env
+    policy = RO.load_policy()
+    _seed_previous(store, RO.BASELINE)
+    good = _model(store, 1)
+    RO.start_rollout(store, repo, good, {})
+    for i in range(len(policy["stages"])):
+        _telemetry(store, f"veh-{i:04d}", good, km=policy["min_km_per_stage"], dis=1, i=i)
+        RO.evaluate(store, repo, policy)
+    assert RO.state(store)["status"] == "complete"
+    bad = _model(store, 2)
+    st = RO.start_rollout(store, repo, bad, {})
+    _telemetry(store, "veh-0001", bad, km=policy["min_km_per_stage"], dis=10)
+    decision = RO.evaluate(store, repo, policy)
+    assert decision["decision"] == "halt" and decision["stage_percent"] == policy["stages"][0]
+    rb = decision["rollback_release"]
+    assert rb > st["release"]
+    assert read_json(store, PRODUCTION_KEY) | {"at": None} == {
+        "model_version": good,
+        "release": rb,
+        "at": None,
+    }
+    assert RO.history(store)[-1]["model_version"] == good
+    # the vehicle installs the rollback release: a newer TUF version, the previous model
+    client = _client(store, repo, tmp)
+    assert client.install(RO.assign(store, "veh-0001", policy)["release"])["model_version"] == good
+    out = RO.status(store)
+    assert out["rollout"]["status"] == "rolled_back"
+    assert [d["decision"] for d in out["rollout"]["decisions"]] == ["halt"]

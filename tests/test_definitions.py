@@ -32,6 +32,7 @@ EXPECTED_ASSETS = {
     "training_dataset": {"group": "curation", "partitioned": False, "deps": ["scenario_index"]},
     "trained_model": {"group": "training", "partitioned": False, "deps": ["training_dataset"]},
     "simulation_report": {"group": "simulation", "partitioned": False, "deps": ["trained_model"]},
+    "release": {"group": "release", "partitioned": False, "deps": ["simulation_report"]},
 }
 
 

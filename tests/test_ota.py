@@ -216,3 +216,28 @@ def test_regressing_model_halts_and_rolls_back(env):
     out = RO.status(store)
     assert out["rollout"]["status"] == "rolled_back"
     assert [d["decision"] for d in out["rollout"]["decisions"]] == ["halt"]
+
+
+def test_release_asset_publishes_the_gated_candidate_and_decides(env, monkeypatch):
+    import dagster as dg
+
+    from dataloop.defs.release.assets import release
+    from dataloop.defs.resources import LakeResource
+    from dataloop.defs.simulation.assets import GATE_RESULT_KEY
+    from dataloop.lake.pointers import write_json
+
+    store, repo, tmp = env
+    monkeypatch.setenv(R.KEYS_ENV, str(tmp / "keys"))
+    _seed_previous(store, RO.BASELINE)
+    model = _model(store, 1)
+    write_json(store, GATE_RESULT_KEY, {"candidate": model, "passed": True, "suite": "s1"})
+    lake = LakeResource(url=str(tmp / "lake"))
+    result = dg.materialize([release], resources={"lake": lake})
+    meta = result.asset_materializations_for_node("release")[0].metadata
+    assert meta["status"].value == "rolling" and meta["stage_percent"].value == 1
+    assert meta["decision"].data["decision"] == "wait"
+    _telemetry(store, "veh-0001", model, km=RO.load_policy()["min_km_per_stage"], dis=1)
+    result = dg.materialize([release], resources={"lake": lake})
+    meta = result.asset_materializations_for_node("release")[0].metadata
+    assert meta["decision"].data["decision"] == "advance"
+    assert "advance" in meta["decisions"].value

@@ -1,0 +1,80 @@
+"""Release: sign the gated model into the TUF repository in the lake and drive its staged
+rollout from fleet telemetry. Downstream of ``simulation_report``, so the blocking
+``gate_passed`` check stops a failed candidate before it is ever signed."""
+
+import dagster as dg
+
+from dataloop.defs.resources import LakeResource
+from dataloop.defs.simulation.assets import GATE_RESULT_KEY, simulation_report
+from dataloop.lake.hashing import sha256_json
+from dataloop.lake.pointers import read_json
+
+
+def _decision_table(decisions: list[dict]) -> str:
+    lines = [
+        "| release | stage % | decision | cohort km | cohort dis./1000 km | limit | "
+        "prev. dis./1000 km | cohort err./1000 km | reasons |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in decisions:
+        c, p = d["cohort"], d["previous_release"]
+        lines.append(
+            f"| {d['release']} | {d['stage_percent']} | {d['decision']} | {c['km']} | "
+            f"{c['disengagements_per_1000km']} | {d['disengagement_limit_per_1000km']} | "
+            f"{p['disengagements_per_1000km']} | {c['errors_per_1000km']} | "
+            f"{'; '.join(d['reasons'])} |"
+        )
+    return "\n".join(lines)
+
+
+@dg.asset(
+    deps=[simulation_report],
+    group_name="release",
+    kinds={"python"},
+    tags={"dataloop/stage": "release"},
+)
+def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The OTA release: publishes a gated candidate (signed TUF targets: bundle + release
+    notes) and starts its staged rollout (assets/release/rollout.yaml); every materialization
+    re-signs the timestamp (online key) and takes one rollout decision from fleet telemetry
+    (advance, halt + rollback release, or complete → production)."""
+    from dataloop.release import rollout as RO
+    from dataloop.release.repository import KeysMissing, Repository, load_signers
+
+    store = lake.store()
+    try:
+        repo = Repository(store, load_signers())
+    except KeysMissing as err:
+        raise dg.Failure(str(err)) from None
+    repo.init()
+    gate = read_json(store, GATE_RESULT_KEY) or {}
+    candidate = gate.get("candidate")
+    st = RO.state(store)
+    released = {r["model_version"] for r in RO.history(store) if r.get("kind") != "rollback"}
+    started = None
+    if gate.get("passed") and candidate and candidate not in released:
+        if st is not None and st["status"] == "rolling":
+            context.log.info(f"release {st['release']} still rolling; {candidate} waits")
+        else:
+            notes = RO.release_notes(store, candidate, gate)
+            started = RO.start_rollout(store, repo, candidate, notes)
+            context.log.info(f"release {started['release']}: {candidate} at stage 1")
+    repo.refresh_timestamp()
+    decision = RO.evaluate(store, repo)
+    status = RO.status(store)
+    rollout = status["rollout"] or {}
+    if decision:
+        context.log.info(f"rollout decision: {decision['decision']}: {decision['reasons']}")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(sha256_json({**status, "at": None})[:32]),
+        metadata={
+            "production": dg.MetadataValue.json(status["production"]),
+            "release": dg.MetadataValue.int(int(rollout.get("release") or 0)),
+            "model_version": dg.MetadataValue.text(str(rollout.get("model_version"))),
+            "status": dg.MetadataValue.text(str(rollout.get("status"))),
+            "stage_percent": dg.MetadataValue.int(int(rollout.get("stage_percent") or 0)),
+            "started_release": dg.MetadataValue.bool(started is not None),
+            "decision": dg.MetadataValue.json(decision or {}),
+            "decisions": dg.MetadataValue.md(_decision_table(rollout.get("decisions", []))),
+        },
+    )

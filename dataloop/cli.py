@@ -23,6 +23,7 @@ from rich.table import Table
 
 from dataloop.curation.cli import add_curation_parsers
 from dataloop.infra.cli import add_infra_parser
+from dataloop.release.cli import add_release_parser  # OTA release (#8)
 from dataloop.search.cli import add_search_parser  # search (#5)
 
 out = Console()
@@ -388,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_infra_parser(sub)
     add_curation_parsers(sub)
     add_search_parser(sub)
+    add_release_parser(sub)
     return p
 
 

@@ -241,3 +241,25 @@ def test_release_asset_publishes_the_gated_candidate_and_decides(env, monkeypatc
     meta = result.asset_materializations_for_node("release")[0].metadata
     assert meta["decision"].data["decision"] == "advance"
     assert "advance" in meta["decisions"].value
+
+
+def test_cli_keys_init_and_status(env, monkeypatch, capsys):
+    from dataloop.cli import main
+
+    store, repo, tmp = env
+    assert main(["release", "keys", "init", str(tmp / "k2"), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["written"]) == 5
+    assert (tmp / "k2" / "timestamp.pem").stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("DATALOOP_LAKE", str(tmp / "lake"))
+    _seed_previous(store, RO.BASELINE)
+    bad = _model(store, 3)
+    RO.start_rollout(store, repo, bad, {})
+    _telemetry(store, "veh-0001", bad, km=60.0, dis=1, errors=5)
+    assert RO.evaluate(store, repo)["decision"] == "halt"
+    assert main(["release", "status", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rollout"]["status"] == "rolled_back"
+    assert [h["kind"] for h in out["history"]] == ["release", "rollback"]
+    assert main(["release", "status"]) == 0
+    text = capsys.readouterr().out
+    assert "rolled_back" in text and "halt" in text

@@ -62,6 +62,7 @@ def publish_release(store: ObjectStore, repo, model_version: str, notes: dict) -
             except ObjectNotFound as err:
                 raise LookupError(f"no model bundle {model_version!r} in the lake") from err
     body = {
+        "kind": "release",
         **notes,
         "release": number,
         "model_version": model_version,

@@ -263,3 +263,19 @@ def test_cli_keys_init_and_status(env, monkeypatch, capsys):
     assert main(["release", "status"]) == 0
     text = capsys.readouterr().out
     assert "rolled_back" in text and "halt" in text
+
+
+def test_fleet_vehicle_drives_what_the_director_assigns(env):
+    from dataloop.fleet.ota import vehicle_policy
+
+    store, repo, tmp = env
+    assert vehicle_policy(store, "veh-0007", tmp / "v7").model_version == RO.BASELINE
+    _seed_previous(store, RO.BASELINE)
+    model = _model(store, 1)
+    RO.start_rollout(store, repo, model, {})
+    policy = RO.load_policy()
+    for i in range(len(policy["stages"])):
+        _telemetry(store, f"veh-{i:04d}", model, km=policy["min_km_per_stage"], dis=1, i=i)
+        RO.evaluate(store, repo, policy)
+    assert vehicle_policy(store, "veh-0007", tmp / "v7").model_version == model
+    assert json.loads((tmp / "v7" / "current.json").read_text())["model_version"] == model

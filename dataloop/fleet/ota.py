@@ -126,3 +126,31 @@ def load_installed(folder: Path, version: str):
         weights[t["name"]] = arr.reshape(t["shape"]).astype(np.float64)
     card = json.loads((folder / "model_card.json").read_text())
     return Bundle(version, weights, model["normalisation"], model["config"], card)
+
+
+OTA = "ota"
+"""The fleet's ``--model ota``: each vehicle runs what the director assigns it, via TUF."""
+
+
+def vehicle_policy(store: ObjectStore, vehicle: str, home: str | Path):
+    """Ask the director which release ``vehicle`` runs, install it through TUF (verified),
+    and return the installed bundle as the vehicle's driving policy. The simulated vehicle is
+    provisioned with root v1 from ``$DATALOOP_TUF_ROOT`` (a file), else from the lake on
+    first use (a real vehicle gets it at the factory)."""
+    import os
+
+    from dataloop.release.repository import Repository
+    from dataloop.release.rollout import assign
+
+    target = assign(store, vehicle)
+    root_file = os.environ.get("DATALOOP_TUF_ROOT")
+    if target["release"] is None:
+        from dataloop.fleet.simulator.policy import load_policy
+
+        return load_policy(target["model_version"], store)
+    trusted = Path(root_file).read_bytes() if root_file else Repository(store, {}).root_bytes()
+    client = OtaClient(store, home, trusted_root=trusted)
+    current = client.running()
+    if current is None or current["release"] != target["release"]:
+        client.install(target["release"])
+    return client.policy()

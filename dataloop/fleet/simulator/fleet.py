@@ -71,7 +71,12 @@ def _simulate_vehicle(
         from dataloop.lake import open_store
 
         store = open_store(lake)
-    policy = load_policy(config.model_version, store)  # a bundle: from the fleet's lake
+    if config.model_version == "ota" and store is not None:  # what the director assigns (#8)
+        from dataloop.fleet.ota import vehicle_policy
+
+        policy = vehicle_policy(store, vehicle, Path(out) / vehicle / "ota")
+    else:
+        policy = load_policy(config.model_version, store)  # a bundle: from the fleet's lake
     report = VehicleReport(vehicle, policy.model_version)
     carry: dict[str, float] = {}
     t_ns, left, k = start_ns, minutes * 60.0, 0

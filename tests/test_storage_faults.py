@@ -24,17 +24,19 @@ from tests.faults.loop import LoopRun, audit, process_lake, upload_logs
 from tests.faults.proxy import FaultMix, FaultProxy
 
 MIX = FaultMix(
-    error_500=0.04,
-    slowdown_503=0.02,
+    error_500=0.05,
+    slowdown_503=0.01,
     reset_before=0.03,
     reset_after=0.03,
-    stall_body=0.01,
+    stall_body=0.005,
     truncate=0.03,
     slow=0.03,
     slow_s=0.05,
     stall_s=2.5,
 )
-"""16 % of requests fail (and 3 % are slow): 503s back off from 1 s, the rest from 50 ms."""
+"""15.5 % of requests fail (and 3 % are slow). Few 503s and stalls: they cost seconds each
+(a 503 backs off from 1 s, a stall waits out the read timeout); benchmarks/chaos.py runs
+heavier mixes."""
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ def test_loop_under_storage_faults_loses_and_duplicates_nothing(faulty_s3, make_
     proxy, url, direct, bucket = faulty_s3
     logs = [
         (f"veh-{v}", f"d-{v}{k}", make_log(vehicle=f"veh-{v}", drive=f"d-{v}{k}", seed=v + k))
-        for v, k in ((1, 1), (1, 2), (2, 1))
+        for v, k in ((1, 1), (2, 1))
     ]
     # The reference: the same logs through the same loop on a local lake, without faults.
     reference = LocalStore(tmp_path / "reference")
@@ -104,9 +106,9 @@ def test_loop_under_storage_faults_loses_and_duplicates_nothing(faulty_s3, make_
 
     result = audit(store, logs)
     assert result.figures() == {
-        "drives": 3,
-        "uploaded": 3,
-        "processed": 3,
+        "drives": 2,
+        "uploaded": 2,
+        "processed": 2,
         "lost": 0,
         "duplicated": 0,
         "partial": 0,
@@ -118,7 +120,7 @@ def test_loop_under_storage_faults_loses_and_duplicates_nothing(faulty_s3, make_
     # The faults really happened, and were mostly absorbed by retries inside the store.
     summary = proxy.summary()
     failed = sum(summary.get(f, 0) for f in ("error_500", "slowdown_503", "reset_before"))
-    assert summary["requests"] > 200 and failed / summary["requests"] > 0.06, summary
+    assert summary["requests"] > 150 and failed / summary["requests"] > 0.04, summary
     assert run.upload_retries + run.run_retries <= 3, run.errors
 
 

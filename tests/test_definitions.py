@@ -46,6 +46,7 @@ def test_definitions_load_and_every_job_resolves():
         "raw_upload_sensor",
         "curation_sensor",
         "training_trigger",
+        "release_rollout",
     }
     assert "lake" in repo.get_top_level_resources()
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}

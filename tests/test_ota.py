@@ -279,3 +279,28 @@ def test_fleet_vehicle_drives_what_the_director_assigns(env):
         RO.evaluate(store, repo, policy)
     assert vehicle_policy(store, "veh-0007", tmp / "v7").model_version == model
     assert json.loads((tmp / "v7" / "current.json").read_text())["model_version"] == model
+
+
+def test_release_sensor_requests_runs(env):
+    import dagster as dg
+
+    from dataloop.defs.release.sensors import release_rollout
+    from dataloop.defs.resources import LakeResource
+    from dataloop.defs.simulation.assets import GATE_RESULT_KEY
+    from dataloop.lake.pointers import write_json
+
+    store, repo, tmp = env
+
+    def tick():
+        ctx = dg.build_sensor_context(resources={"lake": LakeResource(url=str(tmp / "lake"))})
+        return release_rollout(ctx)
+
+    assert isinstance(tick(), dg.SkipReason)
+    model = _model(store, 1)
+    write_json(store, GATE_RESULT_KEY, {"candidate": model, "passed": True})
+    assert tick().run_key == f"release:new:{model}"
+    RO.start_rollout(store, repo, model, {})
+    first = tick().run_key
+    assert first.startswith("release:rollout:1:")
+    _telemetry(store, "veh-0001", model, km=10.0, dis=0)
+    assert tick().run_key != first

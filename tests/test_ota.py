@@ -304,3 +304,12 @@ def test_release_sensor_requests_runs(env):
     assert first.startswith("release:rollout:1:")
     _telemetry(store, "veh-0001", model, km=10.0, dis=0)
     assert tick().run_key != first
+
+
+def test_publish_and_install_on_both_backends(store, tmp_path):
+    R.init_keys(tmp_path / "keys")
+    repo = R.Repository(store, R.load_signers(tmp_path / "keys"))
+    model = _model(store, 1)
+    n = RO.publish_release(store, repo, model, {})
+    repo.refresh_timestamp()
+    assert _client(store, repo, tmp_path).install(n)["model_version"] == model

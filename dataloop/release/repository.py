@@ -176,7 +176,8 @@ class Repository:
             targets.version += 1
         targets.expires = _now() + EXPIRY["targets"]
         t_bytes = self._sign(Metadata(targets), "targets")
-        self._put_once(f"{METADATA}/{targets.version}.targets.json", t_bytes)
+        self.store.put(f"{METADATA}/{targets.version}.targets.json", t_bytes)  # a racing
+        # publisher that signed the same version fails here instead of being lost
         return self.refresh_snapshot(targets.version)
 
     def refresh_snapshot(self, targets_version: int | None = None) -> int:
@@ -188,7 +189,7 @@ class Repository:
             snap.version += 1
         snap.expires = _now() + EXPIRY["snapshot"]
         s_bytes = self._sign(Metadata(snap), "snapshot")
-        self._put_once(f"{METADATA}/{snap.version}.snapshot.json", s_bytes)
+        self.store.put(f"{METADATA}/{snap.version}.snapshot.json", s_bytes)
         self.refresh_timestamp(snap.version)
         return snap.meta["targets.json"].version
 

@@ -313,3 +313,17 @@ def test_publish_and_install_on_both_backends(store, tmp_path):
     n = RO.publish_release(store, repo, model, {})
     repo.refresh_timestamp()
     assert _client(store, repo, tmp_path).install(n)["model_version"] == model
+
+
+def test_online_host_needs_only_the_timestamp_key(env, monkeypatch):
+    store, repo, tmp = env
+    monkeypatch.delenv(R.KEYS_ENV, raising=False)
+    pem = (tmp / "keys" / "timestamp.pem").read_text()
+    monkeypatch.setenv(R.key_env("timestamp.pem"), pem)
+    online = R.Repository(store, R.load_signers())
+    assert online.refresh_timestamp() == repo.latest("timestamp").signed.version
+    with pytest.raises(R.KeysMissing):
+        online.publish({"driving/release-9/x": b"x"})
+    monkeypatch.delenv(R.key_env("timestamp.pem"))
+    with pytest.raises(R.KeysMissing):
+        R.load_signers()

@@ -77,18 +77,31 @@ def init_keys(directory: str | Path) -> list[str]:
     return written
 
 
+def key_env(name: str) -> str:
+    """The environment variable that may hold key file ``name``'s PEM (e.g. root-1.pem →
+    DATALOOP_TUF_KEY_ROOT_1); it wins over the file."""
+    return "DATALOOP_TUF_KEY_" + name.removesuffix(".pem").upper().replace("-", "_")
+
+
 def load_signers(directory: str | Path | None = None) -> dict[str, list[Signer]]:
-    d = Path(directory or os.environ.get(KEYS_ENV) or "")
-    if not str(d) or not d.is_dir():
-        raise KeysMissing(f"no TUF key folder: set ${KEYS_ENV} or run `dataloop release keys init`")
+    """Every key found, from the environment or the key folder. A role may be absent (root
+    keys stay offline once root is signed); signing that role then raises KeysMissing."""
+    folder = directory or os.environ.get(KEYS_ENV)
+    d = Path(folder) if folder else None
     signers: dict[str, list[Signer]] = {}
     for role, files in KEY_FILES.items():
         signers[role] = []
         for name in files:
-            path = d / name
-            if not path.is_file():
-                raise KeysMissing(f"missing TUF key {name} in the key folder")
-            signers[role].append(CryptoSigner(load_pem_private_key(path.read_bytes(), None)))
+            pem = os.environ.get(key_env(name), "").encode()
+            if not pem and d is not None and (d / name).is_file():
+                pem = (d / name).read_bytes()
+            if pem:
+                signers[role].append(CryptoSigner(load_pem_private_key(pem, None)))
+    if not any(signers.values()):
+        raise KeysMissing(
+            f"no TUF keys: set ${KEYS_ENV} (or DATALOOP_TUF_KEY_<NAME>), "
+            "or run `dataloop release keys init DIR`"
+        )
     return signers
 
 
@@ -140,6 +153,8 @@ class Repository:
     # -- writing -----------------------------------------------------------------------------
     def _sign(self, md: Metadata, role: str) -> bytes:
         md.signatures.clear()
+        if len(self.signers.get(role, [])) < (ROOT_THRESHOLD if role == "root" else 1):
+            raise KeysMissing(f"not enough {role} keys here to sign {role} metadata")
         for signer in self.signers[role]:
             md.sign(signer, append=True)
         return md.to_bytes(_SER)
@@ -166,12 +181,15 @@ class Repository:
         return self._publish(files)
 
     def _publish(self, files: dict[str, bytes]) -> int:
+        for role in ("targets", "snapshot", "timestamp"):  # before anything is written
+            if not self.signers.get(role):
+                raise KeysMissing(f"no {role} key here: cannot publish")
         old_targets = self.latest("targets")
         targets = old_targets.signed if old_targets else Targets()
         for path, data in files.items():
-            info = TargetFile.from_data(path, data, ["sha256"])
-            self._put_once(target_key(path, info.hashes["sha256"]), data)
-            targets.targets[path] = info
+            targets.targets[path] = TargetFile.from_data(path, data, ["sha256"])
+        for path, data in files.items():
+            self._put_once(target_key(path, targets.targets[path].hashes["sha256"]), data)
         if old_targets:
             targets.version += 1
         targets.expires = _now() + EXPIRY["targets"]

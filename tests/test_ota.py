@@ -327,3 +327,33 @@ def test_online_host_needs_only_the_timestamp_key(env, monkeypatch):
     monkeypatch.delenv(R.key_env("timestamp.pem"))
     with pytest.raises(R.KeysMissing):
         R.load_signers()
+
+
+def test_key_rotation_after_a_compromise(env):
+    from securesystemslib.signer import CryptoSigner
+
+    store, repo, tmp = env
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    client = _client(store, repo, tmp)
+    client.install(n)
+    stolen = repo.signers["timestamp"]
+    assert repo.rotate("timestamp", [CryptoSigner.generate_ed25519()]) == 2
+    assert client.install(n)["release"] == n  # walks root 1 → 2, accepts the new key
+    thief = R.Repository(store, {"timestamp": stolen})
+    thief.refresh_timestamp()  # the stolen key no longer counts
+    with pytest.raises(tx.UnsignedMetadataError):
+        client.install(n)
+
+
+def test_root_rotation_is_followed_by_the_vehicle(env):
+    from securesystemslib.signer import CryptoSigner
+
+    store, repo, tmp = env
+    client = _client(store, repo, tmp)  # provisioned with root v1
+    new_roots = [CryptoSigner.generate_ed25519() for _ in range(2)]
+    assert repo.rotate("root", new_roots) == 2
+    n = RO.publish_release(store, repo, _model(store, 1), {})
+    assert client.install(n)["release"] == n
+    assert (
+        json.loads((tmp / "veh-0001" / "tuf" / "root.json").read_bytes())["signed"]["version"] == 2
+    )

@@ -175,6 +175,36 @@ class Repository:
         self._put_once(f"{METADATA}/1.root.json", self._sign(Metadata(root), "root"))
         self._publish({})
 
+    def rotate(self, role: str, new_signers: list[Signer]) -> int:
+        """Replace ``role``'s keys (after a compromise or on schedule): a new root version
+        signed by the current root keys (threshold) and, for root itself, the new ones too;
+        vehicles walk the root chain N → N+1 and stop trusting the old keys. Returns the new
+        root version."""
+        md = self.root()
+        root = md.signed
+        for keyid in list(root.roles[role].keyids):
+            root.revoke_key(keyid, role)
+        for signer in new_signers:
+            root.add_key(signer.public_key, role)
+        root.version += 1
+        root.expires = _now() + EXPIRY["root"]
+        old_root_signers = self.signers.get("root", [])
+        if len(old_root_signers) < ROOT_THRESHOLD:
+            raise KeysMissing("rotating a key needs the current root keys (threshold)")
+        new = Metadata(root)
+        signers = [*old_root_signers, *(new_signers if role == "root" else [])]
+        for signer in {s.public_key.keyid: s for s in signers}.values():
+            new.sign(signer, append=True)
+        self.store.put(f"{METADATA}/{root.version}.root.json", new.to_bytes(_SER))
+        self.signers[role] = list(new_signers)
+        if role == "targets":
+            self._publish({})
+        elif role == "snapshot":
+            self.refresh_snapshot()
+        elif role == "timestamp":
+            self.refresh_timestamp()
+        return root.version
+
     def publish(self, files: dict[str, bytes]) -> int:
         """Add targets (``path -> bytes``) and sign new metadata; returns the targets version."""
         self.init()

@@ -193,7 +193,10 @@ def publish(store: ObjectStore, name: str, manifest: pa.Table, info: dict[str, A
         try:
             store.put(version_key(name, seq), _json_bytes(record))
         except ObjectExists:
-            continue  # another writer took this number: look again
+            taken = read_json(store, version_key(name, seq))
+            if taken is None or taken["version"] != version:
+                continue  # another writer took this number: look again
+            record = taken  # ours landed (a lost reply, or a concurrent twin)
         update_json(
             store, latest_key(name), lambda _, r=record: {"seq": r["seq"], "version": r["version"]}
         )

@@ -357,3 +357,14 @@ def test_root_rotation_is_followed_by_the_vehicle(env):
     assert (
         json.loads((tmp / "veh-0001" / "tuf" / "root.json").read_bytes())["signed"]["version"] == 2
     )
+
+
+def test_no_judgement_without_the_previous_release_numbers(env):
+    store, repo, tmp = env
+    model = _model(store, 1)
+    RO.start_rollout(store, repo, model, {})
+    _telemetry(store, "veh-0001", model, km=100.0, dis=5)
+    decision = RO.evaluate(store, repo)
+    assert decision["decision"] == "wait" and "previous release" in decision["reasons"][0]
+    _seed_previous(store, RO.BASELINE)
+    assert RO.evaluate(store, repo)["decision"] == "halt"  # 50 vs 20 per 1000 km

@@ -188,7 +188,8 @@ def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | Non
         reasons.append(
             f"errors {new['errors_per_1000km']}/1000 km > {policy['max_errors_per_1000km']}"
         )
-    if new["km"] >= policy["min_km_per_stage"] and new["disengagements_per_1000km"] > limit:
+    judged = min(new["km"], old["km"]) >= policy["min_km_per_stage"]
+    if judged and new["disengagements_per_1000km"] > limit:
         reasons.append(
             f"disengagements {new['disengagements_per_1000km']}/1000 km > limit {limit:.3f}"
         )
@@ -197,6 +198,9 @@ def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | Non
     elif new["km"] < policy["min_km_per_stage"]:
         decision = "wait"
         reasons.append(f"cohort drove {new['km']} km < {policy['min_km_per_stage']} km")
+    elif old["km"] < policy["min_km_per_stage"]:
+        decision = "wait"  # nothing to compare against yet (the rest of the fleet reports it)
+        reasons.append(f"previous release drove {old['km']} km < {policy['min_km_per_stage']} km")
     elif st["stage"] + 1 < len(stages):
         decision = "advance"
         reasons.append(f"stage {stages[st['stage']]} % healthy → {stages[st['stage'] + 1]} %")

@@ -135,3 +135,53 @@ def materialize_hours(store, hours, assets, instance, selection=None):
         )
         assert result.success
     return result
+
+
+def simulated_lake(root: Path, config, *, vehicles: int, minutes: float, seed: int):
+    """A fleet-simulator fleet driven a few minutes ago (``config``), uploaded to a local lake
+    under ``root`` and taken through every hourly asset: (store, reports, instance, hours)."""
+    from datetime import timedelta
+
+    import dagster as dg
+
+    from dataloop.fleet.simulator.fleet import simulate_fleet
+    from dataloop.lake.local import LocalStore
+
+    store = LocalStore(root / "lake")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes + 7)
+    reports = simulate_fleet(
+        vehicles=vehicles,
+        minutes=minutes,
+        seed=seed,
+        out=root / "logs",
+        start=start,
+        config=config,
+        lake=str(store.root),
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    hours = arrival_hours(store, upload_days(store))
+    materialize_hours(store, hours, hourly_assets(), instance)
+    return store, reports, instance, hours
+
+
+def curate(store, instance, days: list[str]):
+    """Mine every day's scenario index, then build the training dataset; returns the
+    dataset's materialization result."""
+    import dagster as dg
+
+    from dataloop.defs.curation.assets import scenario_index, training_dataset
+    from dataloop.defs.resources import LakeResource
+
+    assets = [*hourly_assets(), scenario_index, training_dataset]
+    resources = {"lake": LakeResource(url=str(store.root))}
+    for day in days:
+        assert dg.materialize(
+            assets,
+            partition_key=day,
+            instance=instance,
+            resources=resources,
+            selection=[scenario_index],
+        ).success
+    return dg.materialize(
+        assets, instance=instance, resources=resources, selection=[training_dataset]
+    )

@@ -7,25 +7,18 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
 from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import day_drives, read_scenario_index
-from dataloop.defs.curation.assets import scenario_index, training_dataset
-from dataloop.defs.resources import LakeResource
 from dataloop.fleet.simulator.config import SimConfig
-from dataloop.fleet.simulator.fleet import simulate_fleet
-from dataloop.ingest.hour import arrival_hours
 from dataloop.ingest.tables import read_table
-from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.lineage import graph
 from dataloop.lineage.forget import Subject, forget, scrub
-from tests.helpers import hourly_assets, materialize_hours, upload_days
+from tests.helpers import curate, simulated_lake
 from tests.scenario_truth import score, truth_events
 
 SCENARIOS = (
@@ -40,26 +33,9 @@ SCENARIOS = (
 )
 
 
-def _curate(store, instance, days):
-    assets = [*hourly_assets(), scenario_index, training_dataset]
-    resources = {"lake": LakeResource(url=str(store.root))}
-    for day in days:
-        assert dg.materialize(
-            assets,
-            partition_key=day,
-            instance=instance,
-            resources=resources,
-            selection=[scenario_index],
-        ).success
-    return dg.materialize(
-        assets, instance=instance, resources=resources, selection=[training_dataset]
-    )
-
-
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     root = tmp_path_factory.mktemp("curation")
-    store = LocalStore(root / "lake")
     # Straight roads: the queries have no map, so they read motion in the ego frame (the
     # README gives their lower recall at junctions). Corner cases at several times the
     # fleet's rate, so that every scenario occurs a few dozen times in 24 minutes of driving.
@@ -75,21 +51,9 @@ def curated(tmp_path_factory):
             "pedestrian_crossing": 60.0,
         },
     )
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    reports = simulate_fleet(
-        vehicles=8,
-        minutes=3.0,
-        seed=21,
-        out=root / "logs",
-        start=start,
-        config=config,
-        lake=str(store.root),
-    )
-    instance = dg.DagsterInstance.ephemeral()
-    hours = arrival_hours(store, upload_days(store))
-    materialize_hours(store, hours, hourly_assets(), instance)
+    store, reports, instance, hours = simulated_lake(root, config, vehicles=8, minutes=3.0, seed=21)
     days = sorted({h[:10] for h in hours})
-    result = _curate(store, instance, days)
+    result = curate(store, instance, days)
     return store, reports, instance, days, result
 
 
@@ -170,7 +134,7 @@ def test_dataset_versions_are_immutable_numbered_and_match_dagster(curated, monk
     manifest_bytes = store.get(record["manifest_key"])
     assert hashlib.sha256(manifest_bytes).hexdigest()[:32] == first["version"]
 
-    again = _curate(store, instance, days)  # nothing changed: the same version
+    again = curate(store, instance, days)  # nothing changed: the same version
     assert read_json(store, D.latest_key("training")) == first
     assert (
         again.get_asset_materialization_events()[0].materialization.tags["dagster/data_version"]

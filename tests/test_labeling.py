@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from dataloop.fleet.simulator.config import SimConfig
-from dataloop.fleet.simulator.fleet import simulate_fleet
-from dataloop.ingest.hour import arrival_hours
 from dataloop.labeling.hour import METRICS, labels_record_key
-from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
-from tests.helpers import hourly_assets, materialize_hours, upload_days
+from tests.helpers import hourly_assets, materialize_hours, simulated_lake
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,26 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     root = tmp_path_factory.mktemp("labeling")
-    store = LocalStore(root / "lake")
     config = replace(
         SimConfig(),
         roads={"highway": 1.0},
         conditions={"day": 1.0, "night": 1.0, "rain": 1.0, "fog": 1.0},
         file_faults_per_drive={"truncated_file": 0.0, "missing_channel": 0.0},
     )
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
-    reports = simulate_fleet(
-        vehicles=4,
-        minutes=1.0,
-        seed=8,
-        out=root / "logs",
-        start=start,
-        config=config,
-        lake=str(store.root),
-    )
-    hours = arrival_hours(store, upload_days(store))
-    instance = dg.DagsterInstance.ephemeral()
-    materialize_hours(store, hours, hourly_assets(), instance)
+    store, reports, instance, hours = simulated_lake(root, config, vehicles=4, minutes=1.0, seed=8)
     return store, reports, hours, instance
 
 

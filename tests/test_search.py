@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -20,8 +18,6 @@ from dataloop.curation.clips import CLIP_SCHEMA, clip_id
 from dataloop.curation.scenarios import load_scenarios, mine_day
 from dataloop.fleet import contract
 from dataloop.fleet.simulator.config import SimConfig
-from dataloop.fleet.simulator.fleet import simulate_fleet
-from dataloop.ingest.hour import arrival_hours
 from dataloop.lake.local import LocalStore
 from dataloop.lake.store import ObjectStore
 from dataloop.search import vectors as V
@@ -32,31 +28,10 @@ from dataloop.search.frames import decode_rgb, open_pack
 from dataloop.search.index import build_day_index, indexed_days, load_index, purge
 from dataloop.search.search import Filters, image_search, text_search
 from dataloop.search.sheet import contact_sheet, sheet_size
-from tests.helpers import upload_days
+from tests.helpers import simulated_lake
 
 NS = 1_000_000_000
 CONDITIONS = ("day", "night", "rain", "flooded")
-
-
-def _run_hourly_assets(store: LocalStore, hours: list[str]) -> None:
-    """Every hourly asset from ingest to labels, per arrival hour (the real pipeline)."""
-    from dataloop.defs.ingest.assets import decoded_drives, raw_drive_logs
-    from dataloop.defs.labeling.assets import offboard_labels
-    from dataloop.defs.quality.assets import approved_drives, drive_verdicts, hour_fit_for_use
-    from dataloop.defs.quality.compliance import compliant_drives
-    from dataloop.defs.resources import LakeResource
-
-    steps = [decoded_drives, drive_verdicts, approved_drives, compliant_drives, offboard_labels]
-    instance = dg.DagsterInstance.ephemeral()
-    for hour in hours:
-        result = dg.materialize(
-            [raw_drive_logs, *steps, hour_fit_for_use],
-            partition_key=hour,
-            instance=instance,
-            resources={"lake": LakeResource(url=str(store.root))},
-            selection=steps,
-        )
-        assert result.success
 
 
 @pytest.fixture(scope="module")
@@ -64,25 +39,13 @@ def lake(tmp_path_factory):
     """Short drives in four conditions at intersections (20 s segments: many drives for little
     driving), taken through every hourly asset, mined and indexed."""
     root = tmp_path_factory.mktemp("search")
-    store = LocalStore(root / "lake")
     config = replace(
         SimConfig().without_faults(),
         roads={"intersection": 1.0},
         conditions={c: 1.0 for c in CONDITIONS},
         corner_cases_per_hour={"cut_in": 240.0, "pedestrian_crossing": 240.0},
     )
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
-    reports = simulate_fleet(
-        vehicles=6,
-        minutes=0.6,
-        seed=3,
-        out=root / "logs",
-        start=start,
-        config=config,
-        lake=str(store.root),
-    )
-    hours = arrival_hours(store, upload_days(store))
-    _run_hourly_assets(store, hours)
+    store, reports, _, hours = simulated_lake(root, config, vehicles=6, minutes=0.6, seed=3)
     days = sorted({h[:10] for h in hours})
     for day in days:
         mine_day(store, day, load_scenarios())

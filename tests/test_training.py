@@ -12,13 +12,11 @@ import dagster as dg
 import pytest
 
 from dataloop.curation import datasets as D
-from dataloop.defs.curation.assets import scenario_index, training_dataset
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.training.assets import trained_model
 from dataloop.defs.training.sensors import training_trigger
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
-from dataloop.ingest.hour import arrival_hours
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.lineage import graph
@@ -26,7 +24,7 @@ from dataloop.training import bundle as B
 from dataloop.training.config import TRIGGER_TAG, model_config, trigger_policy
 from dataloop.training.train import train
 from dataloop.training.trigger import decide
-from tests.helpers import hourly_assets, materialize_hours, upload_days
+from tests.helpers import curate, simulated_lake
 
 EPOCHS = 8
 TOLERANCE = 1e-6
@@ -35,39 +33,14 @@ TOLERANCE = 1e-6
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
-    store = LocalStore(root / "lake")
     config = replace(
         SimConfig().without_faults(),
         roads={"highway": 0.7, "merge": 0.3},
         camera_size=(160, 96),
         corner_cases_per_hour={"cut_in": 120.0, "hard_brake": 90.0, "stalled_vehicle": 60.0},
     )
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=8)
-    simulate_fleet(
-        vehicles=4,
-        minutes=2.0,
-        seed=5,
-        out=root / "logs",
-        start=start,
-        config=config,
-        lake=str(store.root),
-    )
-    instance = dg.DagsterInstance.ephemeral()
-    hours = arrival_hours(store, upload_days(store))
-    materialize_hours(store, hours, hourly_assets(), instance)
-    assets = [*hourly_assets(), scenario_index, training_dataset]
-    resources = {"lake": LakeResource(url=str(store.root))}
-    for day in sorted({h[:10] for h in hours}):
-        assert dg.materialize(
-            assets,
-            partition_key=day,
-            instance=instance,
-            resources=resources,
-            selection=[scenario_index],
-        ).success
-    assert dg.materialize(
-        assets, instance=instance, resources=resources, selection=[training_dataset]
-    ).success
+    store, _, instance, hours = simulated_lake(root, config, vehicles=4, minutes=2.0, seed=5)
+    assert curate(store, instance, sorted({h[:10] for h in hours})).success
     return store, root, instance
 
 

@@ -226,10 +226,12 @@ def test_logged_frames_follow_the_recorded_conditions(tmp_path):
     assert brightness["night"] < 0.5 * brightness["day"]
 
 
-def test_only_known_models_can_drive():
+def test_only_known_models_can_drive(tmp_path):
+    from dataloop.lake.local import LocalStore
+
     assert load_policy("baseline").model_version == "baseline"
-    with pytest.raises(LookupError, match="#6"):
-        load_policy("model-v7")
+    with pytest.raises(LookupError, match="no model bundle 'model-v7'"):
+        load_policy("model-v7", LocalStore(tmp_path / "lake"))
 
 
 def test_geometry_helpers():

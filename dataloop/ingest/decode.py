@@ -12,6 +12,7 @@ A log that ends early (no footer, a partial chunk) keeps every complete chunk, a
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,7 +50,15 @@ value (uint64 times beyond int64 cannot even be stored)."""
 _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE = 0x03, 0x04, 0x05
 _RECORD_HEADER = struct.Struct("<BQ")
 _MESSAGE_HEADER = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
-_ZSTD = zstandard.ZstdDecompressor()
+_LOCAL = threading.local()
+
+
+def _zstd() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor: a ZstdDecompressor must not be used by two threads at
+    once (ingest decodes drives in parallel threads; sharing one corrupts output)."""
+    if not hasattr(_LOCAL, "zstd"):
+        _LOCAL.zstd = zstandard.ZstdDecompressor()
+    return _LOCAL.zstd
 
 
 class DecodeError(Exception):
@@ -231,9 +240,9 @@ def _chunk_records(chunk: Chunk) -> bytes:
     # Inflate at most one byte past the declared size, whatever the frame header claims.
     if chunk.compression == "zstd":
         if zstandard.frame_content_size(chunk.data) == declared:  # as writers record it
-            data = _ZSTD.decompress(chunk.data, max_output_size=declared)  # 4x faster
+            data = _zstd().decompress(chunk.data, max_output_size=declared)  # 4x faster
         else:
-            data = _ZSTD.stream_reader(BytesIO(chunk.data)).read(declared + 1)
+            data = _zstd().stream_reader(BytesIO(chunk.data)).read(declared + 1)
     elif chunk.compression == "lz4":
         data = lz4.frame.LZ4FrameDecompressor().decompress(chunk.data, max_length=declared + 1)
     elif chunk.compression == "":

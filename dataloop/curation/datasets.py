@@ -18,7 +18,7 @@ from dataloop.curation.clips import CLIP_SCHEMA
 from dataloop.curation.scenarios import current_drive_version
 from dataloop.ingest.tables import read_table, to_parquet
 from dataloop.lake.hashing import sha256_bytes, sha256_json
-from dataloop.lake.pointers import read_json, update_json
+from dataloop.lake.pointers import put_json, read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.suites import rules_dir
 
@@ -191,7 +191,7 @@ def publish(store: ObjectStore, name: str, manifest: pa.Table, info: dict[str, A
             **info,
         }
         try:
-            store.put(version_key(name, seq), _json_bytes(record))
+            put_json(store, version_key(name, seq), record)
         except ObjectExists:
             taken = read_json(store, version_key(name, seq))
             if taken is None or taken["version"] != version:
@@ -201,12 +201,6 @@ def publish(store: ObjectStore, name: str, manifest: pa.Table, info: dict[str, A
             store, latest_key(name), lambda _, r=record: {"seq": r["seq"], "version": r["version"]}
         )
         return record
-
-
-def _json_bytes(value: Any) -> bytes:
-    import json
-
-    return json.dumps(value, indent=1, sort_keys=True).encode()
 
 
 def versions(store: ObjectStore, name: str) -> list[dict[str, Any]]:

@@ -87,10 +87,13 @@ def current_drive_version(store: ObjectStore, vehicle: str, drive: str) -> str |
     """The exact state of a drive that curation uses: its compliance record (upload,
     anonymiser and geofence versions, derived frames) and its labels (labeller version, human
     review) hashed. ``None`` when the drive is not (or no longer) approved and anonymised."""
-    compliance = read_json(store, compliance_key(vehicle, drive))
+    labels = read_json(store, labels_record_key(vehicle, drive))
+    return _version(read_json(store, compliance_key(vehicle, drive)), labels)
+
+
+def _version(compliance: dict | None, labels: dict | None) -> str | None:
     if compliance is None or compliance["excluded"]:
         return None
-    labels = read_json(store, labels_record_key(vehicle, drive))
     return sha256_json([compliance, labels["labels"] if labels else None])[:16]
 
 
@@ -102,10 +105,10 @@ def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
         for entry in (read_json(store, compliant_hour_key(hour)) or {"drives": []})["drives"]:
             vehicle, drive = entry["vehicle"], entry["drive"]
             record = read_json(store, K.drive_record_key(vehicle, drive))
-            version = current_drive_version(store, vehicle, drive)
+            labels = read_json(store, labels_record_key(vehicle, drive))
+            version = _version(read_json(store, compliance_key(vehicle, drive)), labels)
             if record is None or version is None:
                 continue
-            labels = read_json(store, labels_record_key(vehicle, drive))
             drives.append(
                 {
                     "vehicle_id": vehicle,

@@ -1,4 +1,5 @@
-"""Small JSON pointers: the only mutable objects in the lake, replaced atomically."""
+"""JSON in the lake: small pointers (the only mutable objects, replaced atomically) and
+immutable records written once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ def read_json(store: ObjectStore, key: str) -> Any | None:
         return None
 
 
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, indent=1, sort_keys=True, default=str).encode()
+
+
+def put_json(store: ObjectStore, key: str, value: Any) -> None:
+    """Write an immutable JSON record once; raises ``ObjectExists`` when the key is taken."""
+    store.put(key, _dumps(value))
+
+
 def update_json(
     store: ObjectStore, key: str, update: Callable[[Any | None], Any], attempts: int = 20
 ) -> Any:
@@ -24,7 +34,7 @@ def update_json(
     for _ in range(attempts):
         current = store.read_pointer(key)
         value = update(json.loads(current[0]) if current else None)
-        data = json.dumps(value, indent=1, sort_keys=True, default=str).encode()
+        data = _dumps(value)
         try:
             store.swap_pointer(key, data, current[1] if current else None)
             return value

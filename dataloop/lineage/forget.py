@@ -14,20 +14,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataloop.curation import datasets as D
 from dataloop.ingest.tables import to_parquet
 from dataloop.lake.keys import validate_id
-from dataloop.lake.pointers import read_json, update_json
+from dataloop.lake.pointers import put_json, read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.lineage.graph import forward
 from dataloop.search.index import purge as purge_search
@@ -55,6 +55,13 @@ class Subject:
         if self.drive is None:
             return True
         return f"drive={self.drive}" in parts or parts[-1].startswith(f"{self.drive}.")
+
+    def rows_in(self, table: pa.Table) -> pa.ChunkedArray:
+        """A mask of the table's rows that are the subject's (``vehicle_id``/``drive_id``)."""
+        mine = pc.equal(table["vehicle_id"], self.vehicle)
+        if self.drive:
+            mine = pc.and_(mine, pc.equal(table["drive_id"], self.drive))
+        return mine
 
     def named_in(self, value: Any) -> bool:
         """Whether an index entry (a dict, a ``[vehicle, drive, ...]`` row) is the subject's."""
@@ -125,9 +132,7 @@ def _rewrite_parquet_indexes(store: ObjectStore, subject: Subject) -> tuple[list
             renames = {}
             for old in _parquet_keys(pointer):
                 table = pq.read_table(io.BytesIO(store.get(old)))
-                mine = pc.equal(table["vehicle_id"], subject.vehicle)
-                if subject.drive:
-                    mine = pc.and_(mine, pc.equal(table["drive_id"], subject.drive))
+                mine = subject.rows_in(table)
                 if not pc.any(mine).as_py():
                     continue
                 data, sha = to_parquet(table.filter(pc.invert(mine)))
@@ -168,7 +173,7 @@ def _supersede(store: ObjectStore, subject: Subject, reason: str) -> list[dict[s
         affected = [
             r
             for r in D.versions(store, name)
-            if pc.any(_rows_of(D.read_manifest(store, r), subject)).as_py()
+            if pc.any(subject.rows_in(D.read_manifest(store, r))).as_py()
         ]
         if not affected:
             continue
@@ -180,23 +185,21 @@ def _supersede(store: ObjectStore, subject: Subject, reason: str) -> list[dict[s
             successor = D.publish(
                 store,
                 name,
-                manifest.filter(pc.invert(_rows_of(manifest, subject))),
+                manifest.filter(pc.invert(subject.rows_in(manifest))),
                 {"reason": reason, "successor_of": current["version"]},
             )
         for r in affected:
             with contextlib.suppress(ObjectExists):
-                store.put(
+                put_json(
+                    store,
                     D.superseded_key(name, r["version"]),
-                    json.dumps(
-                        {
-                            "version": r["version"],
-                            "seq": r["seq"],
-                            "superseded_by": successor["version"],
-                            "reason": reason,
-                            "at": _now(),
-                        },
-                        indent=1,
-                    ).encode(),
+                    {
+                        "version": r["version"],
+                        "seq": r["seq"],
+                        "superseded_by": successor["version"],
+                        "reason": reason,
+                        "at": _now(),
+                    },
                 )
         out.append(
             {
@@ -206,13 +209,6 @@ def _supersede(store: ObjectStore, subject: Subject, reason: str) -> list[dict[s
             }
         )
     return out
-
-
-def _rows_of(table, subject: Subject):
-    mine = pc.equal(table["vehicle_id"], subject.vehicle)
-    if subject.drive:
-        mine = pc.and_(mine, pc.equal(table["drive_id"], subject.drive))
-    return mine
 
 
 def _now() -> str:
@@ -259,6 +255,6 @@ def forget(
     }
     digest = hashlib.sha256(reason.encode()).hexdigest()[:12]
     key = f"audit/forget/{audit['at'].replace(':', '')}-{digest}.json"
-    store.put(key, json.dumps(audit, indent=1, sort_keys=True).encode())
+    put_json(store, key, audit)
     audit["audit_key"] = key
     return audit

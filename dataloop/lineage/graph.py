@@ -5,13 +5,12 @@ every later artefact (a model, a release) records the versions it was made from 
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from dataloop.curation import datasets as D
-from dataloop.lake.pointers import read_json
+from dataloop.lake.pointers import put_json, read_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 
 KINDS = ("dataset", "model", "release")
@@ -30,7 +29,7 @@ def record_node(
         raise ValueError(f"lineage nodes are {KINDS[1:]}; datasets are their own records")
     node = {"kind": kind, "version": version, "inputs": inputs, **info}
     try:
-        store.put(node_key(kind, version), json.dumps(node, indent=1, sort_keys=True).encode())
+        put_json(store, node_key(kind, version), node)
     except ObjectExists:
         return read_json(store, node_key(kind, version))
     return node

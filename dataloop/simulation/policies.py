@@ -3,8 +3,14 @@ privileged expert control, so they are only ever evaluated, never released."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from dataloop.fleet.simulator.policy import Control, Observation
 from dataloop.simulation.scenario import Scenario
+
+# ``act_batch(observation)``: the same decision for every scenario of a batched simulation
+# at once (``dataloop.simulation.batched.runner.BatchObservation``: leading scenario axis,
+# the expert's command as arrays); returns (acceleration, steering) arrays.
 
 
 class AlwaysAccelerate:
@@ -14,6 +20,11 @@ class AlwaysAccelerate:
 
     def act(self, observation: Observation) -> Control:
         return Control(4.0, observation.expert.steering)
+
+    reads_objects = False
+
+    def act_batch(self, obs):
+        return np.full_like(obs.expert_acceleration, 4.0), obs.expert_steering
 
 
 class Timid:
@@ -28,6 +39,14 @@ class Timid:
             min(a, 0.6 * a if a > 0 else a, 1.0 if speed < 15.0 else -1.0),
             observation.expert.steering,
         )
+
+    reads_objects = False
+
+    def act_batch(self, obs):
+        a = obs.expert_acceleration
+        speed = obs.ego[:, -1, 0]
+        limit = np.where(speed < 15.0, 1.0, -1.0)
+        return np.minimum(np.minimum(a, np.where(a > 0, 0.6 * a, a)), limit), obs.expert_steering
 
 
 class RegressesOn:
@@ -49,3 +68,10 @@ class RegressesOn:
                 min(self.brake, observation.expert.acceleration), observation.expert.steering
             )
         return observation.expert
+
+    reads_objects = False
+
+    def act_batch(self, obs):
+        bad = obs.category == self.category
+        a = obs.expert_acceleration
+        return np.where(bad, np.minimum(self.brake, a), a), obs.expert_steering

@@ -21,3 +21,12 @@ class BundlePolicy:
         x = features(observation.ego[None], observation.objects[None])
         a, s = forward(self.bundle.weights, self.bundle.normalisation, x)[0]
         return Control(float(a), float(np.clip(s, -0.6, 0.6)))
+
+    reads_objects = True
+
+    def act_batch(self, obs) -> tuple[np.ndarray, np.ndarray]:
+        """Every scenario of a batched simulation in one forward pass (``BatchObservation``:
+        ego (B, HISTORY, 5), objects (B, HISTORY, MAX_OBJECTS, 7))."""
+        x = features(obs.ego, obs.objects)
+        out = forward(self.bundle.weights, self.bundle.normalisation, x)
+        return out[:, 0].astype(np.float64), np.clip(out[:, 1], -0.6, 0.6).astype(np.float64)

@@ -124,6 +124,21 @@ class Neighbours:
         return front, rear, own, s
 
 
+def idm_free(t: Traffic, v, lane, target_speed) -> np.ndarray:
+    """IDM's free-road term."""
+    target = np.clip(target_speed, 0, t.road.speed_limit[lane])
+    return COMFORT_ACC_MAX * (1 - np.power(np.maximum(v, 0) / np.abs(not_zero(target)), DELTA))
+
+
+def idm_gap(v, he, vf, hf, d) -> np.ndarray:
+    """IDM's interaction term behind a vehicle ``d`` metres ahead (``desired_gap``: the
+    closing speed projected on the follower's heading)."""
+    ce, se = np.cos(he), np.sin(he)
+    dv = (v * ce - vf * np.cos(hf)) * ce + (v * se - vf * np.sin(hf)) * se
+    d_star = DISTANCE_WANTED + v * TIME_WANTED + v * dv / (2 * SQRT_AB)
+    return COMFORT_ACC_MAX * np.power(d_star / not_zero(d), 2)
+
+
 def idm(
     t: Traffic,
     s_own: np.ndarray,
@@ -137,19 +152,23 @@ def idm(
     e = np.maximum(ego, 0)
     f = np.maximum(front, 0)
     v = t.speed[b, e]
-    lane = t.lane[b, e]
-    target = np.clip(t.target_speed[b, e], 0, t.road.speed_limit[lane])
-    acc = COMFORT_ACC_MAX * (1 - np.power(np.maximum(v, 0) / np.abs(not_zero(target)), DELTA))
+    acc = idm_free(t, v, t.lane[b, e], t.target_speed[b, e])
     d = s_own[b, e, f] - s_own[b, e, e]
-    he, hf = t.heading[b, e], t.heading[b, f]
-    vf = t.speed[b, f]
-    dv = (v * np.cos(he) - vf * np.cos(hf)) * np.cos(he) + (
-        v * np.sin(he) - vf * np.sin(hf)
-    ) * np.sin(he)
-    d_star = DISTANCE_WANTED + v * TIME_WANTED + v * dv / (2 * SQRT_AB)
-    acc = acc - np.where(front >= 0, COMFORT_ACC_MAX * np.power(d_star / not_zero(d), 2), 0.0)
+    gap = idm_gap(v, t.heading[b, e], t.speed[b, f], t.heading[b, f], d)
+    acc = acc - np.where(front >= 0, gap, 0.0)
     is_vehicle = (ego >= 0) & ~t.obstacle[b, e]
     return np.where(is_vehicle, acc, 0.0)
+
+
+def idm_all(t: Traffic, s_own: np.ndarray, own_s: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """``idm`` for every slot behind its (B, N) ``front`` at once (no fancy indexing)."""
+    f = np.maximum(front, 0)
+    acc = idm_free(t, t.speed, t.lane, t.target_speed)
+    d = np.take_along_axis(s_own, f[..., None], axis=2)[..., 0] - own_s
+    vf = np.take_along_axis(t.speed, f, axis=1)
+    hf = np.take_along_axis(t.heading, f, axis=1)
+    acc = acc - np.where(front >= 0, idm_gap(t.speed, t.heading, vf, hf, d), 0.0)
+    return np.where(t.vehicle, acc, 0.0)
 
 
 def desired_gap(t: Traffic, b, e, f) -> np.ndarray:
@@ -180,8 +199,20 @@ def act(t: Traffic) -> tuple[np.ndarray, np.ndarray]:
     road = t.road
     B, N = t.x.shape
     live = t.vehicle & ~t.crashed
-    # Every vehicle's longitudinal/lateral on every vehicle's own lane: (B, asking, other).
-    s_own, r_own = road.local(t.lane[:, :, None], t.x[:, None, :], t.y[:, None, :])
+    # Every vehicle's longitudinal on every vehicle's own lane, (B, asking, other), and
+    # whether it is on that lane (within a metre of it).
+    if road.aligned and road.lanes <= 62:
+        # Lanes along +x: the longitudinal is x less the lane's start, and the lanes a
+        # vehicle is on form a bit mask per vehicle: no (B, N, N) gathers.
+        s_own = t.x[:, None, :] - road.start[t.lane, 0][:, :, None]
+        lanes = np.arange(road.lanes)[None, :, None]
+        s_lane, r_lane = road.local(lanes, t.x[:, None, :], t.y[:, None, :])
+        bits = road.on_lane(lanes, s_lane, r_lane, margin=1.0).astype(np.int64)
+        mask = (bits << lanes).sum(axis=1)
+        on = ((mask[:, None, :] >> t.lane[:, :, None]) & 1).astype(bool)
+    else:
+        s_own, r_own = road.local(t.lane[:, :, None], t.x[:, None, :], t.y[:, None, :])
+        on = road.on_lane(t.lane[:, :, None], s_own, r_own, margin=1.0)
 
     # follow_road: past the end of the target lane, continue on the next one.
     ts, _ = road.local(t.target_lane, t.x, t.y)
@@ -191,7 +222,7 @@ def act(t: Traffic) -> tuple[np.ndarray, np.ndarray]:
     changing = live & (t.lane != t.target_lane)
     # A lane change under way: abort it when another vehicle is changing into the same lane
     # just ahead (within its desired gap), on the same road segment.
-    same_segment = _segment(road, t.lane) == _segment(road, t.target_lane)
+    same_segment = road.segment[t.lane] == road.segment[t.target_lane]
     asking = changing & same_segment
     if asking.any():
         b, i = np.nonzero(asking)
@@ -207,12 +238,11 @@ def act(t: Traffic) -> tuple[np.ndarray, np.ndarray]:
         t.target_lane[b[abort], i[abort]] = t.lane[b[abort], i[abort]]
 
     # Current-lane neighbours of everybody.
-    own_s = np.take_along_axis(s_own, np.arange(N)[None, :, None], axis=2)[..., 0]
-    on = road.on_lane(t.lane[:, :, None], s_own, r_own, margin=1.0) & t.present[:, None, :]
-    on &= ~np.eye(N, dtype=bool)[None]
-    ahead = on & (own_s[:, :, None] <= s_own)
-    behind = on & (s_own < own_s[:, :, None])
-    front = np.where(ahead.any(2), np.argmin(np.where(ahead, s_own, np.inf), axis=2), -1)
+    own_s = np.diagonal(s_own, axis1=1, axis2=2)
+    on &= t.present[:, None, :] & _not_self(N)
+    ahead = np.where(on & (own_s[:, :, None] <= s_own), s_own, np.inf)
+    front = np.argmin(ahead, axis=2)
+    front = np.where(np.take_along_axis(ahead, front[..., None], 2)[..., 0] < np.inf, front, -1)
 
     # MOBIL, once per LANE_CHANGE_DELAY, for vehicles keeping their lane.
     due = live & (t.lane == t.target_lane) & (t.timer > LANE_CHANGE_DELAY)
@@ -238,9 +268,7 @@ def act(t: Traffic) -> tuple[np.ndarray, np.ndarray]:
             t.target_lane[b[ok], i[ok]] = cand[ok]
 
     steer = steering(t)
-    bs = np.broadcast_to(np.arange(B)[:, None], (B, N))
-    ids = np.broadcast_to(np.arange(N)[None, :], (B, N))
-    accel = idm(t, s_own, bs, ids, front)
+    accel = idm_all(t, s_own, own_s, front)
     changing = live & (t.lane != t.target_lane)
     if changing.any():
         b, i = np.nonzero(changing)
@@ -250,18 +278,13 @@ def act(t: Traffic) -> tuple[np.ndarray, np.ndarray]:
     # Crashed vehicles keep their last command (the kinematics brake them to a stop).
     accel = np.where(live, accel, t.accel)
     steer = np.where(live, steer, t.steer)
-    del behind
     return accel, steer
 
 
-def _segment(road: Road, lane: np.ndarray) -> np.ndarray:
-    """A road segment id per lane: lanes side by side share one."""
-    seg = np.arange(road.lanes)
-    for k in range(road.lanes):
-        for side in road.side[k]:
-            if side >= 0:
-                seg[max(k, side)] = seg[min(k, side)]
-    # propagate (chains of side lanes)
-    for _ in range(road.lanes):
-        seg = seg[seg]
-    return seg[lane]
+_NOT_SELF: dict[int, np.ndarray] = {}
+
+
+def _not_self(n: int) -> np.ndarray:
+    if n not in _NOT_SELF:
+        _NOT_SELF[n] = ~np.eye(n, dtype=bool)[None]
+    return _NOT_SELF[n]

@@ -40,24 +40,24 @@ def _generator(seed: int) -> np.random.Generator:
 
 
 def _timer(x: float, y: float) -> float:
-    # IDMVehicle.__init__: a lane-change phase from the position
-    return float((np.sum(np.array([x, y], dtype=np.float64)) * np.pi) % 1.0)
+    # IDMVehicle.__init__: a lane-change phase from the position (np.sum of two floats)
+    return float(((float(x) + float(y)) * np.pi) % 1.0)
 
 
 def _highway(seed: int) -> Initial:
     rng = _generator(seed)
     lanes = HIGHWAY["lanes_count"]
-    keys = ["0"]  # the graph's only origin and destination nodes
+    decay = float(np.exp(-5 / 40 * lanes))
     out = Initial([], [], [], [], [], [])
 
     def create_random(speed: float | None, spacing: float) -> None:
-        rng.choice(keys)
-        rng.choice(["1"])
-        lane = int(rng.choice(lanes))
+        # Vehicle.create_random; its choices of the graph's single origin and destination
+        # node draw nothing, and ``choice(n)`` is ``integers(0, n)``
+        lane = int(rng.integers(0, lanes))
         if speed is None:
             speed = float(rng.uniform(0.7 * 30.0, 0.8 * 30.0))
-        offset = spacing * (12 + 1.0 * speed) * np.exp(-5 / 40 * lanes)
-        x0 = np.max(out.x) if out.x else 3 * offset
+        offset = spacing * (12 + 1.0 * speed) * decay
+        x0 = max(out.x) if out.x else 3 * offset
         x0 += offset * rng.uniform(0.9, 1.1)
         y0 = lane * LANE_WIDTH
         out.x.append(float(x0))

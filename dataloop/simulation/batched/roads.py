@@ -10,6 +10,7 @@ the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,28 +45,50 @@ class Road:
     def lanes(self) -> int:
         return len(self.length)
 
+    @cached_property
+    def segment(self) -> np.ndarray:
+        """A road segment id per lane: lanes side by side share one."""
+        seg = np.arange(self.lanes)
+        for _ in range(self.lanes):
+            for k in range(self.lanes):
+                for side in self.side[k]:
+                    if side >= 0:
+                        seg[k] = seg[side] = min(seg[k], seg[side])
+        return seg
+
     # -- lane coordinates, for any shapes of lane indices and positions that broadcast ----
+    @cached_property
+    def aligned(self) -> bool:
+        """Every lane runs along +x (both roads here): lane coordinates need no rotation."""
+        return bool(np.all(self.direction == (1.0, 0.0)))
+
+    @cached_property
+    def curved(self) -> bool:
+        return bool(self.amplitude.any())
+
     def local(self, lane: np.ndarray, x: np.ndarray, y: np.ndarray):
         """(longitudinal, lateral) of world positions in the given lanes."""
         dx = x - self.start[lane, 0]
         dy = y - self.start[lane, 1]
-        cx, cy = self.direction[lane, 0], self.direction[lane, 1]
-        s = dx * cx + dy * cy
-        r = -dx * cy + dy * cx
-        amp = self.amplitude[lane]
-        if self.amplitude.any():
-            r = r - amp * np.sin(self.pulsation[lane] * s + self.phase[lane])
+        if self.aligned:
+            s, r = dx, dy
+        else:
+            cx, cy = self.direction[lane, 0], self.direction[lane, 1]
+            s = dx * cx + dy * cy
+            r = -dx * cy + dy * cx
+        if self.curved:
+            r = r - self.amplitude[lane] * np.sin(self.pulsation[lane] * s + self.phase[lane])
         return s, r
 
     def heading_at(self, lane: np.ndarray, s: np.ndarray) -> np.ndarray:
         h = self.heading[lane]
-        if self.amplitude.any():
+        if self.curved:
             amp, w = self.amplitude[lane], self.pulsation[lane]
             h = h + np.arctan(amp * w * np.cos(w * s + self.phase[lane]))
         return h
 
     def position(self, lane: np.ndarray, s: np.ndarray, r: np.ndarray):
-        if self.amplitude.any():
+        if self.curved:
             r = r + self.amplitude[lane] * np.sin(self.pulsation[lane] * s + self.phase[lane])
         cx, cy = self.direction[lane, 0], self.direction[lane, 1]
         return self.start[lane, 0] + s * cx - r * cy, self.start[lane, 1] + s * cy + r * cx

@@ -223,8 +223,8 @@ def test_release_asset_publishes_the_gated_candidate_and_decides(env, monkeypatc
 
     from dataloop.defs.release.assets import release
     from dataloop.defs.resources import LakeResource
-    from dataloop.defs.simulation.assets import GATE_RESULT_KEY
     from dataloop.lake.pointers import write_json
+    from dataloop.simulation.gate import GATE_RESULT_KEY
 
     store, repo, tmp = env
     monkeypatch.setenv(R.KEYS_ENV, str(tmp / "keys"))
@@ -286,8 +286,8 @@ def test_release_sensor_requests_runs(env):
 
     from dataloop.defs.release.sensors import release_rollout
     from dataloop.defs.resources import LakeResource
-    from dataloop.defs.simulation.assets import GATE_RESULT_KEY
     from dataloop.lake.pointers import write_json
+    from dataloop.simulation.gate import GATE_RESULT_KEY
 
     store, repo, tmp = env
 

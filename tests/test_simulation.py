@@ -50,8 +50,14 @@ def test_better_model_passes(rows):
     verdict = decide(rows, BASELINE, TIMID.model_version, load_gate())
     assert verdict.passed, verdict.reasons
     assert verdict.candidate["mean_score"] > verdict.production["mean_score"]
-    # ... and the same pair the other way round is a significant regression.
-    assert not decide(rows, TIMID.model_version, BASELINE, load_gate()).passed
+    # ... and slower driving than a released model (the expert on highway) is a significant
+    # regression, while against the expert driver itself (nothing released yet) it only
+    # reports the comparison: a first model is judged on the absolute thresholds.
+    slower = decide(rows, TIMID.model_version, MERGE_REGRESSION.model_version, load_gate())
+    assert not slower.passed and any(r.startswith("highway:") for r in slower.reasons)
+    first = decide(rows, TIMID.model_version, BASELINE, load_gate())
+    assert first.passed, first.reasons
+    assert {c["category"]: c["verdict"] for c in first.categories}["highway"] == "regression"
 
 
 def test_regression_in_one_category_fails_although_the_mean_improves(rows):

@@ -22,17 +22,18 @@ import yaml
 from dataloop.lake.pointers import read_json, update_json, write_json
 from dataloop.lake.store import ObjectNotFound, ObjectStore
 from dataloop.lineage.graph import record_node
+from dataloop.quality.suites import rules_dir
 from dataloop.simulation.gate import PRODUCTION_KEY
 from dataloop.training.bundle import FILES, bundle_key
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "assets" / "release" / "rollout.yaml"
 STATE_KEY = "releases/rollout.json"
 HISTORY_KEY = "releases/history.json"
 BASELINE = "baseline"
 
 
 def load_policy(path: Path | None = None) -> dict[str, Any]:
-    return yaml.safe_load((path or POLICY_FILE).read_text())
+    """``release/rollout.yaml`` in the rules folder (``$DATALOOP_RULES`` or assets/)."""
+    return yaml.safe_load((path or rules_dir() / "release" / "rollout.yaml").read_text())
 
 
 def _now() -> str:

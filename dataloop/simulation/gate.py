@@ -16,14 +16,21 @@ from dataloop.fleet.simulator.policy import BASELINE
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
+from dataloop.quality.suites import rules_dir
 
-GATE_FILE = Path(__file__).resolve().parents[2] / "assets" / "gates" / "release.yaml"
 PRODUCTION_KEY = "releases/production.json"
 """The model in production: ``{"model_version": ...}``, written by the OTA release (#8)."""
+GATE_RESULT_KEY = "simulation/gate/latest.json"
+"""The latest verdict (without per-scenario rows, which are at its ``results_key``)."""
+
+
+def gate_file() -> Path:
+    """``gates/release.yaml`` in the rules folder (``$DATALOOP_RULES`` or assets/)."""
+    return rules_dir() / "gates" / "release.yaml"
 
 
 def load_gate(path: Path | None = None) -> dict[str, Any]:
-    return yaml.safe_load((path or GATE_FILE).read_text())
+    return yaml.safe_load((path or gate_file()).read_text())
 
 
 def gate_version(gate: dict[str, Any]) -> str:
@@ -70,7 +77,10 @@ def _summary(rows: list[dict]) -> dict[str, float]:
 
 
 def decide(rows: list[dict], candidate: str, production: str, gate: dict[str, Any]) -> Verdict:
-    """The gate's verdict from ``run_suite`` rows holding both models."""
+    """The gate's verdict from ``run_suite`` rows holding both models. Before the first
+    release the production "model" is the expert driver the fleet is driven by: the per-
+    category comparison with it is reported but does not gate (a first model is judged on the
+    absolute thresholds; every later one must not regress against the model it replaces)."""
     cand = [r for r in rows if r["model_version"] == candidate]
     prod = {r["scenario_id"]: r for r in rows if r["model_version"] == production}
     absolute, regression = gate["absolute"], gate["regression"]
@@ -103,7 +113,7 @@ def decide(rows: list[dict], candidate: str, production: str, gate: dict[str, An
             verdict = "too few scenarios to test"  # the smallest one-sided p is 2^-n
         else:
             verdict = "better" if delta > 0 else "no regression"
-        if regressed:
+        if regressed and production != BASELINE:
             reasons.append(f"{category}: {delta:+.3f} vs production (p={p_value:.4f})")
         categories.append(
             {

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from dataloop.fleet.simulator.policy import EGO_FEATURES
 from dataloop.training.samples import Samples
 
 OUTPUTS = ("acceleration", "steering")
@@ -17,9 +18,16 @@ CLIP = 5.0
 object slot) must not blow up on held-out data."""
 
 
-def features(ego: np.ndarray, objects: np.ndarray) -> np.ndarray:
-    """(N, HISTORY*5 + HISTORY*MAX_OBJECTS*7): the flattened observation."""
+def features(ego: np.ndarray, objects: np.ndarray, inputs: dict | None = None) -> np.ndarray:
+    """The flattened observation the network sees: the last ``history`` frames of the ``ego``
+    features named and of the nearest ``objects`` (``inputs`` of the model config; None:
+    everything, (N, HISTORY*5 + HISTORY*MAX_OBJECTS*7))."""
     n = len(ego)
+    if inputs:
+        h = int(inputs["history"])
+        cols = [EGO_FEATURES.index(f) for f in inputs["ego"]]
+        ego = ego[:, -h:][..., cols]
+        objects = objects[:, -h:, : int(inputs["objects"])]
     return np.concatenate([ego.reshape(n, -1), objects.reshape(n, -1)], axis=1)
 
 
@@ -58,7 +66,7 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
     torch = _torch(config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     train = samples.select(samples.split == "train")
-    x = features(train.ego, train.objects)
+    x = features(train.ego, train.objects, config.get("inputs"))
     norm = normalisation(x, train.targets)
     xs = np.clip((x - np.array(norm["x_mean"])) / np.array(norm["x_std"]), -CLIP, CLIP)
     ys = (train.targets - np.array(norm["y_mean"])) / np.array(norm["y_std"])
@@ -100,14 +108,18 @@ def forward(weights: dict[str, np.ndarray], norm: dict, x: np.ndarray) -> np.nda
 
 
 def open_loop(
-    weights: dict[str, np.ndarray], norm: dict, samples: Samples, baseline: np.ndarray
+    weights: dict[str, np.ndarray],
+    norm: dict,
+    samples: Samples,
+    baseline: np.ndarray,
+    inputs: dict | None = None,
 ) -> dict[str, float]:
     """Held-out (val + test) RMSE per output, of the model and of the constant baseline
     (the mean training control)."""
     held = samples.select(samples.split != "train")
     if not len(held):
         return {"held_out_samples": 0}
-    pred = forward(weights, norm, features(held.ego, held.objects))
+    pred = forward(weights, norm, features(held.ego, held.objects, inputs))
     out: dict[str, float] = {"held_out_samples": len(held)}
     for j, name in enumerate(OUTPUTS):
         out[f"rmse_{name}"] = float(np.sqrt(np.mean((pred[:, j] - held.targets[:, j]) ** 2)))

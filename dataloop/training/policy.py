@@ -16,9 +16,10 @@ class BundlePolicy:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.model_version = bundle.version
+        self.inputs = bundle.config.get("inputs")
 
     def act(self, observation: Observation) -> Control:
-        x = features(observation.ego[None], observation.objects[None])
+        x = features(observation.ego[None], observation.objects[None], self.inputs)
         a, s = forward(self.bundle.weights, self.bundle.normalisation, x)[0]
         return Control(float(a), float(np.clip(s, -0.6, 0.6)))
 
@@ -27,6 +28,6 @@ class BundlePolicy:
     def act_batch(self, obs) -> tuple[np.ndarray, np.ndarray]:
         """Every scenario of a batched simulation in one forward pass (``BatchObservation``:
         ego (B, HISTORY, 5), objects (B, HISTORY, MAX_OBJECTS, 7))."""
-        x = features(obs.ego, obs.objects)
+        x = features(obs.ego, obs.objects, self.inputs)
         out = forward(self.bundle.weights, self.bundle.normalisation, x)
         return out[:, 0].astype(np.float64), np.clip(out[:, 1], -0.6, 0.6).astype(np.float64)

@@ -35,6 +35,7 @@ ACCEL_PER_PEDAL = 3.0
 BRAKE_PER_PEDAL = 8.0
 _MATCH_NS = 5_000_000  # a CAN row within 5 ms of a frame is that frame's
 _OBJECT_NS = 50_000_000  # objects within half a frame
+STANDSTILL_MPS = 1.0
 
 
 @dataclass
@@ -117,8 +118,12 @@ def drive_frames(store: ObjectStore, drive: dict, tracks: pa.Table) -> dict[str,
         )
         lo, hi = np.searchsorted(obj_t, [t[k] - _OBJECT_NS, t[k] + _OBJECT_NS])
         objects[k] = object_frame({c: cols[c][i] for c in cols} for i in range(lo, hi))
-    targets = np.stack([accel[row], steer[row]], axis=1)
-    ok = found & np.isfinite(ego).all(axis=1) & np.isfinite(targets).all(axis=1)
+    # At a standstill the road-wheel angle moves nothing and the controller's value is noise.
+    targets = np.stack([accel[row], np.where(speed[row] < STANDSTILL_MPS, 0.0, steer[row])], 1)
+    # A signalled lane change follows an intent (the route, the driver's choice) that the
+    # observation does not hold: its steering is no label for lane keeping.
+    signalled = np.isin(vs["turn_signal"].to_numpy(zero_copy_only=False)[row], ["left", "right"])
+    ok = found & ~signalled & np.isfinite(ego).all(axis=1) & np.isfinite(targets).all(axis=1)
     return {"t": t, "ego": ego, "objects": objects, "targets": targets, "ok": ok}
 
 

@@ -41,7 +41,9 @@ def train(
     train_targets = samples.targets[samples.split == "train"]
     baseline = train_targets.mean(0)
     metrics = {
-        **open_loop(result["weights"], result["normalisation"], samples, baseline),
+        **open_loop(
+            result["weights"], result["normalisation"], samples, baseline, config.get("inputs")
+        ),
         "final_loss": result["losses"][-1],
         "train_samples": int(len(train_targets)),
     }

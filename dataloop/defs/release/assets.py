@@ -5,9 +5,10 @@ rollout from fleet telemetry. Downstream of ``simulation_report``, so the blocki
 import dagster as dg
 
 from dataloop.defs.resources import LakeResource
-from dataloop.defs.simulation.assets import GATE_RESULT_KEY, simulation_report
+from dataloop.defs.simulation.assets import simulation_report
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json
+from dataloop.simulation.gate import GATE_RESULT_KEY
 
 
 def _decision_table(decisions: list[dict]) -> str:

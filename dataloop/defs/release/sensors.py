@@ -8,9 +8,9 @@ import dagster as dg
 
 from dataloop.defs.release.assets import release
 from dataloop.defs.resources import LakeResource
-from dataloop.defs.simulation.assets import GATE_RESULT_KEY
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json
+from dataloop.simulation.gate import GATE_RESULT_KEY
 
 release_job = dg.define_asset_job(
     "release_job",

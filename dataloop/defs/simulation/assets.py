@@ -7,9 +7,7 @@ from dataloop.defs.resources import LakeResource
 from dataloop.defs.training.assets import trained_model
 from dataloop.lake.hashing import sha256_bytes, sha256_json
 from dataloop.lake.pointers import read_json, write_json
-
-GATE_RESULT_KEY = "simulation/gate/latest.json"
-"""The latest verdict (without per-scenario rows), for the CLI and the release stage."""
+from dataloop.simulation.gate import GATE_RESULT_KEY
 
 
 class SimulationRunConfig(dg.Config):
@@ -27,10 +25,10 @@ class SimulationRunConfig(dg.Config):
 def _code_version() -> str:
     from pathlib import Path
 
-    from dataloop.simulation.gate import GATE_FILE
+    from dataloop.simulation.gate import gate_file
 
     sources = sorted((Path(__file__).parents[2] / "simulation").glob("*.py"))
-    return sha256_bytes(b"".join(p.read_bytes() for p in [GATE_FILE, *sources]))[:16]
+    return sha256_bytes(b"".join(p.read_bytes() for p in [gate_file(), *sources]))[:16]
 
 
 @dg.asset(
@@ -90,7 +88,8 @@ def simulation_report(
     }
     key = S.results_key(candidate, production, suite, G.gate_version(gate))
     S.put_once(store, key, record)
-    write_json(store, GATE_RESULT_KEY, {k: v for k, v in record.items() if k != "results"})
+    summary = {k: v for k, v in record.items() if k != "results"}
+    write_json(store, GATE_RESULT_KEY, {**summary, "results_key": key})
     context.log.info(f"gate {'passed' if verdict.passed else 'FAILED'}: {verdict.reasons}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(sha256_json(record)[:32]),

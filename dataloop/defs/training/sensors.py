@@ -12,10 +12,12 @@ TRIGGER = trigger_policy()
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.assets(trained_model),
+    # The new model is gated in the same run: simulation_report and its blocking check.
+    selection=dg.AssetSelection.assets(trained_model, "simulation_report"),
     tags={"dataloop/stage": "training"},
     executor_def=dg.in_process_executor,
-    description="Train the driving model on the latest dataset version.",
+    description="Train the driving model on the latest dataset version, then run the "
+    "simulation gate on it (a failed gate fails the run and nothing is released).",
 )
 
 training_schedule = dg.ScheduleDefinition(

@@ -57,7 +57,10 @@ class Traffic:
     obstacle: np.ndarray
     crashed: np.ndarray
     impact: np.ndarray
-    """A collision predicted for the coming step (highway-env's ``impact``): crashed then."""
+    """A collision predicted for the coming step (highway-env's ``impact``): crashed then,
+    and pushed by (``impact_x``, ``impact_y``)."""
+    impact_x: np.ndarray
+    impact_y: np.ndarray
     length: np.ndarray
     width: np.ndarray
     accel: np.ndarray
@@ -76,30 +79,7 @@ class Traffic:
         )
 
 
-_ARRAYS = (
-    "x",
-    "y",
-    "heading",
-    "speed",
-    "target_speed",
-    "lane",
-    "target_lane",
-    "timer",
-    "present",
-    "obstacle",
-    "crashed",
-    "impact",
-    "length",
-    "width",
-    "accel",
-    "steer",
-)
-
-
-def _gather(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """a[b, idx[b, ...]] for (B, N) ``a`` and (B, ...) indices (-1 gathers slot 0)."""
-    b = np.arange(a.shape[0]).reshape((-1,) + (1,) * (idx.ndim - 1))
-    return a[b, np.maximum(idx, 0)]
+_ARRAYS = tuple(f for f in Traffic.__dataclass_fields__ if f != "road")
 
 
 class Neighbours:

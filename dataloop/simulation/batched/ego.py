@@ -25,7 +25,10 @@ def bicycle_step(t: Traffic, accel: np.ndarray, steer: np.ndarray, dt: float) ->
     t.timer = np.where(moving, t.timer + dt, t.timer)
     t.x = np.where(moving, t.x + t.speed * np.cos(t.heading + beta) * dt, t.x)
     t.y = np.where(moving, t.y + t.speed * np.sin(t.heading + beta) * dt, t.y)
-    t.crashed = t.crashed | (t.impact & moving)
+    pushed = t.impact & moving
+    t.x = np.where(pushed, t.x + t.impact_x, t.x)
+    t.y = np.where(pushed, t.y + t.impact_y, t.y)
+    t.crashed = t.crashed | pushed
     t.impact = np.zeros_like(t.impact)
     t.heading = np.where(moving, t.heading + t.speed * np.sin(beta) / (LENGTH / 2) * dt, t.heading)
     t.speed = np.where(moving, t.speed + accel * dt, t.speed)

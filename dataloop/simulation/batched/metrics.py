@@ -24,24 +24,36 @@ def _extent(cx, cy, heading, length, width, nx, ny):
     return c - half, c + half
 
 
-def boxes_collide(a: dict, b: dict, dt: float) -> tuple[np.ndarray, np.ndarray]:
+def boxes_collide(a: dict, b: dict, dt: float):
     """Separating-axis test of boxes ``a`` and ``b`` (dicts of equal-shape arrays: x, y,
-    heading, length, width, vx, vy): (intersecting now, will intersect within ``dt`` at
-    constant velocities). Axes: both boxes' edge normals."""
+    heading, length, width, vx, vy), as highway-env's ``are_polygons_intersecting``:
+    (intersecting now, will intersect within ``dt`` at constant velocities, and the
+    translation (x, y) that would separate them). Axes: each box's four edge normals, in
+    highway-env's order (the translation takes the first axis of least overlap)."""
     intersecting = np.ones(np.shape(a["x"]), dtype=bool)
     will = intersecting.copy()
     dvx = (a["vx"] - b["vx"]) * dt
     dvy = (a["vy"] - b["vy"]) * dt
+    least = np.full(np.shape(a["x"]), np.inf)
+    tx, ty = np.zeros_like(least), np.zeros_like(least)
+    cx, cy = a["x"] - b["x"], a["y"] - b["y"]
     for h in (a["heading"], b["heading"]):
-        for nx, ny in ((np.cos(h), np.sin(h)), (-np.sin(h), np.cos(h))):
+        c, s = np.cos(h), np.sin(h)
+        for nx, ny in ((-c, -s), (-s, c), (c, s), (s, -c)):
             min_a, max_a = _extent(a["x"], a["y"], a["heading"], a["length"], a["width"], nx, ny)
             min_b, max_b = _extent(b["x"], b["y"], b["heading"], b["length"], b["width"], nx, ny)
             intersecting &= _interval_distance(min_a, max_a, min_b, max_b) <= 0
             proj = nx * dvx + ny * dvy
             min_a = np.where(proj < 0, min_a + proj, min_a)
             max_a = np.where(proj < 0, max_a, max_a + proj)
-            will &= _interval_distance(min_a, max_a, min_b, max_b) <= 0
-    return intersecting, will
+            distance = _interval_distance(min_a, max_a, min_b, max_b)
+            will &= distance <= 0
+            better = np.abs(distance) < least
+            least = np.where(better, np.abs(distance), least)
+            sign = np.where(cx * nx + cy * ny > 0, 1.0, -1.0)
+            tx = np.where(better, sign * nx, tx)
+            ty = np.where(better, sign * ny, ty)
+    return intersecting, will, (least * tx, least * ty)
 
 
 def _interval_distance(min_a, max_a, min_b, max_b):
@@ -81,11 +93,21 @@ def collide(t: Traffic, dt: float) -> None:
             "vy": t.speed[bb, k] * np.sin(t.heading[bb, k]),
         }
 
-    now, will = boxes_collide(box(ii), box(jj), dt)
-    for k, is_obstacle in ((ii, t.obstacle[bb, ii]), (jj, t.obstacle[bb, jj])):
-        hit = ~is_obstacle
+    now, will, (tx, ty) = boxes_collide(box(ii), box(jj), dt)
+    # Each vehicle is pushed by half the separating translation (all of it off an
+    # obstacle) at the next step, where highway-env applies its ``impact``; with several
+    # collisions the last pair in highway-env's loop order sets it: the pairs where a
+    # vehicle is second come before those where it is first.
+    other_obstacle = t.obstacle[bb, jj]
+    for k, share, hit in (
+        (jj, -0.5, ~other_obstacle),
+        (ii, np.where(other_obstacle, 1.0, 0.5), np.ones_like(will)),
+    ):
         t.crashed[bb[now & hit], k[now & hit]] = True
-        t.impact[bb[will & hit], k[will & hit]] = True
+        w = will & hit
+        t.impact[bb[w], k[w]] = True
+        t.impact_x[bb[w], k[w]] = (share * tx)[w]
+        t.impact_y[bb[w], k[w]] = (share * ty)[w]
 
 
 _UPPERS: dict[int, np.ndarray] = {}

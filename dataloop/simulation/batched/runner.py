@@ -120,23 +120,13 @@ def build_traffic(scenarios: Sequence[Scenario]) -> Traffic:
     B = len(scenarios)
     z = np.zeros((B, n))
     t = Traffic(
-        road,
-        z.copy(),
-        z.copy(),
-        z.copy(),
-        z.copy(),
-        z.copy(),
-        np.zeros((B, n), np.int64),
-        np.zeros((B, n), np.int64),
-        z.copy(),
-        np.zeros((B, n), bool),
-        np.zeros((B, n), bool),
-        np.zeros((B, n), bool),
-        np.zeros((B, n), bool),
-        np.full((B, n), agents.LENGTH),
-        np.full((B, n), agents.WIDTH),
-        z.copy(),
-        z.copy(),
+        road=road,
+        **{f: z.copy() for f in ("x", "y", "heading", "speed", "target_speed", "timer")},
+        **{f: np.zeros((B, n), np.int64) for f in ("lane", "target_lane")},
+        **{f: np.zeros((B, n), bool) for f in ("present", "obstacle", "crashed", "impact")},
+        **{f: z.copy() for f in ("impact_x", "impact_y", "accel", "steer")},
+        length=np.full((B, n), agents.LENGTH),
+        width=np.full((B, n), agents.WIDTH),
     )
     for b, ini in enumerate(inits):
         k = len(ini.x)

@@ -294,3 +294,34 @@ def test_time_to_collision_matches_the_episode_metric():
         ]
         assert ours[k] == pytest.approx(time_to_collision(listed, speed[k]), abs=1e-12)
     assert np.isinf(ours).sum() > 10 and np.isfinite(ours).sum() > 10
+
+
+# -- the gate on both backends ------------------------------------------------------------
+
+
+def test_gate_runs_the_large_suite_batched_and_checks_the_backends_agree():
+    from dataloop.simulation.batched.gate import agreement, decide, run_gate_suites
+
+    reference = stock(["highway", "merge", "roundabout"], [1, 2], 5.0)
+    config = {
+        **load_gate()["suite"]["batched"],
+        "seeds": 30,
+        "seconds": 8.0,
+    }
+    broken = AlwaysAccelerate()
+    run = run_gate_suites(reference, [broken, BASELINE], config, workers=1)
+    assert (run.reference_scenarios, run.batched_scenarios) == (6, 60)
+    assert len(run.rows) == 2 * (6 + 60)
+    assert run.reasons == [] and run.agreement["pairs"] == 8
+    assert run.agreement["collision_agreement"] == 1.0
+    verdict = decide(run, broken.model_version, BASELINE, load_gate())
+    assert not verdict.passed
+    scenarios = {c["category"]: c["scenarios"] for c in verdict.categories}
+    assert scenarios == {"highway": 32, "merge": 32, "roundabout": 2}
+    # The large suite is what makes a regression significant in a road.
+    assert {c["category"]: c["verdict"] for c in verdict.categories}["merge"] == "regression"
+    # A backend that disagreed on the reference scenarios fails the gate by itself.
+    reference_rows = [r for r in run.rows if r["scenario_id"] in {s.id for s in reference}]
+    wrong = [{**r, "collided": not r["collided"]} for r in reference_rows]
+    assert agreement(reference_rows, wrong)["collision_agreement"] == 0.0
+    assert run_gate_suites(reference, [BASELINE], {"seeds": 0}, workers=1).batched_scenarios == 0

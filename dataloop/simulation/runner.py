@@ -57,9 +57,18 @@ def run_suite(
     *,
     lake: str | None = None,
     workers: int | None = None,
+    backend: str = "highway-env",
 ) -> list[dict[str, Any]]:
     """One row per (scenario, policy), in suite order. ``workers``: processes (default every
-    core; 1 runs in this process)."""
+    core; 1 runs in this process). ``backend``: ``highway-env`` (every road, one episode per
+    task) or ``batched`` (highway and merge, thousands of scenarios stepped together: #13,
+    ``dataloop.simulation.batched``); the rows are the same either way."""
+    if backend == "batched":
+        from dataloop.simulation.batched.runner import run_suite as run_batched
+
+        return run_batched(scenarios, policies, lake=lake, workers=workers)
+    if backend != "highway-env":
+        raise ValueError(f"unknown simulation backend {backend!r}")
     tasks = [(s.to_dict(), list(policies), lake) for s in scenarios]
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(tasks) == 1:

@@ -161,3 +161,24 @@ def test_a_drive_is_made_compliant_once(tmp_path, make_log):
     )
     assert make_compliant(store, record, HaarDetector(), zones, "v1").get("skipped")
     assert not make_compliant(store, record, HaarDetector(), zones, "v2").get("skipped")
+
+
+def test_a_truncated_drive_is_made_compliant_from_its_recovered_frames(tmp_path, make_log):
+    """A log cut by a power loss is ingested as ``recovered`` (its complete chunks); the
+    compliance step anonymises exactly the frames ingest located, instead of failing the
+    whole hour on the broken tail."""
+    import shutil
+
+    from dataloop.fleet.simulator.faults import truncate
+
+    store = LocalStore(tmp_path / "lake")
+    log = tmp_path / "cut.mcap"
+    shutil.copy(make_log(drive="cut", seconds=40.0), log)  # several chunks
+    truncate(log, 0.8)
+    upload_drive(store, log, vehicle="veh-1", drive="cut")
+    for hour in arrival_hours(store, upload_days(store)):
+        ingest_hour(store, hour)
+    record = read_json(store, "ingest/drives/vehicle=veh-1/cut.json")
+    assert record["status"] == "recovered", record["reasons"]
+    result = make_compliant(store, record, HaarDetector(), [], "v1")
+    assert 0 < result["frames"] == record["tables"]["frames"]["rows"]

@@ -14,10 +14,8 @@ from collections import Counter
 from typing import Any
 
 import pyarrow as pa
-from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
-from mcap.reader import make_reader
 
-from dataloop.fleet import contract
+from dataloop.ingest.frames import iter_frames
 from dataloop.ingest.tables import T, put_table, read_table
 from dataloop.lake import keys as K
 from dataloop.lake.pointers import read_json, write_json
@@ -48,13 +46,15 @@ def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> d
     counts: Counter = Counter()
     rows: dict[str, list] = {f.name: [] for f in FRAME_INDEX}
     digest = hashlib.sha256()
-    with tempfile.TemporaryFile() as pack, store.open(record["log_key"]) as raw:
+    frames = read_table(store, record["tables"]["frames"]["key"]).sort_by("seq")
+    frames = frames.set_column(
+        frames.schema.get_field_index("t"), "t", frames["t"].cast(pa.int64())
+    ).to_pylist()
+    with tempfile.TemporaryFile() as pack:
         offset = 0
-        for _, _, message in make_reader(raw).iter_messages(topics=[contract.CAMERA.topic]):
-            image = CompressedImage()
-            image.ParseFromString(message.data)
+        for row, original in iter_frames(store, record["log_key"], frames):
             try:
-                jpeg, found = anonymise_jpeg(image.data, detector)
+                jpeg, found = anonymise_jpeg(original, detector)
             except ValueError:
                 counts["undecodable"] += 1  # never passed on: the frame is dropped
                 continue
@@ -65,7 +65,7 @@ def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> d
             for name, value in (
                 ("vehicle_id", vehicle),
                 ("drive_id", drive),
-                ("t", message.log_time),
+                ("t", row["t"]),
                 ("offset", offset),
                 ("length", len(jpeg)),
                 ("faces", kinds["face"]),

@@ -8,6 +8,7 @@ highway-env's coordinates have y pointing right of the road's direction (screen 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,7 +97,9 @@ class World:
             "offroad_terminal": False,
             **_ROAD_CONFIG[road],
         }
-        env = gym.make(_ENV_IDS[road], render_mode=None, config=config)
+        with warnings.catch_warnings():  # "merge-v0 is out of date": we use its road only
+            warnings.simplefilter("ignore", DeprecationWarning)
+            env = gym.make(_ENV_IDS[road], render_mode=None, config=config)
         env.reset(seed=seed)
         self.road_type = road
         self.road = env.unwrapped.road

@@ -162,6 +162,9 @@ def instance(tmp_path):
 def test_suite_edit_then_backfill_changes_exactly_the_affected_hours(
     tmp_path, make_log, monkeypatch, instance
 ):
+    # The hourly assets in this process, as the repository's rules define them (a copy's
+    # rules until the edit are byte for byte the same: same code versions).
+    assets = hourly_assets()
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "assets", rules)
     store = LocalStore(tmp_path / "lake")
@@ -189,7 +192,7 @@ def test_suite_edit_then_backfill_changes_exactly_the_affected_hours(
     fast = {h0: "fast-h0", h2: "fast-h2", h3: "fast-h3"}
 
     # Every hour materialized under the suites as shipped.
-    materialize_hours(store, hours, hourly_assets(), instance, selection=list(HOURLY))
+    materialize_hours(store, hours, assets, instance, selection=list(HOURLY))
 
     target = WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
     with create_test_daemon_workspace_context(target, instance) as ctx:

@@ -4,6 +4,7 @@ with a non-zero exit."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -198,65 +199,94 @@ def cmd_drives(args: argparse.Namespace) -> None:
 
 # -- demo ----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from dataloop.fleet.simulator.fleet import simulate_fleet
-    from dataloop.ingest.catalog import connect_tables, drives_overview
+    from dataloop.demo import loop as L
+    from dataloop.demo.profile import demo_fleet, demo_rules
+    from dataloop.demo.report import publish, rows
+    from dataloop.ingest.catalog import drives_overview
     from dataloop.lake import open_store
-    from dataloop.tick import dagster_home, tick
+    from dataloop.release.rollout import status
+    from dataloop.tick import _instance, dagster_home
 
-    store = open_store()
+    if args.iterations < 1 or args.vehicles < 1 or args.minutes <= 0:
+        raise UserError("--iterations and --vehicles must be >= 1 and --minutes > 0")
+    for name in ("dagster", "dataloop.tick"):  # run logs stay in the Dagster UI
+        logging.getLogger(name).setLevel(logging.ERROR)
     home = dagster_home()
-    out.rule("dataloop demo")
-    out.print(f"lake: {store.url}\nDagster instance: {home}")
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=args.minutes)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=out,
-    ) as bar:
-        task = bar.add_task(
-            f"{args.vehicles} vehicles drive {args.minutes} min each, record and upload",
-            total=args.vehicles * args.minutes * 60,
-        )
-        simulate_fleet(
-            vehicles=args.vehicles,
-            minutes=args.minutes,
-            seed=args.seed,
-            out=_beside_the_lake(),
-            start=start,
-            lake=store.url,
-            on_progress=lambda s: bar.advance(task, s),
-        )
-    with out.status("sensor tick: ingesting the uploads…", spinner="dots"):
-        result = tick()
-    for run in result.runs:
-        out.print(f"run {run['job']} [{run['partition']}]: {run['status']}")
-    out.print(drives_table(drives_overview(store)))
-    con = connect_tables(store)
-    summary = con.sql(
-        """
-        SELECT s.vehicle_id, s.drive_id,
-               round(avg(s.speed_mps) * 3.6, 1) AS avg_kmh,
-               round(max(s.speed_mps) * 3.6, 1) AS max_kmh,
-               (SELECT count(*) FROM frames f
-                WHERE f.vehicle_id = s.vehicle_id AND f.drive_id = s.drive_id) AS frames,
-               (SELECT count(*) FROM events e
-                WHERE e.vehicle_id = s.vehicle_id AND e.drive_id = s.drive_id) AS events
-        FROM vehicle_state s GROUP BY 1, 2 ORDER BY 1, 2
-        """
-    ).fetchall()
-    table = Table(title="lake tables, queried with DuckDB")
-    for col in ("vehicle", "drive", "avg km/h", "max km/h", "frames", "events"):
-        table.add_column(col)
-    for row in summary:
-        table.add_row(*(str(x) for x in row))
-    out.print(table)
-    out.print(_labels_table(store))
-    if result.errors or any(r["status"] != "SUCCESS" for r in result.runs):
-        raise UserError("the ingest run failed; see `dagster dev` for its logs")
+    state = home.parent
+    rules = demo_rules(state)
+    L.ensure_keys(state)
+    store = open_store()
+    cfg = L.LoopConfig(
+        vehicles=args.vehicles,
+        minutes=args.minutes,
+        rollout_minutes=args.minutes / 2,
+        seed=args.seed,
+        fleet=demo_fleet(),
+        logs=state / "fleet",
+    )
+    say = err.print if args.json else out.print
+    if not args.json:
+        out.rule("dataloop demo: the whole loop")
+        out.print(f"lake: {store.url}\nDagster instance: {home}\nrules: {rules}")
+    iterations = []
+    log = state / "demo.log"  # Dagster's run logs (also in the UI), not the terminal
+    with (
+        log.open("a") as log_file,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} iterations"),
+            TimeRemainingColumn(),
+            console=Console(file=sys.stderr),
+        ) as bar,
+        contextlib.redirect_stderr(log_file),
+    ):
+        task = bar.add_task("starting", total=args.iterations)
+
+        def step(message: str) -> None:
+            bar.update(task, description=f"[{len(iterations)}] {message}")
+
+        for i in range(args.iterations):
+            it = L.run_iteration(store, cfg, i, say=step)
+            iterations.append(it)
+            failed = [r for r in it.runs if r["status"] != "SUCCESS"]
+            gate = (
+                ""
+                if it.gate_passed is None
+                else f", gate {'passed' if it.gate_passed else 'failed'}"
+            )
+            bar.console.print(
+                f"iteration {i}: {it.km:.1f} km, {len(it.runs)} runs ({len(failed)} failed)"
+                f", dataset {it.dataset}, model {(it.model or '-')[:8]}{gate}"
+                f", production {it.production[:8]}",
+                highlight=False,
+            )
+            bar.advance(task)
+            with _instance() as instance:
+                publish(iterations, state / "loop.png", instance)
+    if args.json:
+        _print_json([it.to_dict() for it in iterations])
+    else:
+        table = Table(title="the loop, iteration by iteration")
+        summary = rows(iterations)
+        for col in summary[0]:
+            table.add_column(col, overflow="fold", no_wrap=col in ("dataset", "model"))
+        for r in summary:
+            table.add_row(*(str(v) for v in r.values()))
+        out.print(table)
+        say(f"plot: {state / 'loop.png'} (also on the loop_report asset in the Dagster UI)")
+        say(f"run logs: {log}")
+        drives = drives_overview(store)
+        by_status: dict[str, int] = {}
+        for d in drives:
+            by_status[d["status"]] = by_status.get(d["status"], 0) + 1
+        out.print(f"drives: {len(drives)} ({', '.join(f'{k} {v}' for k, v in by_status.items())})")
+        prod = status(store)["production"]
+        out.print(f"production: model {prod['model_version']} (release {prod.get('release')})")
+        out.print(_labels_table(store))
+    errors = [r for it in iterations for r in it.runs if r["status"] not in ("SUCCESS", "FAILURE")]
+    if errors:
+        raise UserError(f"{len(errors)} run(s) did not finish; see `dagster dev` for their logs")
 
 
 # -- labels review ---------------------------------------------------------------------------
@@ -336,10 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dataloop", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="a fleet drives and uploads, the cloud ingests; results")
-    demo.add_argument("--vehicles", type=int, default=2)
-    demo.add_argument("--minutes", type=float, default=1.0, help="minutes per vehicle")
+    demo = sub.add_parser("demo", help="the whole loop, K iterations, on the local default")
+    demo.add_argument("--iterations", type=int, default=3)
+    demo.add_argument("--vehicles", type=int, default=4)
+    demo.add_argument("--minutes", type=float, default=2.0, help="minutes per vehicle")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
     fleet = sub.add_parser("fleet", help="the vehicle side").add_subparsers(

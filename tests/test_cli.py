@@ -150,15 +150,6 @@ def test_conflicting_upload_is_refused(env, make_log):
     assert proc.returncode == 2 and "different" in proc.stderr
 
 
-def test_demo_runs_the_loop_end_to_end(env):
-    proc = run(env, "demo", "--vehicles", "1", "--minutes", "0.4")
-    assert "ingest_job" in proc.stdout and "SUCCESS" in proc.stdout
-    drives = json.loads(run(env, "drives", "--json").stdout)
-    assert drives and all(d["vehicle"] == "veh-0001" for d in drives)
-    assert "lake tables, queried with DuckDB" in proc.stdout
-    assert "offboard labels vs onboard perception" in proc.stdout
-
-
 def test_fleet_simulate_writes_logs_and_uploads(env, tmp_path):
     out = tmp_path / "logs"
     proc = run(

@@ -33,6 +33,7 @@ EXPECTED_ASSETS = {
     "trained_model": {"group": "training", "partitioned": False, "deps": ["training_dataset"]},
     "simulation_report": {"group": "simulation", "partitioned": False, "deps": ["trained_model"]},
     "release": {"group": "release", "partitioned": False, "deps": ["simulation_report"]},
+    "loop_report": {"group": "release", "partitioned": False, "deps": []},
 }
 
 

@@ -144,9 +144,10 @@ def test_model_beats_constant_control_open_loop(curated, trained):
     store, *_ = curated
     m = B.load_bundle(store, B.latest(store)["version"]).card["metrics"]
     assert m["held_out_samples"] > 100
-    assert m["rmse_acceleration"] < 0.8 * m["baseline_rmse_acceleration"], m
-    combined = sum(m[f"rmse_{o}"] / m[f"baseline_rmse_{o}"] for o in ("acceleration", "steering"))
-    assert combined < 2.0, m
+    # The model sees the current frame only (not its last controls: no copycat), so open
+    # loop it cannot simply continue the logged control; it must still beat the constant.
+    for output in ("acceleration", "steering"):
+        assert m[f"rmse_{output}"] < m[f"baseline_rmse_{output}"], m
 
 
 def test_bundle_drives_a_simulated_vehicle(curated, trained, tmp_path):

@@ -4,6 +4,7 @@ plain NumPy over the same weights, so a simulator worker needs no torch."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -61,24 +62,32 @@ def _net(torch, n_in: int, config: dict):
 
 
 def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
-    """Train on the ``train`` split; returns weights (NumPy, by name), normalisation and
-    the loss history. ``on_epoch(epoch, loss)`` reports progress."""
+    """Train on the ``train`` split and keep the epoch with the lowest ``val`` loss (early
+    stopping; the last epoch when there is no val split); returns weights (NumPy, by name),
+    normalisation, the loss histories and the epoch kept. ``on_epoch(epoch, loss)`` reports
+    progress."""
     torch = _torch(config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     train = samples.select(samples.split == "train")
     x = features(train.ego, train.objects, config.get("inputs"))
     norm = normalisation(x, train.targets)
-    xs = np.clip((x - np.array(norm["x_mean"])) / np.array(norm["x_std"]), -CLIP, CLIP)
-    ys = (train.targets - np.array(norm["y_mean"])) / np.array(norm["y_std"])
-    X = torch.tensor(xs, dtype=torch.float32, device=device)
-    Y = torch.tensor(ys, dtype=torch.float32, device=device)
-    W = torch.tensor(train.weights / train.weights.mean(), dtype=torch.float32, device=device)
+
+    def tensors(part: Samples, x: np.ndarray):
+        xs = np.clip((x - np.array(norm["x_mean"])) / np.array(norm["x_std"]), -CLIP, CLIP)
+        ys = (part.targets - np.array(norm["y_mean"])) / np.array(norm["y_std"])
+        w = part.weights / train.weights.mean()
+        return (torch.tensor(a, dtype=torch.float32, device=device) for a in (xs, ys, w))
+
+    X, Y, W = tensors(train, x)
+    val = samples.select(samples.split == "val")
+    VX, VY, VW = tensors(val, features(val.ego, val.objects, config.get("inputs")))
     net = _net(torch, X.shape[1], config).to(device)
     opt = torch.optim.AdamW(
         net.parameters(), lr=float(config["learning_rate"]), weight_decay=config["weight_decay"]
     )
     gen = torch.Generator().manual_seed(int(config["seed"]))
-    batch, losses = int(config["batch_size"]), []
+    batch, losses, val_losses = int(config["batch_size"]), [], []
+    best = (math.inf, 0, None)
     for epoch in range(int(config["epochs"])):
         order = torch.randperm(len(X), generator=gen).to(device)
         total = 0.0
@@ -90,10 +99,23 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
             opt.step()
             total += float(loss.detach()) * len(b)
         losses.append(total / len(X))
+        if len(VX):
+            with torch.no_grad():
+                val_losses.append(float((VW * ((net(VX) - VY) ** 2).mean(1)).mean()))
+        score = val_losses[-1] if val_losses else -epoch
+        if score < best[0]:
+            best = (score, epoch + 1, {k: v.detach().clone() for k, v in net.state_dict().items()})
         if on_epoch:
             on_epoch(epoch + 1, losses[-1])
-    weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
-    return {"weights": weights, "normalisation": norm, "losses": losses, "device": device}
+    weights = {k: v.cpu().numpy().astype(np.float32) for k, v in best[2].items()}
+    return {
+        "weights": weights,
+        "normalisation": norm,
+        "losses": losses,
+        "val_losses": val_losses,
+        "epoch_kept": best[1],
+        "device": device,
+    }
 
 
 def forward(weights: dict[str, np.ndarray], norm: dict, x: np.ndarray) -> np.ndarray:

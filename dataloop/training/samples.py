@@ -36,6 +36,7 @@ BRAKE_PER_PEDAL = 8.0
 _MATCH_NS = 5_000_000  # a CAN row within 5 ms of a frame is that frame's
 _OBJECT_NS = 50_000_000  # objects within half a frame
 STANDSTILL_MPS = 1.0
+LANE_CHANGE_SETTLE_NS = 3_000_000_000  # after the turn signal goes off
 
 
 @dataclass
@@ -120,11 +121,23 @@ def drive_frames(store: ObjectStore, drive: dict, tracks: pa.Table) -> dict[str,
         objects[k] = object_frame({c: cols[c][i] for c in cols} for i in range(lo, hi))
     # At a standstill the road-wheel angle moves nothing and the controller's value is noise.
     targets = np.stack([accel[row], np.where(speed[row] < STANDSTILL_MPS, 0.0, steer[row])], 1)
-    # A signalled lane change follows an intent (the route, the driver's choice) that the
-    # observation does not hold: its steering is no label for lane keeping.
-    signalled = np.isin(vs["turn_signal"].to_numpy(zero_copy_only=False)[row], ["left", "right"])
-    ok = found & ~signalled & np.isfinite(ego).all(axis=1) & np.isfinite(targets).all(axis=1)
+    ok = found & ~_lane_change(t, can_t, vs) & np.isfinite(ego).all(axis=1)
+    ok &= np.isfinite(targets).all(axis=1)
     return {"t": t, "ego": ego, "objects": objects, "targets": targets, "ok": ok}
+
+
+def _lane_change(t: np.ndarray, can_t: np.ndarray, vs: pa.Table) -> np.ndarray:
+    """Frames of a lane change: while the turn signal is on and until the car has settled in
+    the new lane. A lane change follows an intent (the route, the driver's choice) that the
+    observation does not hold; learned as lane keeping, its steering (towards the side the
+    car is already off-centre) teaches the model to drift."""
+    on = np.isin(vs["turn_signal"].to_numpy(zero_copy_only=False), ["left", "right"])
+    signal_t = can_t[on]
+    if not len(signal_t):
+        return np.zeros(len(t), bool)
+    last = np.searchsorted(signal_t, t, side="right") - 1
+    since = np.where(last >= 0, t - signal_t[np.maximum(last, 0)], np.iinfo(np.int64).max)
+    return since <= LANE_CHANGE_SETTLE_NS
 
 
 def expert_mask(t: np.ndarray, drive: dict, events: pa.Table, config: dict) -> np.ndarray:

@@ -1,0 +1,184 @@
+"""The whole loop, iteration by iteration, as plain functions over a lake and a Dagster
+instance: the fleet drives what the director assigns it (OTA), uploads; one sensor tick
+ingests, checks, labels, curates, versions the dataset, trains, gates and releases; while the
+release rolls out, the fleet drives again and each tick takes the next rollout decision."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dataloop.fleet.simulator.config import SimConfig
+from dataloop.lake.pointers import read_json
+from dataloop.lake.store import ObjectStore
+
+STOCK = "stock"
+"""Rows of the gate's fixed scenarios (the same every iteration): the closed-loop score."""
+
+
+@dataclass
+class Iteration:
+    index: int
+    km: float = 0.0
+    """Driven by the fleet in this iteration (first drive + rollout drives)."""
+    disengagements: int = 0
+    fleet_models: dict[str, float] = field(default_factory=dict)
+    """km per model version the fleet ran in its first drive."""
+    rollout_models: dict[str, float] = field(default_factory=dict)
+    """... and in its drives during the rollout (cohorts on the new release)."""
+    dataset: str | None = None
+    dataset_clips: int = 0
+    model: str | None = None
+    """The model trained in this iteration (None: the trigger did not fire)."""
+    score: float | None = None
+    """Closed-loop score of that model on the gate's stock scenarios."""
+    production_score: float | None = None
+    """... and of the model it was gated against."""
+    gate_passed: bool | None = None
+    gate_reasons: list[str] = field(default_factory=list)
+    release: int | None = None
+    rollout: list[str] = field(default_factory=list)
+    production: str = "baseline"
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def disengagements_per_1000km(self) -> float:
+        return 1000 * self.disengagements / self.km if self.km else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "disengagements_per_1000km": self.disengagements_per_1000km}
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    vehicles: int = 4
+    minutes: float = 2.0
+    """Each vehicle's first drive per iteration."""
+    rollout_minutes: float = 1.0
+    """Each vehicle's drive per rollout stage."""
+    seed: int = 0
+    fleet: SimConfig = field(default_factory=SimConfig)
+    logs: Path = Path(".dataloop/fleet")
+
+
+Progress = Callable[[str], None]
+
+
+def _drive(
+    store: ObjectStore, cfg: LoopConfig, minutes: float, seed: int, it: Iteration, models: dict
+) -> None:
+    from dataloop.fleet.simulator.fleet import simulate_fleet
+
+    reports = simulate_fleet(
+        vehicles=cfg.vehicles,
+        minutes=minutes,
+        seed=seed,
+        out=cfg.logs,
+        start=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes),
+        config=cfg.fleet,
+        lake=store.url,
+    )
+    for r in reports:
+        it.km += r.km
+        it.disengagements += r.disengagements
+        models[r.model_version] = round(models.get(r.model_version, 0.0) + r.km, 3)
+
+
+def _tick(it: Iteration) -> None:
+    from dataloop.tick import tick
+
+    result = tick(max_rounds=12)
+    it.runs.extend(result.runs)
+    if result.errors:
+        raise RuntimeError("sensor errors:\n" + "\n".join(result.errors))
+
+
+def _stock_score(rows: list[dict], model: str) -> float | None:
+    scores = [r["score"] for r in rows if r["model_version"] == model and r["source"] == STOCK]
+    return sum(scores) / len(scores) if scores else None
+
+
+def _record_outcome(store: ObjectStore, it: Iteration, models_before: str | None) -> None:
+    """What this iteration's runs left in the lake: dataset, model, gate, release."""
+    from dataloop.curation.datasets import latest_key, version_key
+    from dataloop.release import rollout as RO
+    from dataloop.simulation.gate import production_version
+    from dataloop.training.bundle import latest
+
+    pointer = read_json(store, latest_key("training"))
+    if pointer:
+        it.dataset = f"training:{pointer['seq']}"
+        it.dataset_clips = read_json(store, version_key("training", pointer["seq"]))["clips"]
+    model = (latest(store) or {}).get("version")
+    if model and model != models_before:
+        it.model = model
+        gate = _gate_record(store, model)
+        if gate is not None:
+            it.gate_passed = gate["passed"]
+            it.gate_reasons = gate["reasons"]
+            it.score = _stock_score(gate["results"], model)
+            it.production_score = _stock_score(gate["results"], gate["production"])
+    st = RO.state(store)
+    if st is not None:
+        it.release = st["release"]
+        it.rollout = [f"{d['decision']} at {d['stage_percent']} %" for d in st["decisions"]]
+    it.production = production_version(store)
+
+
+def _gate_record(store: ObjectStore, model: str) -> dict | None:
+    """The stored gate result (with per-scenario rows) of ``model``'s latest gate run."""
+    from dataloop.simulation.gate import GATE_RESULT_KEY
+
+    summary = read_json(store, GATE_RESULT_KEY)
+    if not summary or summary["candidate"] != model:
+        return None
+    return read_json(store, summary["results_key"])
+
+
+def rollout_active(store: ObjectStore) -> bool:
+    from dataloop.release import rollout as RO
+
+    st = RO.state(store)
+    return st is not None and st["status"] == "rolling"
+
+
+def run_iteration(
+    store: ObjectStore, cfg: LoopConfig, index: int, say: Progress = lambda _: None
+) -> Iteration:
+    """One turn of the loop (see the module docstring)."""
+    from dataloop.release.rollout import load_policy
+    from dataloop.training.bundle import latest
+
+    it = Iteration(index)
+    before = (latest(store) or {}).get("version")
+    say(f"fleet: {cfg.vehicles} vehicles drive {cfg.minutes:g} min and upload")
+    _drive(store, cfg, cfg.minutes, cfg.seed * 1000 + index * 10, it, it.fleet_models)
+    say("tick: ingest, quality, labels, curation, dataset, training, gate, release")
+    _tick(it)
+    # Each rollout drive is one decision (wait, advance, complete or halt); a stage whose
+    # cohort has not driven its km yet waits for the next drive. Bounded, so a fleet too small
+    # for its stages cannot loop forever.
+    for k in range(2 * len(load_policy()["stages"])):
+        if not rollout_active(store):
+            break
+        say(f"rollout drive {k + 1}: the fleet drives {cfg.rollout_minutes:g} min over the air")
+        seed = cfg.seed * 1000 + index * 10 + k + 1
+        _drive(store, cfg, cfg.rollout_minutes, seed, it, it.rollout_models)
+        _tick(it)
+    _record_outcome(store, it, before)
+    return it
+
+
+def ensure_keys(home: Path) -> None:
+    """TUF keys for the demo's release step (``home/keys``), unless keys are configured."""
+    from dataloop.release.repository import KEYS_ENV, init_keys
+
+    if os.environ.get(KEYS_ENV) or os.environ.get("DATALOOP_TUF_KEY_TIMESTAMP"):
+        return
+    folder = home / "keys"
+    init_keys(folder)
+    os.environ[KEYS_ENV] = str(folder)

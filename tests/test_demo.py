@@ -38,6 +38,7 @@ def _lenient_rules(tmp_path: Path) -> Path:
     }
     gate["suite"]["stock"].update(seeds=[1, 2], seconds=6)
     gate["suite"]["from_logs"].update(max_clips=2, seconds=6)
+    gate["suite"]["batched"].update(seeds=10, seconds=6)
     gate_file.write_text(yaml.safe_dump(gate))
     rollout_file = rules / "demo" / "release" / "rollout.yaml"
     rollout = yaml.safe_load(rollout_file.read_text())
@@ -46,6 +47,10 @@ def _lenient_rules(tmp_path: Path) -> Path:
     rollout.update(min_km_per_stage=0.2, max_disengagement_increase=1e6)
     rollout.update(max_errors_per_1000km=1e9)
     rollout_file.write_text(yaml.safe_dump(rollout))
+    trigger_file = rules / "training" / "trigger.yaml"
+    trigger = yaml.safe_load(trigger_file.read_text())
+    trigger.update(min_new_clips=1, min_dataset_clips=1)
+    trigger_file.write_text(yaml.safe_dump(trigger))
     model_file = rules / "training" / "model.yaml"
     model_file.write_text(model_file.read_text().replace("epochs: 30", "epochs: 5"))
     return rules
@@ -82,7 +87,7 @@ def test_demo_runs_the_whole_loop_on_s3(tmp_path, s3_lake):
         ("dataset_job", "training_job"),
         ("training_job", "release_job"),
     ]:
-        assert jobs.index(earlier) < jobs.index(later), jobs
+        assert earlier in jobs and later in jobs and jobs.index(earlier) < jobs.index(later), it
     assert all(r["status"] == "SUCCESS" for r in it["runs"]), it["runs"]
     model = it["model"]
     assert model and it["gate_passed"] is True

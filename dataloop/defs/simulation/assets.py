@@ -19,6 +19,9 @@ class SimulationRunConfig(dg.Config):
     seeds: list[int] | None = None
     seconds: float | None = None
     max_clips: int | None = None
+    batched_seeds: int | None = None
+    """Seeds per road of the batched suite (0: none; default: ``suite.batched``; a run that
+    overrides ``seeds`` runs none unless this says so)."""
     workers: int | None = None
 
 
@@ -27,7 +30,7 @@ def _code_version() -> str:
 
     from dataloop.simulation.gate import gate_file
 
-    sources = sorted((Path(__file__).parents[2] / "simulation").glob("*.py"))
+    sources = sorted((Path(__file__).parents[2] / "simulation").rglob("*.py"))
     return sha256_bytes(b"".join(p.read_bytes() for p in [gate_file(), *sources]))[:16]
 
 
@@ -47,8 +50,9 @@ def simulation_report(
     from dataloop.simulation import gate as G
     from dataloop.simulation import report as R
     from dataloop.simulation import suite as S
+    from dataloop.simulation.batched import gate as BG
     from dataloop.simulation.open_loop import evaluate
-    from dataloop.simulation.runner import resolve, run_suite
+    from dataloop.simulation.runner import resolve
     from dataloop.training.bundle import latest
 
     store = lake.store()
@@ -68,11 +72,15 @@ def simulation_report(
     scenarios = S.build_suite(store, {"stock": stock, "from_logs": logs})
     suite = S.store_suite(store, scenarios)
     specs = list(dict.fromkeys([candidate, production]))
-    rows = run_suite(scenarios, specs, lake=lake.url, workers=config.workers)
+    batched = dict(suite_cfg.get("batched") or {})
+    if config.batched_seeds is not None or config.seeds:
+        batched["seeds"] = config.batched_seeds or 0
+    run = BG.run_gate_suites(scenarios, specs, batched, lake=lake.url, workers=config.workers)
+    rows = run.rows
     # Rows name each policy by its model version (a py: spec resolves to its class's).
     policies = [resolve(spec, lake.url) for spec in (candidate, production)]
     versions = [p.model_version for p in policies]
-    verdict = G.decide(rows, *versions, gate)
+    verdict = BG.decide(run, *versions, gate)
     open_loop = evaluate(store, policies, int(logs.get("max_clips", 0)))
     record = {
         "candidate": candidate,
@@ -84,6 +92,7 @@ def simulation_report(
         "categories": verdict.categories,
         "summary": {"candidate": verdict.candidate, "production": verdict.production},
         "open_loop": open_loop,
+        "backends": run.metadata(),
         "results": rows,
     }
     key = S.results_key(candidate, production, suite, G.gate_version(gate))
@@ -101,6 +110,7 @@ def simulation_report(
             "results_key": dg.MetadataValue.text(key),
             "gate_passed": dg.MetadataValue.bool(verdict.passed),
             "open_loop": dg.MetadataValue.json(open_loop),
+            "backends": dg.MetadataValue.json(run.metadata()),
             "candidate_mean_score": dg.MetadataValue.float(verdict.candidate["mean_score"]),
             "production_mean_score": dg.MetadataValue.float(verdict.production["mean_score"]),
             "categories": dg.MetadataValue.md(R.category_table(verdict, *versions)),

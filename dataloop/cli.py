@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -267,10 +268,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if args.json:
         _print_json([it.to_dict() for it in iterations])
     else:
-        table = Table(title="the loop, iteration by iteration")
+        table = Table(title="the loop, iteration by iteration", box=box.SIMPLE_HEAD)
         summary = rows(iterations)
         for col in summary[0]:
-            table.add_column(col, overflow="fold", no_wrap=col in ("dataset", "model"))
+            table.add_column(col, overflow="fold", min_width=len(col) if len(col) < 6 else 4)
         for r in summary:
             table.add_row(*(str(v) for v in r.values()))
         out.print(table)

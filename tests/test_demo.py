@@ -47,6 +47,10 @@ def _lenient_rules(tmp_path: Path) -> Path:
     rollout.update(min_km_per_stage=0.2, max_disengagement_increase=1e6)
     rollout.update(max_errors_per_1000km=1e9)
     rollout_file.write_text(yaml.safe_dump(rollout))
+    curation_file = rules / "curation" / "training.yaml"  # a few drives: every one trains
+    curation = yaml.safe_load(curation_file.read_text())
+    curation["split"]["fractions"] = {"train": 1.0, "val": 0.0, "test": 0.0}
+    curation_file.write_text(yaml.safe_dump(curation))
     trigger_file = rules / "training" / "trigger.yaml"
     trigger = yaml.safe_load(trigger_file.read_text())
     trigger.update(min_new_clips=1, min_dataset_clips=1)

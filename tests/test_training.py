@@ -71,6 +71,21 @@ def trained(curated):
     return result
 
 
+def test_trigger_holds_while_a_release_rolls_out(curated):
+    """Before anything is trained the trigger fires, except while a rollout is running."""
+    from dataloop.lake.pointers import write_json
+    from dataloop.release.rollout import STATE_KEY
+
+    store, _, instance = curated
+    assert B.latest(store) is None  # first in the module: before `trained` trains
+    write_json(store, STATE_KEY, {"release": 1, "status": "rolling"})
+    held = _sensor(store, instance)
+    assert isinstance(held, dg.SkipReason) and "rolling out" in held.skip_message
+    write_json(store, STATE_KEY, {"release": 1, "status": "complete"})
+    assert isinstance(_sensor(store, instance), dg.RunRequest)
+    store.delete(STATE_KEY)
+
+
 def test_pipes_round_trip_reports_progress_metrics_and_bundle_version(curated, trained):
     store, *_ = curated
     mat = trained.asset_materializations_for_node("trained_model")[-1]

@@ -139,18 +139,11 @@ def _gate_record(store: ObjectStore, model: str) -> dict | None:
     return read_json(store, summary["results_key"])
 
 
-def rollout_active(store: ObjectStore) -> bool:
-    from dataloop.release import rollout as RO
-
-    st = RO.state(store)
-    return st is not None and st["status"] == "rolling"
-
-
 def run_iteration(
     store: ObjectStore, cfg: LoopConfig, index: int, say: Progress = lambda _: None
 ) -> Iteration:
     """One turn of the loop (see the module docstring)."""
-    from dataloop.release.rollout import load_policy
+    from dataloop.release.rollout import load_policy, rolling
     from dataloop.training.bundle import latest
 
     it = Iteration(index)
@@ -163,7 +156,7 @@ def run_iteration(
     # cohort has not driven its km yet waits for the next drive. Bounded, so a fleet too small
     # for its stages cannot loop forever.
     for k in range(2 * len(load_policy()["stages"])):
-        if not rollout_active(store):
+        if not rolling(store):
             break
         say(f"rollout drive {k + 1}: the fleet drives {cfg.rollout_minutes:g} min over the air")
         seed = cfg.seed * 1000 + index * 10 + k + 1

@@ -16,13 +16,12 @@ LOOP_REPORT = "loop_report"
 def rows(iterations: list[Iteration]) -> list[dict]:
     return [
         {
-            "iter": it.index,
-            "fleet ran": ", ".join(m[:8] for m in it.fleet_models) or "-",
+            "it": it.index,
+            "fleet drove": "+".join(m[:8] for m in it.fleet_models) or "-",
             "km": round(it.km, 1),
-            "dis./1000km": round(it.disengagements_per_1000km),
-            "dataset": f"{it.dataset or '-'}",
-            "clips": it.dataset_clips,
-            "model": (it.model or "-")[:8],
+            "dis/1k km": round(it.disengagements_per_1000km),
+            "dataset (clips)": f"{it.dataset or '-'} ({it.dataset_clips})",
+            "new model": (it.model or "-")[:8],
             "score": "-" if it.score is None else f"{it.score:.3f}",
             "gate": {None: "-", True: "pass", False: "fail"}[it.gate_passed],
             "release": "-"

@@ -48,6 +48,12 @@ def state(store: ObjectStore) -> dict | None:
     return read_json(store, STATE_KEY)
 
 
+def rolling(store: ObjectStore) -> bool:
+    """Whether a staged rollout is running (neither complete nor halted)."""
+    st = state(store)
+    return st is not None and st["status"] == "rolling"
+
+
 def production(store: ObjectStore) -> dict:
     return read_json(store, PRODUCTION_KEY) or {"model_version": BASELINE, "release": None}
 

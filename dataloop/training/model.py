@@ -29,7 +29,8 @@ def features(ego: np.ndarray, objects: np.ndarray, inputs: dict | None = None) -
         cols = [EGO_FEATURES.index(f) for f in inputs["ego"]]
         ego = ego[:, -h:][..., cols]
         objects = objects[:, -h:, : int(inputs["objects"])]
-    return np.concatenate([ego.reshape(n, -1), objects.reshape(n, -1)], axis=1)
+    flat = [a.reshape(n, int(np.prod(a.shape[1:]))) for a in (ego, objects)]  # n may be 0
+    return np.concatenate(flat, axis=1)
 
 
 def normalisation(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
@@ -69,6 +70,8 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
     torch = _torch(config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     train = samples.select(samples.split == "train")
+    if not len(train):
+        raise ValueError("the dataset has no samples in its train split")
     x = features(train.ego, train.objects, config.get("inputs"))
     norm = normalisation(x, train.targets)
 

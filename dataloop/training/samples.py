@@ -171,10 +171,10 @@ def build_samples(store: ObjectStore, dataset_version: str, config: dict) -> Sam
     report = {"clips": len(clips), "drives": len(usable), "no_lanes": 0, "clips_used": 0}
     for d in usable:
         key = (d["vehicle_id"], d["drive_id"])
-        tracks = con.execute(
+        tracks = con.sql(
             "SELECT t, x, y, vx, vy, length, width FROM tracks "
             "WHERE vehicle_id = ? AND drive_id = ? ORDER BY t, track_id",
-            list(key),
+            params=list(key),
         ).to_arrow_table()
         frames = drive_frames(store, d, tracks)
         if not len(frames["t"]):

@@ -5,6 +5,7 @@ import dagster as dg
 
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.training.assets import trained_model
+from dataloop.release.rollout import rolling
 from dataloop.training.config import TRIGGER_TAG, trigger_policy
 from dataloop.training.trigger import decide
 
@@ -39,7 +40,10 @@ training_schedule = dg.ScheduleDefinition(
     "dataset, or a scenario category grows enough (assets/training/trigger.yaml).",
 )
 def training_trigger(context: dg.SensorEvaluationContext, lake: LakeResource):
-    pointer, reasons = decide(lake.store(), TRIGGER)
+    store = lake.store()
+    if TRIGGER.get("hold_during_rollout", True) and rolling(store):
+        return dg.SkipReason("a release is rolling out: training waits for its outcome")
+    pointer, reasons = decide(store, TRIGGER)
     if not reasons:
         return dg.SkipReason("the trigger policy does not ask for training")
     kinds = "+".join(r.split(":", 1)[0] for r in reasons)

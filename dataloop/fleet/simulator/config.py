@@ -64,6 +64,10 @@ class SimConfig:
     )
     ttc_takeover_s: float = 1.5
     """The safety driver takes over below this time to collision."""
+    driver_wander_rad: float = 0.004
+    """A human driver's steering wanders (stationary std of a 1 s Ornstein-Uhlenbeck process,
+    road-wheel rad) and is corrected: what makes lane keeping learnable from logs (an ideal
+    controller stays centred and its steering teaches no correction)."""
     near_miss_ttc_s: float = 2.0
     camera_size: tuple[int, int] = (320, 192)
     model_version: str = "baseline"

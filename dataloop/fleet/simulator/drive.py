@@ -17,7 +17,7 @@ from dataloop.fleet.simulator import faults as F
 from dataloop.fleet.simulator.camera import Camera, render_frame
 from dataloop.fleet.simulator.config import CORNER_CASES, SimConfig
 from dataloop.fleet.simulator.features import History, ego_row, object_frame
-from dataloop.fleet.simulator.policy import Control, DrivingPolicy, Observation
+from dataloop.fleet.simulator.policy import BASELINE, Control, DrivingPolicy, Observation
 from dataloop.fleet.simulator.scenarios import INJECT
 from dataloop.fleet.simulator.sensors import Sensors
 from dataloop.fleet.simulator.traffic import (
@@ -97,6 +97,19 @@ class SafetyDriver:
             return control, False
         brake = EMERGENCY_BRAKE if ttc < self.ttc_threshold else expert.acceleration
         return Control(min(expert.acceleration, brake), expert.steering), True
+
+
+class Wander:
+    """Slow steering wander of a human driver: an Ornstein-Uhlenbeck process (rad)."""
+
+    def __init__(self, rng: np.random.Generator, std: float, tau_s: float = 1.0):
+        self.rng, self.value = rng, 0.0
+        self.keep = math.exp(-DT / tau_s)
+        self.kick = std * math.sqrt(1 - self.keep**2)
+
+    def step(self) -> float:
+        self.value = self.keep * self.value + self.kick * float(self.rng.normal())
+        return self.value
 
 
 def _observe(
@@ -191,6 +204,7 @@ def simulate_drive(
     witness = Witness()
     history = History()
     state = {"accel": 0.0, "yaw_rate": 0.0, "objects": [], "ttc": math.inf, "takeover": False}
+    wander = Wander(np.random.default_rng(seed), config.driver_wander_rad)
 
     def decide(expert_action: dict) -> dict:
         # highway-env steers right-positive; the contract and policies use ISO (left positive)
@@ -211,7 +225,10 @@ def simulate_drive(
             world.t, state["ttc"], world.ego.on_road, policy.act(obs), expert
         )
         state["takeover"] = takeover
-        return {"acceleration": control.acceleration, "steering": -control.steering}
+        steering = control.steering + wander.step()  # the human's hands: drive or takeover
+        if policy.model_version != BASELINE and not takeover:
+            steering = control.steering
+        return {"acceleration": control.acceleration, "steering": -steering}
 
     world.ego.decide = decide
     extra = {

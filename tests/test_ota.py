@@ -216,6 +216,14 @@ def test_regressing_model_halts_and_rolls_back(env):
     out = RO.status(store)
     assert out["rollout"]["status"] == "rolled_back"
     assert [d["decision"] for d in out["rollout"]["decisions"]] == ["halt"]
+    # every finished rollout stays in the history with its decisions, the next one's too
+    outcomes = {h["release"]: h.get("rollout") for h in out["history"]}
+    stages = len(policy["stages"])
+    assert [d["decision"] for d in outcomes[1]["decisions"]] == ["advance"] * (stages - 1) + [
+        "complete"
+    ]
+    assert outcomes[st["release"]]["status"] == "rolled_back"
+    assert outcomes[rb] is None  # a rollback release has no rollout of its own
 
 
 def test_release_asset_publishes_the_gated_candidate_and_decides(env, monkeypatch):

@@ -65,14 +65,19 @@ def cmd_status(args: argparse.Namespace) -> None:
                 "; ".join(d["reasons"]),
             )
         out.print(table)
-    history = Table("release", "kind", "model", "dataset", "created", title="history")
+    history = Table("release", "kind", "model", "dataset", "created", "rollout", title="history")
     for h in st["history"]:
+        rollout = h.get("rollout")
         history.add_row(
             str(h["release"]),
             h.get("kind", "release"),
             h["model_version"],
             str(h.get("dataset_version")),
             h["created"],
+            f"{rollout['status']}: "
+            + ", ".join(f"{d['decision']} at {d['stage_percent']} %" for d in rollout["decisions"])
+            if rollout
+            else "-",
         )
     out.print(history)
 

@@ -255,7 +255,23 @@ def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | Non
             {"model_version": st["previous_model"], "release": number, "at": _now()},
         )
     write_json(store, STATE_KEY, st)
+    if st["status"] != "rolling":  # the rollout is over: its decisions stay in the history
+        _record_rollout(store, st)
     return record
+
+
+def _record_rollout(store: ObjectStore, st: dict) -> None:
+    outcome = {"status": st["status"], "decisions": st["decisions"]}
+
+    def attach(h: dict | None) -> dict:
+        releases = (h or {"releases": []})["releases"]
+        return {
+            "releases": [
+                {**r, "rollout": outcome} if r["release"] == st["release"] else r for r in releases
+            ]
+        }
+
+    update_json(store, HISTORY_KEY, attach)
 
 
 def status(store: ObjectStore) -> dict:

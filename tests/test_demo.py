@@ -124,6 +124,7 @@ def test_demo_runs_the_whole_loop_on_s3(tmp_path, s3_lake):
         ("complete", 100),
     ]
     assert it["production"] == status["production"]["model_version"] != "baseline"
+    assert it["releases"][0] == "1: advance 50 %, complete 100 %"
 
     # At 50 % one vehicle (veh-0003, bucket 1) ran release 1, the rest the expert driver; at
     # 100 % every vehicle ran it, installed over the air through TUF.

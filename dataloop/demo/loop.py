@@ -40,8 +40,8 @@ class Iteration:
     """... and of the model it was gated against."""
     gate_passed: bool | None = None
     gate_reasons: list[str] = field(default_factory=list)
-    release: int | None = None
-    rollout: list[str] = field(default_factory=list)
+    releases: list[str] = field(default_factory=list)
+    """Releases published in this iteration and their rollouts ("1: advance 50 %, ...")."""
     production: str = "baseline"
     runs: list[dict] = field(default_factory=list)
 
@@ -102,7 +102,9 @@ def _stock_score(rows: list[dict], model: str) -> float | None:
     return sum(scores) / len(scores) if scores else None
 
 
-def _record_outcome(store: ObjectStore, it: Iteration, models_before: str | None) -> None:
+def _record_outcome(
+    store: ObjectStore, it: Iteration, models_before: str | None, releases_before: int
+) -> None:
     """What this iteration's runs left in the lake: dataset, model, gate, release."""
     from dataloop.curation.datasets import latest_key, version_key
     from dataloop.release import rollout as RO
@@ -123,9 +125,20 @@ def _record_outcome(store: ObjectStore, it: Iteration, models_before: str | None
             it.score = _stock_score(gate["results"], model)
             it.production_score = _stock_score(gate["results"], gate["production"])
     st = RO.state(store)
-    if st is not None:
-        it.release = st["release"]
-        it.rollout = [f"{d['decision']} at {d['stage_percent']} %" for d in st["decisions"]]
+    for h in RO.history(store):
+        if h["release"] <= releases_before:
+            continue
+        if h.get("kind") == "rollback":
+            outcome = f"rollback to {h['model_version'][:8]}"
+        elif h.get("rollout"):
+            outcome = ", ".join(
+                f"{d['decision']} {d['stage_percent']} %" for d in h["rollout"]["decisions"]
+            )
+        elif st is not None and st["release"] == h["release"]:
+            outcome = f"rolling at {RO.load_policy()['stages'][st['stage']]} %"
+        else:
+            outcome = "published"
+        it.releases.append(f"{h['release']}: {outcome}")
     it.production = production_version(store)
 
 
@@ -143,26 +156,31 @@ def run_iteration(
     store: ObjectStore, cfg: LoopConfig, index: int, say: Progress = lambda _: None
 ) -> Iteration:
     """One turn of the loop (see the module docstring)."""
-    from dataloop.release.rollout import load_policy, rolling
+    from dataloop.release.rollout import history, load_policy, state
     from dataloop.training.bundle import latest
 
     it = Iteration(index)
     before = (latest(store) or {}).get("version")
+    releases_before = max((h["release"] for h in history(store)), default=0)
     say(f"fleet: {cfg.vehicles} vehicles drive {cfg.minutes:g} min and upload")
     _drive(store, cfg, cfg.minutes, cfg.seed * 1000 + index * 10, it, it.fleet_models)
     say("tick: ingest, quality, labels, curation, dataset, training, gate, release")
     _tick(it)
     # Each rollout drive is one decision (wait, advance, complete or halt); a stage whose
-    # cohort has not driven its km yet waits for the next drive. Bounded, so a fleet too small
-    # for its stages cannot loop forever.
+    # cohort has not driven its km yet waits for the next drive. One release's rollout per
+    # iteration (a candidate trained after it completes rolls out in the next iteration), and
+    # bounded, so a fleet too small for its stages cannot loop forever.
+    rolling_release = None
     for k in range(2 * len(load_policy()["stages"])):
-        if not rolling(store):
+        st = state(store)
+        if st is None or st["status"] != "rolling" or rolling_release not in (None, st["release"]):
             break
+        rolling_release = st["release"]
         say(f"rollout drive {k + 1}: the fleet drives {cfg.rollout_minutes:g} min over the air")
         seed = cfg.seed * 1000 + index * 10 + k + 1
         _drive(store, cfg, cfg.rollout_minutes, seed, it, it.rollout_models)
         _tick(it)
-    _record_outcome(store, it, before)
+    _record_outcome(store, it, before, releases_before)
     return it
 
 

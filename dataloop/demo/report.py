@@ -24,9 +24,7 @@ def rows(iterations: list[Iteration]) -> list[dict]:
             "new model": (it.model or "-")[:8],
             "score": "-" if it.score is None else f"{it.score:.3f}",
             "gate": {None: "-", True: "pass", False: "fail"}[it.gate_passed],
-            "release": "-"
-            if it.release is None
-            else f"{it.release}: " + ", ".join(d.split()[0] for d in it.rollout),
+            "releases": "; ".join(it.releases) or "-",
             "production": it.production[:8],
         }
         for it in iterations

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +226,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
         fleet=demo_fleet(),
         logs=state / "fleet",
     )
-    say = err.print if args.json else out.print
     if not args.json:
         out.rule("dataloop demo: the whole loop")
         out.print(f"lake: {store.url}\nDagster instance: {home}\nrules: {rules}")
@@ -250,16 +250,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
         for i in range(args.iterations):
             it = L.run_iteration(store, cfg, i, say=step)
             iterations.append(it)
-            failed = [r for r in it.runs if r["status"] != "SUCCESS"]
-            gate = (
-                ""
-                if it.gate_passed is None
-                else f", gate {'passed' if it.gate_passed else 'failed'}"
-            )
+            row = rows([it])[0]
             bar.console.print(
-                f"iteration {i}: {it.km:.1f} km, {len(it.runs)} runs ({len(failed)} failed)"
-                f", dataset {it.dataset}, model {(it.model or '-')[:8]}{gate}"
-                f", production {it.production[:8]}",
+                f"iteration {i}: {row['km']} km, {len(it.runs)} runs, {row['dataset (clips)']}, "
+                f"model {row['new model']} (score {row['score']}, gate {row['gate']}), "
+                f"releases {row['releases']}, production {row['production']}",
                 highlight=False,
             )
             bar.advance(task)
@@ -275,12 +270,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
         for r in summary:
             table.add_row(*(str(v) for v in r.values()))
         out.print(table)
-        say(f"plot: {state / 'loop.png'} (also on the loop_report asset in the Dagster UI)")
-        say(f"run logs: {log}")
+        out.print(f"plot: {state / 'loop.png'} (also on the loop_report asset in the Dagster UI)")
+        out.print(f"run logs: {log}")
         drives = drives_overview(store)
-        by_status: dict[str, int] = {}
-        for d in drives:
-            by_status[d["status"]] = by_status.get(d["status"], 0) + 1
+        by_status = Counter(d["status"] for d in drives)
         out.print(f"drives: {len(drives)} ({', '.join(f'{k} {v}' for k, v in by_status.items())})")
         prod = status(store)["production"]
         out.print(f"production: model {prod['model_version']} (release {prod.get('release')})")

@@ -34,11 +34,11 @@ def demo_rules(home: Path) -> Path:
     return target
 
 
-def demo_fleet(seed_faults: bool = True) -> SimConfig:
+def demo_fleet() -> SimConfig:
     """Highway and merge traffic (where the scenario library needs no map), small camera
     frames, corner cases often enough that a few minutes of driving yield clips; every
     vehicle runs what the release director assigns it, installed over the air."""
-    config = replace(
+    return replace(
         SimConfig(),
         roads={"highway": 0.7, "merge": 0.3},
         camera_size=(160, 96),
@@ -50,4 +50,3 @@ def demo_fleet(seed_faults: bool = True) -> SimConfig:
         },
         model_version="ota",
     )
-    return config if seed_faults else config.without_faults()

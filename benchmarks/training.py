@@ -15,7 +15,7 @@ import numpy as np
 
 from dataloop.fleet.simulator.policy import EGO_FEATURES, HISTORY, MAX_OBJECTS, OBJECT_FEATURES
 from dataloop.training.config import model_config
-from dataloop.training.model import _net, _torch, features, fit
+from dataloop.training.model import OUTPUTS, _net, _torch, features, fit, members, output_inputs
 from dataloop.training.samples import Samples
 
 
@@ -33,21 +33,32 @@ def _samples(n: int, seed: int = 0) -> Samples:
 
 
 def plain(samples: Samples, config: dict) -> float:
-    """Samples/s of a bare training loop of the same network on the same-shaped tensors."""
+    """Samples/s of a bare training loop of the same networks (every ensemble member of every
+    output, on its inputs) on the same-shaped tensors."""
     torch = _torch(config)
-    x = torch.tensor(features(samples.ego, samples.objects))
+    inputs = output_inputs(config)
+    nets = [
+        (torch.tensor(features(samples.ego, samples.objects, inputs[o]), dtype=torch.float32), j)
+        for _ in range(members(config))
+        for j, o in enumerate(OUTPUTS)
+    ]
+    modules = [_net(torch, x.shape[1], config) for x, _ in nets]
     y = torch.tensor(samples.targets)
-    net = _net(torch, x.shape[1], config)
-    opt = torch.optim.AdamW(net.parameters(), lr=float(config["learning_rate"]))
+    opt = torch.optim.AdamW([p for m in modules for p in m.parameters()], lr=1e-3)
     batch = int(config["batch_size"])
     start = time.perf_counter()
     for _ in range(int(config["epochs"])):
-        for i in range(0, len(x), batch):
-            loss = ((net(x[i : i + batch]) - y[i : i + batch]) ** 2).mean()
+        for i in range(0, len(y), batch):
+            loss = torch.stack(
+                [
+                    ((m(x[i : i + batch])[:, 0] - y[i : i + batch, j]) ** 2).mean()
+                    for m, (x, j) in zip(modules, nets, strict=True)
+                ]
+            ).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return len(x) * int(config["epochs"]) / (time.perf_counter() - start)
+    return len(y) * int(config["epochs"]) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -62,7 +73,8 @@ def main() -> None:
     fit(samples, config)
     ours = len(samples) * args.epochs / (time.perf_counter() - start)
     print(
-        f"{args.samples} samples x {args.epochs} epochs, MLP {config['hidden']}, "
+        f"{args.samples} samples x {args.epochs} epochs, {members(config)} x {len(OUTPUTS)} "
+        f"MLPs {config['hidden']}, "
         f"{config['threads']} thread(s)"
     )
     print(f"  plain PyTorch loop {baseline:10.0f} samples/s")

@@ -39,27 +39,25 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def linear_driver(name: str, cruise: float, gain: float, follow: float) -> BundlePolicy:
-    """A model bundle whose two-layer ReLU network drives like a linear controller (cruise
+    """A model bundle whose two-layer ReLU networks drive like a linear controller (cruise
     speed, the nearest object's distance, lane keeping): a learned-model stand-in that
     reads the whole observation, objects included, without training one."""
     n_ego = HISTORY * len(EGO_FEATURES)
     n_in = n_ego + HISTORY * MAX_OBJECTS * len(OBJECT_FEATURES)
     now = (HISTORY - 1) * len(EGO_FEATURES)
     nearest = n_ego + (HISTORY - 1) * MAX_OBJECTS * len(OBJECT_FEATURES)
-    w = np.zeros((4, n_in))
-    b = np.zeros(4)
-    w[0, now] = -gain * 10  # inputs are normalised by 10 below
-    w[0, nearest + 1] = -follow * 10
-    b[0] = gain * cruise
-    w[2, now + 3], w[2, now + 4] = -3.0, -10.0  # lateral offset, heading error
-    w[1], b[1], w[3] = -w[0], -b[0], -w[2]  # relu(z) - relu(-z) = z
-    weights = {
-        "0.weight": w.astype(np.float32),
-        "0.bias": b.astype(np.float32),
-        "2.weight": np.array([[1, -1, 0, 0], [0, 0, 1, -1]], np.float32),
-        "2.bias": np.zeros(2, np.float32),
-    }
-    norm = {"x_mean": [0.0] * n_in, "x_std": [10.0] * n_in, "y_mean": [0, 0], "y_std": [1, 1]}
+    accel, steer = np.zeros(n_in), np.zeros(n_in)
+    accel[now] = -gain * 10  # inputs are normalised by 10 below
+    accel[nearest + 1] = -follow * 10
+    steer[now + 3], steer[now + 4] = -3.0, -10.0  # lateral offset, heading error
+    weights, norm = {}, {}
+    for output, w, b in (("acceleration", accel, gain * cruise), ("steering", steer, 0.0)):
+        # one network per output: relu(z) - relu(-z) = z
+        weights[f"0.{output}.0.weight"] = np.stack([w, -w]).astype(np.float32)
+        weights[f"0.{output}.0.bias"] = np.array([b, -b], np.float32)
+        weights[f"0.{output}.2.weight"] = np.array([[1.0, -1.0]], np.float32)
+        weights[f"0.{output}.2.bias"] = np.zeros(1, np.float32)
+        norm[output] = {"x_mean": [0.0] * n_in, "x_std": [10.0] * n_in, "y_mean": 0, "y_std": 1}
     return BundlePolicy(Bundle(name, weights, norm, {}, {}))
 
 

@@ -1,6 +1,14 @@
-"""The driving model: an MLP on the normalised, flattened observation -> (acceleration,
-steering). Training is PyTorch (GPU when present); inference in the car and in simulation is
-plain NumPy over the same weights, so a simulator worker needs no torch."""
+"""The driving model: per output (acceleration, steering), an ensemble of small MLPs on the
+normalised, flattened observation that output's ``inputs`` name; the prediction is the
+ensemble's mean. Training is PyTorch (GPU when present); inference in the car and in
+simulation is plain NumPy over the same weights, so a simulator worker needs no torch.
+
+Why per output: outside lane changes (which are no labels) the only steering the logs teach
+is lane keeping, a function of the lane estimate; a steering network that also sees the
+objects learns spurious turns from them and leaves the road. Why an ensemble: on the few
+thousand frames of a young fleet, one network's closed-loop score depends on its random
+initialisation by tens of points; the mean of five does not.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +27,22 @@ CLIP = 5.0
 object slot) must not blow up on held-out data."""
 
 
+def output_inputs(config: dict) -> dict[str, dict | None]:
+    """What each output's networks see: ``inputs[output]`` of the model config (None: the
+    whole observation)."""
+    inputs = config.get("inputs") or {}
+    return {o: inputs.get(o) for o in OUTPUTS}
+
+
+def members(config: dict) -> int:
+    return int(config.get("ensemble", 1))
+
+
+def net_name(member: int, output: str) -> str:
+    """Prefix of one network's tensors in the bundle: ``<member>.<output>.<layer>.weight``."""
+    return f"{member}.{output}"
+
+
 def features(ego: np.ndarray, objects: np.ndarray, inputs: dict | None = None) -> np.ndarray:
     """The flattened observation the network sees: the last ``history`` frames of the ``ego``
     features named and of the nearest ``objects`` (``inputs`` of the model config; None:
@@ -33,13 +57,14 @@ def features(ego: np.ndarray, objects: np.ndarray, inputs: dict | None = None) -
     return np.concatenate(flat, axis=1)
 
 
-def normalisation(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
-    """Per-feature mean and std of the training split (std floored: constant features)."""
+def normalisation(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Per-feature mean and std of one output's inputs and its target over the training
+    split (std floored: constant features)."""
     return {
         "x_mean": x.mean(0).tolist(),
         "x_std": np.maximum(x.std(0), 0.1).tolist(),
-        "y_mean": y.mean(0).tolist(),
-        "y_std": np.maximum(y.std(0), 1e-3).tolist(),
+        "y_mean": float(y.mean()),
+        "y_std": float(max(y.std(), 1e-3)),
     }
 
 
@@ -53,64 +78,90 @@ def _torch(config: dict):
     return torch
 
 
-def _net(torch, n_in: int, config: dict):
+def _net(torch, n_in: int, config: dict, n_out: int = 1):
     layers, width = [], n_in
     for h in config["hidden"]:
         layers += [torch.nn.Linear(width, int(h)), torch.nn.ReLU()]
         width = int(h)
-    layers.append(torch.nn.Linear(width, len(OUTPUTS)))
+    layers.append(torch.nn.Linear(width, n_out))
     return torch.nn.Sequential(*layers)
 
 
 def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
-    """Train on the ``train`` split and keep the epoch with the lowest ``val`` loss (early
-    stopping; the last epoch when there is no val split); returns weights (NumPy, by name),
-    normalisation, the loss histories and the epoch kept. ``on_epoch(epoch, loss)`` reports
-    progress."""
+    """Train every network (``ensemble`` members per output, each from its own random
+    initialisation) on the ``train`` split, all on the same batches; returns weights (NumPy,
+    by name), normalisation per output, the mean loss per epoch over the networks (train
+    and ``val``) and the epoch kept: the last, or with ``early_stopping`` the one with the
+    lowest val loss (worth it only when the val split is large and like the train split).
+    ``on_epoch(epoch, loss)`` reports progress."""
     torch = _torch(config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     train = samples.select(samples.split == "train")
     if not len(train):
         raise ValueError("the dataset has no samples in its train split")
-    x = features(train.ego, train.objects, config.get("inputs"))
-    norm = normalisation(x, train.targets)
-
-    def tensors(part: Samples, x: np.ndarray):
-        xs = np.clip((x - np.array(norm["x_mean"])) / np.array(norm["x_std"]), -CLIP, CLIP)
-        ys = (part.targets - np.array(norm["y_mean"])) / np.array(norm["y_std"])
-        w = part.weights / train.weights.mean()
-        return (torch.tensor(a, dtype=torch.float32, device=device) for a in (xs, ys, w))
-
-    X, Y, W = tensors(train, x)
     val = samples.select(samples.split == "val")
-    VX, VY, VW = tensors(val, features(val.ego, val.objects, config.get("inputs")))
-    net = _net(torch, X.shape[1], config).to(device)
+    inputs = output_inputs(config)
+    xs = {o: features(train.ego, train.objects, inputs[o]) for o in OUTPUTS}
+    norm = {o: normalisation(xs[o], train.targets[:, j]) for j, o in enumerate(OUTPUTS)}
+
+    def tensors(part: Samples, x: dict[str, np.ndarray]):
+        def t(a: np.ndarray):
+            return torch.tensor(a, dtype=torch.float32, device=device)
+
+        X = {o: t(_normalise(x[o], norm[o])) for o in OUTPUTS}
+        Y = {
+            o: t((part.targets[:, j] - norm[o]["y_mean"]) / norm[o]["y_std"])
+            for j, o in enumerate(OUTPUTS)
+        }
+        return X, Y, t(part.weights / train.weights.mean())
+
+    X, Y, W = tensors(train, xs)
+    VX, VY, VW = tensors(val, {o: features(val.ego, val.objects, inputs[o]) for o in OUTPUTS})
+    nets = torch.nn.ModuleDict(
+        {
+            net_name(m, o).replace(".", "_"): _net(torch, X[o].shape[1], config)
+            for m in range(members(config))
+            for o in OUTPUTS
+        }
+    ).to(device)
+
+    def loss(x, y, w, b=slice(None)) -> Any:
+        per_net = [
+            (
+                w[b] * (nets[name](x[name.split("_")[1]][b])[:, 0] - y[name.split("_")[1]][b]) ** 2
+            ).mean()
+            for name in nets
+        ]
+        return torch.stack(per_net).mean()
+
     opt = torch.optim.AdamW(
-        net.parameters(), lr=float(config["learning_rate"]), weight_decay=config["weight_decay"]
+        nets.parameters(), lr=float(config["learning_rate"]), weight_decay=config["weight_decay"]
     )
     gen = torch.Generator().manual_seed(int(config["seed"]))
     batch, losses, val_losses = int(config["batch_size"]), [], []
     best = (math.inf, 0, None)
     for epoch in range(int(config["epochs"])):
-        order = torch.randperm(len(X), generator=gen).to(device)
+        order = torch.randperm(len(W), generator=gen).to(device)
         total = 0.0
-        for i in range(0, len(X), batch):
+        for i in range(0, len(W), batch):
             b = order[i : i + batch]
-            loss = (W[b] * ((net(X[b]) - Y[b]) ** 2).mean(1)).mean()
+            step = loss(X, Y, W, b)
             opt.zero_grad()
-            loss.backward()
+            step.backward()
             opt.step()
-            total += float(loss.detach()) * len(b)
-        losses.append(total / len(X))
-        if len(VX):
+            total += float(step.detach()) * len(b)
+        losses.append(total / len(W))
+        if len(VW):
             with torch.no_grad():
-                val_losses.append(float((VW * ((net(VX) - VY) ** 2).mean(1)).mean()))
-        score = val_losses[-1] if val_losses else -epoch
+                val_losses.append(float(loss(VX, VY, VW)))
+        score = val_losses[-1] if val_losses and config.get("early_stopping") else -epoch
         if score < best[0]:
-            best = (score, epoch + 1, {k: v.detach().clone() for k, v in net.state_dict().items()})
+            best = (score, epoch + 1, {k: v.detach().clone() for k, v in nets.state_dict().items()})
         if on_epoch:
             on_epoch(epoch + 1, losses[-1])
-    weights = {k: v.cpu().numpy().astype(np.float32) for k, v in best[2].items()}
+    weights = {
+        k.replace("_", ".", 1): v.cpu().numpy().astype(np.float32) for k, v in best[2].items()
+    }
     return {
         "weights": weights,
         "normalisation": norm,
@@ -121,30 +172,49 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
     }
 
 
-def forward(weights: dict[str, np.ndarray], norm: dict, x: np.ndarray) -> np.ndarray:
-    """Predicted controls for flattened observations ``x`` (NumPy: the inference path)."""
-    h = np.clip((x - np.asarray(norm["x_mean"])) / np.asarray(norm["x_std"]), -CLIP, CLIP)
-    layers = sorted({int(k.split(".")[0]) for k in weights})
+def _normalise(x: np.ndarray, norm: dict) -> np.ndarray:
+    return np.clip((x - np.asarray(norm["x_mean"])) / np.asarray(norm["x_std"]), -CLIP, CLIP)
+
+
+def _mlp(weights: dict[str, np.ndarray], prefix: str, h: np.ndarray) -> np.ndarray:
+    """One network's output (N,) for normalised inputs ``h`` (ReLU between layers)."""
+    layers = sorted(
+        {int(k[len(prefix) + 1 :].split(".")[0]) for k in weights if k.startswith(prefix + ".")}
+    )
     for i, layer in enumerate(layers):
-        h = h @ weights[f"{layer}.weight"].T + weights[f"{layer}.bias"]
+        h = h @ weights[f"{prefix}.{layer}.weight"].T + weights[f"{prefix}.{layer}.bias"]
         if i < len(layers) - 1:
             h = np.maximum(h, 0.0)
-    return h * np.asarray(norm["y_std"]) + np.asarray(norm["y_mean"])
+    return h[:, 0]
+
+
+def predict(
+    weights: dict[str, np.ndarray], norm: dict, config: dict, ego: np.ndarray, objects: np.ndarray
+) -> np.ndarray:
+    """Controls (N, 2) for observations (ego (N, HISTORY, 5), objects (N, HISTORY,
+    MAX_OBJECTS, 7)): per output, the mean of its ensemble's networks (NumPy: the inference
+    path)."""
+    out = np.zeros((len(ego), len(OUTPUTS)))
+    for j, (o, inputs) in enumerate(output_inputs(config).items()):
+        h = _normalise(features(ego, objects, inputs), norm[o])
+        mean = np.mean([_mlp(weights, net_name(m, o), h) for m in range(members(config))], 0)
+        out[:, j] = mean * norm[o]["y_std"] + norm[o]["y_mean"]
+    return out
 
 
 def open_loop(
     weights: dict[str, np.ndarray],
     norm: dict,
+    config: dict,
     samples: Samples,
     baseline: np.ndarray,
-    inputs: dict | None = None,
 ) -> dict[str, float]:
     """Held-out (val + test) RMSE per output, of the model and of the constant baseline
     (the mean training control)."""
     held = samples.select(samples.split != "train")
     if not len(held):
         return {"held_out_samples": 0}
-    pred = forward(weights, norm, features(held.ego, held.objects, inputs))
+    pred = predict(weights, norm, config, held.ego, held.objects)
     out: dict[str, float] = {"held_out_samples": len(held)}
     for j, name in enumerate(OUTPUTS):
         out[f"rmse_{name}"] = float(np.sqrt(np.mean((pred[:, j] - held.targets[:, j]) ** 2)))

@@ -7,7 +7,7 @@ import numpy as np
 
 from dataloop.fleet.simulator.policy import Control, Observation
 from dataloop.training.bundle import Bundle
-from dataloop.training.model import features, forward
+from dataloop.training.model import predict
 
 
 class BundlePolicy:
@@ -16,11 +16,9 @@ class BundlePolicy:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.model_version = bundle.version
-        self.inputs = bundle.config.get("inputs")
 
     def act(self, observation: Observation) -> Control:
-        x = features(observation.ego[None], observation.objects[None], self.inputs)
-        a, s = forward(self.bundle.weights, self.bundle.normalisation, x)[0]
+        a, s = self._predict(observation.ego[None], observation.objects[None])[0]
         return Control(float(a), float(np.clip(s, -0.6, 0.6)))
 
     reads_objects = True
@@ -28,6 +26,9 @@ class BundlePolicy:
     def act_batch(self, obs) -> tuple[np.ndarray, np.ndarray]:
         """Every scenario of a batched simulation in one forward pass (``BatchObservation``:
         ego (B, HISTORY, 5), objects (B, HISTORY, MAX_OBJECTS, 7))."""
-        x = features(obs.ego, obs.objects, self.inputs)
-        out = forward(self.bundle.weights, self.bundle.normalisation, x)
+        out = self._predict(obs.ego, obs.objects)
         return out[:, 0].astype(np.float64), np.clip(out[:, 1], -0.6, 0.6).astype(np.float64)
+
+    def _predict(self, ego: np.ndarray, objects: np.ndarray) -> np.ndarray:
+        b = self.bundle
+        return predict(b.weights, b.normalisation, b.config, ego, objects)

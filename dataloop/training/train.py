@@ -17,7 +17,7 @@ from dataloop.lake.store import ObjectStore, open_store
 from dataloop.lineage.graph import record_node
 from dataloop.training import bundle as B
 from dataloop.training.config import code_version
-from dataloop.training.model import fit, open_loop
+from dataloop.training.model import fit, open_loop, output_inputs
 from dataloop.training.samples import build_samples
 
 
@@ -41,9 +41,7 @@ def train(
     train_targets = samples.targets[samples.split == "train"]
     baseline = train_targets.mean(0)
     metrics = {
-        **open_loop(
-            result["weights"], result["normalisation"], samples, baseline, config.get("inputs")
-        ),
+        **open_loop(result["weights"], result["normalisation"], config, samples, baseline),
         "final_loss": result["losses"][-1],
         "train_samples": int(len(train_targets)),
     }
@@ -56,7 +54,8 @@ def train(
         "samples": samples.report,
         "constant_baseline": baseline.tolist(),
         "label_source": "expert frames: baseline drives and safety-driver takeovers",
-        "observation": "ego (10x5) + nearest objects (10x8x7), dataloop.fleet.simulator.policy",
+        "observation": {o: i or "everything" for o, i in output_inputs(config).items()},
+        "epoch_kept": result["epoch_kept"],
     }
     version = B.write_bundle(store, result["weights"], result["normalisation"], config, card)
     B.set_latest(store, version, card)

@@ -64,10 +64,14 @@ class SimConfig:
     )
     ttc_takeover_s: float = 1.5
     """The safety driver takes over below this time to collision."""
-    driver_wander_rad: float = 0.004
-    """A human driver's steering wanders (stationary std of a 1 s Ornstein-Uhlenbeck process,
-    road-wheel rad) and is corrected: what makes lane keeping learnable from logs (an ideal
-    controller stays centred and its steering teaches no correction)."""
+    crosswind_rad: float = 0.004
+    """Crosswind and road camber turn the car as a steering angle of this size would
+    (stationary std of a 1 s Ornstein-Uhlenbeck process, road-wheel rad), whoever drives;
+    the driver corrects. What makes lane keeping learnable from logs: an ideal controller on
+    an ideal road stays centred and its steering teaches no correction. The disturbance is
+    not in the logged steering, so every logged angle is the driver's response to what the
+    car perceives (noise added to the steering itself would be a label the observation
+    cannot explain, and would teach a weaker correction than the driver's)."""
     near_miss_ttc_s: float = 2.0
     camera_size: tuple[int, int] = (320, 192)
     model_version: str = "baseline"

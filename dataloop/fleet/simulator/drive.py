@@ -17,7 +17,7 @@ from dataloop.fleet.simulator import faults as F
 from dataloop.fleet.simulator.camera import Camera, render_frame
 from dataloop.fleet.simulator.config import CORNER_CASES, SimConfig
 from dataloop.fleet.simulator.features import History, ego_row, object_frame
-from dataloop.fleet.simulator.policy import BASELINE, Control, DrivingPolicy, Observation
+from dataloop.fleet.simulator.policy import Control, DrivingPolicy, Observation
 from dataloop.fleet.simulator.scenarios import INJECT
 from dataloop.fleet.simulator.sensors import Sensors
 from dataloop.fleet.simulator.traffic import (
@@ -99,8 +99,9 @@ class SafetyDriver:
         return Control(min(expert.acceleration, brake), expert.steering), True
 
 
-class Wander:
-    """Slow steering wander of a human driver: an Ornstein-Uhlenbeck process (rad)."""
+class Crosswind:
+    """Crosswind and road camber as an equivalent road-wheel angle: an Ornstein-Uhlenbeck
+    process (rad) that turns the car without moving the steering (``SimConfig.crosswind_rad``)."""
 
     def __init__(self, rng: np.random.Generator, std: float, tau_s: float = 1.0):
         self.rng, self.value = rng, 0.0
@@ -130,9 +131,11 @@ def _observe(
     return Observation(ego=ego_hist, objects=objects_hist, expert=expert)
 
 
-def _yaw_rate(world: World) -> float:
-    # kinematic bicycle: beta = atan(tan(steer)/2); yaw rate = v sin(beta) / (L/2); ISO sign
-    steer = float(world.ego.action.get("steering", 0.0))
+def _yaw_rate(world: World, steer: float | None = None) -> float:
+    """Kinematic bicycle: beta = atan(tan(steer)/2); yaw rate = v sin(beta) / (L/2); ISO
+    sign. ``steer`` in highway-env's sign; default the car's own steering plus the wind."""
+    if steer is None:
+        steer = float(world.ego.action.get("steering", 0.0)) + world.crosswind
     beta = math.atan(0.5 * math.tan(steer))
     return -world.ego.speed * math.sin(beta) / (world.ego.LENGTH / 2)
 
@@ -204,7 +207,7 @@ def simulate_drive(
     witness = Witness()
     history = History()
     state = {"accel": 0.0, "yaw_rate": 0.0, "objects": [], "ttc": math.inf, "takeover": False}
-    wander = Wander(np.random.default_rng(seed), config.driver_wander_rad)
+    wind = Crosswind(np.random.default_rng(seed), config.crosswind_rad)
 
     def decide(expert_action: dict) -> dict:
         # highway-env steers right-positive; the contract and policies use ISO (left positive)
@@ -225,10 +228,10 @@ def simulate_drive(
             world.t, state["ttc"], world.ego.on_road, policy.act(obs), expert
         )
         state["takeover"] = takeover
-        steering = control.steering + wander.step()  # the human's hands: drive or takeover
-        if policy.model_version != BASELINE and not takeover:
-            steering = control.steering
-        return {"acceleration": control.acceleration, "steering": -steering}
+        # The wind turns the car over this step (its yaw, not the steering wheel's angle).
+        world.crosswind = wind.step()
+        world.ego.heading -= _yaw_rate(world, world.crosswind) * DT
+        return {"acceleration": control.acceleration, "steering": -control.steering}
 
     world.ego.decide = decide
     extra = {

@@ -104,6 +104,8 @@ class World:
         self.road_type = road
         self.road = env.unwrapped.road
         self.t = 0.0
+        self.crosswind = 0.0
+        """Road-wheel angle the wind adds to the car's turning this step (highway-env sign)."""
         template = env.unwrapped.vehicle
         self.ego = ego_cls.create_from(template)
         self.ego.route = getattr(template, "route", None)

@@ -55,7 +55,9 @@ def _lenient_rules(tmp_path: Path) -> Path:
     trigger.update(min_new_clips=1, min_dataset_clips=1)
     trigger_file.write_text(yaml.safe_dump(trigger))
     model_file = rules / "training" / "model.yaml"
-    model_file.write_text(model_file.read_text().replace("epochs: 30", "epochs: 5"))
+    model = yaml.safe_load(model_file.read_text())
+    model.update(epochs=5, ensemble=2)
+    model_file.write_text(yaml.safe_dump(model))
     return rules
 
 

@@ -78,12 +78,13 @@ def _torch(config: dict):
     return torch
 
 
-def _net(torch, n_in: int, config: dict, n_out: int = 1):
+def _net(torch, n_in: int, config: dict):
+    """One network: ``hidden`` ReLU layers, one output."""
     layers, width = [], n_in
     for h in config["hidden"]:
         layers += [torch.nn.Linear(width, int(h)), torch.nn.ReLU()]
         width = int(h)
-    layers.append(torch.nn.Linear(width, n_out))
+    layers.append(torch.nn.Linear(width, 1))
     return torch.nn.Sequential(*layers)
 
 
@@ -117,20 +118,13 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
 
     X, Y, W = tensors(train, xs)
     VX, VY, VW = tensors(val, {o: features(val.ego, val.objects, inputs[o]) for o in OUTPUTS})
-    nets = torch.nn.ModuleDict(
-        {
-            net_name(m, o).replace(".", "_"): _net(torch, X[o].shape[1], config)
-            for m in range(members(config))
-            for o in OUTPUTS
-        }
-    ).to(device)
+    heads = [(m, o) for m in range(members(config)) for o in OUTPUTS]
+    nets = torch.nn.ModuleList(_net(torch, X[o].shape[1], config) for _, o in heads).to(device)
 
     def loss(x, y, w, b=slice(None)) -> Any:
         per_net = [
-            (
-                w[b] * (nets[name](x[name.split("_")[1]][b])[:, 0] - y[name.split("_")[1]][b]) ** 2
-            ).mean()
-            for name in nets
+            (w[b] * (net(x[o][b])[:, 0] - y[o][b]) ** 2).mean()
+            for net, (_, o) in zip(nets, heads, strict=True)
         ]
         return torch.stack(per_net).mean()
 
@@ -159,9 +153,10 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
             best = (score, epoch + 1, {k: v.detach().clone() for k, v in nets.state_dict().items()})
         if on_epoch:
             on_epoch(epoch + 1, losses[-1])
-    weights = {
-        k.replace("_", ".", 1): v.cpu().numpy().astype(np.float32) for k, v in best[2].items()
-    }
+    weights = {}
+    for key, value in best[2].items():  # "<index in heads>.<layer>.weight"
+        index, tensor = key.split(".", 1)
+        weights[f"{net_name(*heads[int(index)])}.{tensor}"] = value.cpu().numpy().astype(np.float32)
     return {
         "weights": weights,
         "normalisation": norm,

@@ -35,7 +35,10 @@ ACCEL_PER_PEDAL = 3.0
 BRAKE_PER_PEDAL = 8.0
 _MATCH_NS = 5_000_000  # a CAN row within 5 ms of a frame is that frame's
 _OBJECT_NS = 50_000_000  # objects within half a frame
-STANDSTILL_MPS = 1.0
+LANE_KEEPING_MIN_MPS = 5.0
+"""Below this speed the steering label is 0: creeping after a stop, the expert's pursuit
+steering swings to its 60° limit (the same yaw takes a larger wheel angle the slower the car),
+and a handful of such frames outweighs all the lane keeping in a squared loss."""
 LANE_CHANGE_SETTLE_NS = 3_000_000_000  # after the turn signal goes off
 
 
@@ -119,8 +122,8 @@ def drive_frames(store: ObjectStore, drive: dict, tracks: pa.Table) -> dict[str,
         )
         lo, hi = np.searchsorted(obj_t, [t[k] - _OBJECT_NS, t[k] + _OBJECT_NS])
         objects[k] = object_frame({c: cols[c][i] for c in cols} for i in range(lo, hi))
-    # At a standstill the road-wheel angle moves nothing and the controller's value is noise.
-    targets = np.stack([accel[row], np.where(speed[row] < STANDSTILL_MPS, 0.0, steer[row])], 1)
+    steer = np.where(speed < LANE_KEEPING_MIN_MPS, 0.0, steer)
+    targets = np.stack([accel[row], steer[row]], 1)
     ok = found & ~_lane_change(t, can_t, vs) & np.isfinite(ego).all(axis=1)
     ok &= np.isfinite(targets).all(axis=1)
     return {"t": t, "ego": ego, "objects": objects, "targets": targets, "ok": ok}

@@ -183,3 +183,32 @@ def test_bundle_drives_a_simulated_vehicle(curated, trained, tmp_path):
     assert reports[0].model_version == version
     logs = sorted((tmp_path / "logs").rglob("*.mcap"))
     assert logs and all(p.stat().st_size > 0 for p in logs)
+
+
+def test_steering_labels_and_networks_follow_the_model_config(curated, trained):
+    """Steering is labelled 0 below the lane-keeping speed; each output has its ensemble of
+    networks on its own inputs (steering never reads the objects), and the model drives with
+    their mean."""
+    import numpy as np
+
+    from dataloop.training.model import OUTPUTS, members, net_name, predict
+    from dataloop.training.samples import LANE_KEEPING_MIN_MPS, build_samples
+
+    store, *_ = curated
+    bundle = B.load_bundle(store, B.latest(store)["version"])
+    config = bundle.config
+    samples = build_samples(store, bundle.card["dataset"]["version"], config)
+    slow = samples.ego[:, -1, 0] < LANE_KEEPING_MIN_MPS
+    assert slow.any() and (samples.targets[slow, 1] == 0).all()
+    assert np.abs(samples.targets[~slow, 1]).max() < 0.6  # lane keeping, not parking
+
+    assert members(config) == 5
+    prefixes = {k.rsplit(".", 2)[0] for k in bundle.weights}
+    assert prefixes == {net_name(m, o) for m in range(5) for o in OUTPUTS}
+    ego, objects = samples.ego[:50], samples.objects[:50]
+    out = predict(bundle.weights, bundle.normalisation, config, ego, objects)
+    moved = predict(bundle.weights, bundle.normalisation, config, ego, objects + 5.0)
+    assert np.array_equal(out[:, 1], moved[:, 1])  # steering: the lane estimate only
+    assert not np.allclose(out[:, 0], moved[:, 0])  # acceleration reads the objects
+    one = {**config, "ensemble": 1}  # the first member alone differs from the mean
+    assert not np.allclose(predict(bundle.weights, bundle.normalisation, one, ego, objects), out)

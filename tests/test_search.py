@@ -45,7 +45,7 @@ def lake(tmp_path_factory):
         conditions={c: 1.0 for c in CONDITIONS},
         corner_cases_per_hour={"cut_in": 240.0, "pedestrian_crossing": 240.0},
     )
-    store, reports, _, hours = simulated_lake(root, config, vehicles=6, minutes=0.6, seed=3)
+    store, reports, _, hours = simulated_lake(root, config, vehicles=6, minutes=1.0, seed=3)
     days = sorted({h[:10] for h in hours})
     for day in days:
         mine_day(store, day, load_scenarios())

@@ -44,7 +44,9 @@ def plain(samples: Samples, config: dict) -> float:
     ]
     modules = [_net(torch, x.shape[1], config) for x, _ in nets]
     y = torch.tensor(samples.targets)
-    opt = torch.optim.AdamW([p for m in modules for p in m.parameters()], lr=1e-3)
+    opt = torch.optim.AdamW(
+        [p for m in modules for p in m.parameters()], lr=float(config["learning_rate"])
+    )
     batch = int(config["batch_size"])
     start = time.perf_counter()
     for _ in range(int(config["epochs"])):

@@ -248,14 +248,17 @@ def test_crosswind_turns_the_car_not_the_logged_steering(tmp_path):
     angle, which stays the driver's own (a label the observation explains)."""
     stats = {}
     for wind in (0.0, 0.01):
-        config = replace(SimConfig().without_faults(), roads=HIGHWAY, crosswind_rad=wind)
-        config = replace(config, corner_cases_per_hour={})
+        config = replace(
+            SimConfig().without_faults(),
+            roads=HIGHWAY,
+            crosswind_rad=wind,
+            corner_cases_per_hour={},
+        )
         reports = simulate_fleet(
             vehicles=1, minutes=0.5, seed=3, out=tmp_path / str(wind), start=START, config=config
         )
         (path, _), *_ = _drives(reports)
-        tables = _decode(path).tables
-        vs = tables["vehicle_state"]
+        vs = _decode(path).tables["vehicle_state"]
         speed, steer, yaw = (
             vs[c].to_numpy() for c in ("speed_mps", "steering_angle_rad", "yaw_rate_radps")
         )

@@ -133,6 +133,7 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
     )
     gen = torch.Generator().manual_seed(int(config["seed"]))
     batch, losses, val_losses = int(config["batch_size"]), [], []
+    keep_best = bool(config.get("early_stopping")) and len(VW) > 0
     best = (math.inf, 0, None)
     for epoch in range(int(config["epochs"])):
         order = torch.randperm(len(W), generator=gen).to(device)
@@ -148,11 +149,13 @@ def fit(samples: Samples, config: dict, on_epoch=None) -> dict[str, Any]:
         if len(VW):
             with torch.no_grad():
                 val_losses.append(float(loss(VX, VY, VW)))
-        score = val_losses[-1] if val_losses and config.get("early_stopping") else -epoch
-        if score < best[0]:
-            best = (score, epoch + 1, {k: v.detach().clone() for k, v in nets.state_dict().items()})
+        if keep_best and val_losses[-1] < best[0]:
+            state = {k: v.detach().clone() for k, v in nets.state_dict().items()}
+            best = (val_losses[-1], epoch + 1, state)
         if on_epoch:
             on_epoch(epoch + 1, losses[-1])
+    if not keep_best:
+        best = (None, int(config["epochs"]), nets.state_dict())
     weights = {}
     for key, value in best[2].items():  # "<index in heads>.<layer>.weight"
         index, tensor = key.split(".", 1)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from dataloop.curation.clips import CLIP_SCHEMA
 from dataloop.curation.scenarios import current_drive_version
@@ -20,7 +19,8 @@ from dataloop.ingest.tables import read_table, to_parquet
 from dataloop.lake.hashing import sha256_bytes, sha256_json
 from dataloop.lake.pointers import put_json, read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
-from dataloop.quality.suites import rules_dir
+from dataloop.rules import load, rules_dir
+from dataloop.rules import schemas as S
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SCHEMA = pa.schema(
@@ -54,8 +54,13 @@ class Policy:
         return {k: float(v) for k, v in self.raw["mix"].items()}
 
 
-def load_policy(path: Path | None = None) -> Policy:
-    return Policy(yaml.safe_load((path or rules_dir() / "curation" / "training.yaml").read_text()))
+def policy_file() -> Path:
+    return rules_dir() / "curation" / "training.yaml"
+
+
+def load_policy(path: Path | None = None, data: bytes | None = None) -> Policy:
+    """The curation policy (or ``data``, its bytes), validated (``RulesError``)."""
+    return Policy(load(path or policy_file(), S.Curation, data))
 
 
 def split_of(key: str, salt: str, fractions: dict[str, float]) -> str:

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import yaml
 
+from dataloop import rules
 from dataloop.lake.hashing import sha256_bytes
+from dataloop.rules import schemas as S
 
 LABEL_SCHEMA = pa.schema(
     [
@@ -59,10 +60,11 @@ REVISION = b"2"
 """The labeller's own revision: bumped when its code changes what it labels."""
 
 
-def load_params(path: Path) -> Params:
-    """The parameters; their version is the labeller's (revision and parameters hashed)."""
-    data = path.read_bytes()
-    return Params(yaml.safe_load(data), sha256_bytes(REVISION + b"\0" + data)[:12])
+def load_params(path: Path, data: bytes | None = None) -> Params:
+    """The parameters (of ``path``, or ``data``, its bytes), validated (``RulesError``);
+    their version is the labeller's (revision and parameters hashed)."""
+    data = rules.read_bytes(path, data)
+    return Params(rules.load(path, S.Offboard, data), sha256_bytes(REVISION + b"\0" + data)[:12])
 
 
 def _arrays(objects: pa.Table) -> dict[str, np.ndarray]:

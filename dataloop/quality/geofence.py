@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from dataloop import rules
+from dataloop.rules import schemas as S
 
 ACTIONS = ("coarsen", "exclude")
 
@@ -32,13 +34,13 @@ class Zone:
         return inside
 
 
-def load_zones(path: Path) -> list[Zone]:
-    if not path.exists():
+def load_zones(path: Path, data: bytes | None = None) -> list[Zone]:
+    """The zones of ``path`` (or of ``data``, its bytes); none when the file is absent.
+    Raises ``RulesError`` naming file and line."""
+    if data is None and not path.exists():
         return []
     zones = []
-    for z in yaml.safe_load(path.read_text()).get("zones", []):
-        if z["action"] not in ACTIONS:
-            raise ValueError(f"geofence {z['name']}: action must be one of {ACTIONS}")
+    for z in rules.load(path, S.Geofence, data).get("zones", []):
         zones.append(
             Zone(
                 z["name"],

@@ -6,20 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
-
+from dataloop import rules
 from dataloop.lake.store import ObjectStore
+from dataloop.rules import schemas as S
 
 NEVER_SWEPT = ("ingest/", "quality/", "compliance/")
 
 
-def load_retention(path: Path) -> dict[str, dict]:
-    zones = yaml.safe_load(path.read_text())["zones"]
-    for name, zone in zones.items():
-        for prefix in zone["prefixes"]:
-            if prefix.startswith(NEVER_SWEPT) or not prefix.endswith("/"):
-                raise ValueError(f"retention zone {name}: prefix {prefix!r} may not be swept")
-    return zones
+def load_retention(path: Path, data: bytes | None = None) -> dict[str, dict]:
+    """The zones of ``path`` (or of ``data``, its bytes); a prefix of the lake's index
+    (``NEVER_SWEPT``) is an error (``RulesError``: file, line)."""
+    doc = rules.load(path, S.Retention, data, context={"never_swept": NEVER_SWEPT})
+    return doc["zones"]
 
 
 def sweep(store: ObjectStore, zones: dict[str, dict], now: datetime | None = None) -> dict:

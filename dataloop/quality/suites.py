@@ -9,35 +9,26 @@ failure quarantines the drive or only warns.
 from __future__ import annotations
 
 import hashlib
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from dataloop import rules
+from dataloop.rules import RulesError, rules_dir  # noqa: F401 (rules_dir: callers import it here)
+from dataloop.rules import schemas as S
 
-SEVERITIES = ("quarantine", "warn")
+SEVERITIES = S.SEVERITIES
 NOT_SUITES = ("policy.yaml", "geofence.yaml", "retention.yaml")
 """Rule files beside the suites: the policy is hashed with them; geofence and retention
 belong to compliance (their own asset, their own code version)."""
 # Checks GX can run over the hour's concatenated rows; order-dependent ones (increasing
 # timestamps) must see one drive at a time, which DuckDB does with a window per drive.
-ROW_WISE_GX = {
-    "expect_column_values_to_be_between",
-    "expect_column_values_to_not_be_null",
-    "expect_column_values_to_be_in_set",
-    "expect_compound_columns_to_be_unique",
-}
-ENGINES = ("gx", "duckdb")
+ROW_WISE_GX = set(S.ROW_WISE_GX)
+ENGINES = S.ENGINES
 
-
-class SuiteError(ValueError):
-    pass
-
-
-def rules_dir() -> Path:
-    """``$DATALOOP_RULES`` or the repository's assets/ folder."""
-    return Path(os.environ.get("DATALOOP_RULES") or Path(__file__).resolve().parents[2] / "assets")
+SuiteError = RulesError
+"""A suite that does not validate (the rules' own error: file, line, what is allowed)."""
 
 
 @dataclass(frozen=True)
@@ -70,30 +61,37 @@ class Suites:
         return [e for e in self.expectations if e.engine == engine]
 
 
-def load_suites(directory: Path | None = None) -> Suites:
+def suite_files(directory: Path | None = None) -> list[Path]:
+    """The suites (one per table) and the policy, in hashing order."""
     directory = (directory or rules_dir()) / "quality"
     files = sorted(p for p in directory.glob("*.yaml") if p.name not in NOT_SUITES)
+    return [*files, directory / "policy.yaml"]
+
+
+def load_suites(
+    directory: Path | None = None, files: Mapping[Path, bytes | None] | None = None
+) -> Suites:
+    """The suites of the rules folder (or of ``files``, their bytes: a snapshot); raises
+    :class:`RulesError` naming file and line."""
+    files = files if files is not None else {p: None for p in suite_files(directory)}
+    *suites, policy_path = files
     digest = hashlib.sha256()
     expectations: list[Expectation] = []
-    for path in files:
-        raw = path.read_bytes()
+    for path in suites:
+        raw = rules.read_bytes(path, files[path])
         digest.update(path.name.encode() + b"\0" + raw)
-        doc = yaml.safe_load(raw)
+        doc = rules.load(path, S.Suite, raw)
         for item in doc.get("expectations", []):
-            e = Expectation(table=doc["table"], suite=path.stem, **item)
-            if e.engine not in ENGINES or e.severity not in SEVERITIES:
-                raise SuiteError(
-                    f"{path.name}:{e.id}: engine {e.engine!r}, severity {e.severity!r}"
-                )
-            if not (e.type or e.sql):
-                raise SuiteError(f"{path.name}:{e.id}: needs a type or sql")
-            if e.engine == "gx" and e.type not in ROW_WISE_GX:
-                raise SuiteError(f"{path.name}:{e.id}: {e.type} runs in duckdb, not gx")
-            expectations.append(e)
-    policy_path = directory / "policy.yaml"
-    policy_raw = policy_path.read_bytes()
+            expectations.append(Expectation(table=doc["table"], suite=path.stem, **item))
+    policy_raw = rules.read_bytes(policy_path, files[policy_path])
     digest.update(b"policy.yaml\0" + policy_raw)
-    return Suites(tuple(expectations), yaml.safe_load(policy_raw), digest.hexdigest()[:16])
+    policy = rules.load(policy_path, S.QualityPolicy, policy_raw)
+    return Suites(tuple(expectations), policy, digest.hexdigest()[:16])
+
+
+def suites_snapshot(directory: Path | None = None) -> rules.Snapshot[Suites]:
+    """The suites' files read now, validated on first use (the quality asset's rules)."""
+    return rules.Snapshot(suite_files(directory), lambda files: load_suites(files=files))
 
 
 def rules_hash(*paths: Path) -> str:

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dataloop import rules
 from dataloop.lake.pointers import read_json, update_json, write_json
 from dataloop.lake.store import ObjectNotFound, ObjectStore
 from dataloop.lineage.graph import record_node
-from dataloop.quality.suites import rules_dir
+from dataloop.rules import rules_dir
+from dataloop.rules import schemas as S
 from dataloop.simulation.gate import PRODUCTION_KEY
 from dataloop.training.bundle import FILES, bundle_key
 
@@ -31,9 +31,10 @@ HISTORY_KEY = "releases/history.json"
 BASELINE = "baseline"
 
 
-def load_policy(path: Path | None = None) -> dict[str, Any]:
-    """``release/rollout.yaml`` in the rules folder (``$DATALOOP_RULES`` or assets/)."""
-    return yaml.safe_load((path or rules_dir() / "release" / "rollout.yaml").read_text())
+def load_policy(path: Path | None = None, data: bytes | None = None) -> dict[str, Any]:
+    """``release/rollout.yaml`` in the rules folder (``$DATALOOP_RULES`` or assets/),
+    validated (``RulesError``: file, line)."""
+    return rules.load(path or rules_dir() / "release" / "rollout.yaml", S.Rollout, data)
 
 
 def _now() -> str:

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from dataloop import rules
 from dataloop.fleet.simulator.policy import BASELINE
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
-from dataloop.quality.suites import rules_dir
+from dataloop.rules import rules_dir
+from dataloop.rules import schemas as S
 
 PRODUCTION_KEY = "releases/production.json"
 """The model in production: ``{"model_version": ...}``, written by the OTA release (#8)."""
@@ -29,8 +30,9 @@ def gate_file() -> Path:
     return rules_dir() / "gates" / "release.yaml"
 
 
-def load_gate(path: Path | None = None) -> dict[str, Any]:
-    return yaml.safe_load((path or gate_file()).read_text())
+def load_gate(path: Path | None = None, data: bytes | None = None) -> dict[str, Any]:
+    """The gate (or ``data``, its bytes), validated (``RulesError``: file, line)."""
+    return rules.load(path or gate_file(), S.Gate, data)
 
 
 def gate_version(gate: dict[str, Any]) -> str:

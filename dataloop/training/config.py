@@ -5,21 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dataloop import rules
 from dataloop.lake.hashing import sha256_bytes, sha256_json
-from dataloop.quality.suites import rules_dir
+from dataloop.rules import rules_dir
+from dataloop.rules import schemas as S
 
 TRIGGER_TAG = "dataloop/trigger"
 """Run tag that says why a training run started."""
 
 
-def model_config(path: Path | None = None) -> dict[str, Any]:
-    return yaml.safe_load((path or rules_dir() / "training" / "model.yaml").read_text())
+def model_file() -> Path:
+    return rules_dir() / "training" / "model.yaml"
 
 
-def trigger_policy(path: Path | None = None) -> dict[str, Any]:
-    return yaml.safe_load((path or rules_dir() / "training" / "trigger.yaml").read_text())
+def trigger_file() -> Path:
+    return rules_dir() / "training" / "trigger.yaml"
+
+
+def model_config(path: Path | None = None, data: bytes | None = None) -> dict[str, Any]:
+    """``training/model.yaml`` (or ``data``, its bytes), validated (``RulesError``)."""
+    return rules.load(path or model_file(), S.Model, data)
+
+
+def trigger_policy(path: Path | None = None, data: bytes | None = None) -> dict[str, Any]:
+    """``training/trigger.yaml`` (or ``data``, its bytes), validated (``RulesError``)."""
+    return rules.load(path or trigger_file(), S.Trigger, data)
 
 
 def code_version() -> str:
@@ -33,5 +43,7 @@ def code_version() -> str:
     return sha256_bytes(b"".join(p.read_bytes() for p in sources))[:16]
 
 
-def rules_version() -> str:
-    return sha256_json([model_config(), trigger_policy()])[:16]
+def rules_version(
+    model: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None
+) -> str:
+    return sha256_json([model or model_config(), trigger or trigger_policy()])[:16]

@@ -6,11 +6,15 @@ from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import library_version, load_scenarios, mine_day
 from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.rules import rules_or_fail
 from dataloop.lake.hashing import sha256_json
+from dataloop.rules import snapshot
 from dataloop.search.index import index_code_version
 
 SCENARIOS = load_scenarios()
-POLICY = D.load_policy()
+POLICY = snapshot(D.policy_file(), D.load_policy)
+"""The curation policy as this code location read it (validated on first use)."""
+POLICY_VERSION = POLICY.version(lambda p: p.version)
 
 
 def _table(rows: list[dict], columns: dict[str, str]) -> dg.MetadataValue:
@@ -79,7 +83,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
 @dg.asset(
     deps=[scenario_index],
     group_name="curation",
-    code_version=f"dataset-1.policy-{POLICY.version}",
+    code_version=POLICY.version(lambda p: f"dataset-1.policy-{p.version}"),
     kinds={"parquet"},
     tags={"dataloop/stage": "curation"},
 )
@@ -89,17 +93,18 @@ def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     manifest's content hash; ``seq`` numbers the versions."""
     from dataloop.curation.scenarios import index_days, read_scenario_index
 
+    policy = rules_or_fail(POLICY)
     store = lake.store()
     days = index_days(store)
     clips, dropped = D.eligible(store, read_scenario_index(store, days))
-    manifest, report = D.curate(clips, POLICY)
+    manifest, report = D.curate(clips, policy)
     record = D.publish(
         store,
-        POLICY.name,
+        policy.name,
         manifest,
         {
-            "policy": POLICY.raw,
-            "policy_version": POLICY.version,
+            "policy": policy.raw,
+            "policy_version": policy.version,
             "scenario_days": days,
             "report": report,
             "dagster_run_id": context.run.run_id,
@@ -111,9 +116,9 @@ def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> d
             "found": report["found"][s],
             "after_dedup": report["after_dedup"][s],
             "kept": report["kept"][s],
-            "share": POLICY.mix[s],
+            "share": policy.mix[s],
         }
-        for s in POLICY.mix
+        for s in policy.mix
     ]
     md = (
         f"**{record['name']}:{record['seq']}** `{record['version']}` — {record['clips']} clips "

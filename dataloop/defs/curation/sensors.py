@@ -8,7 +8,7 @@ import dagster as dg
 
 from dataloop.curation.scenarios import day_index_key, day_state, index_days
 from dataloop.defs.curation.assets import (
-    POLICY,
+    POLICY_VERSION,
     clip_embeddings,
     scenario_index,
     training_dataset,
@@ -59,7 +59,7 @@ def curation_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> 
             dg.RunRequest(job_name=curation_job.name, partition_key=day, run_key=f"{day}:{state}")
         )
     pointers = [read_json(store, day_index_key(d)) for d in index_days(store)]
-    inputs = sha256_json([[p["day"], p["clips_key"]] for p in pointers if p] + [POLICY.version])
+    inputs = sha256_json([[p["day"], p["clips_key"]] for p in pointers if p] + [POLICY_VERSION])
     if pointers and not requests:  # a day being re-mined changes the inputs: wait for it
         requests.append(dg.RunRequest(job_name=dataset_job.name, run_key=f"dataset:{inputs[:32]}"))
     return dg.SensorResult(run_requests=requests)

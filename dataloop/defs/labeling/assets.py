@@ -5,12 +5,13 @@ import dagster as dg
 from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.quality.compliance import compliant_drives
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.rules import rules_or_fail
 from dataloop.labeling.hour import METRICS, label_hour, metrics_by_condition
 from dataloop.labeling.offboard import load_params
 from dataloop.lake.hashing import sha256_json
-from dataloop.quality.suites import rules_dir
+from dataloop.rules import rules_dir, snapshot
 
-PARAMS = load_params(rules_dir() / "labeling" / "offboard.yaml")
+PARAMS = snapshot(rules_dir() / "labeling" / "offboard.yaml", load_params)
 _COLUMNS = ["conditions", "drives"] + [f"{s}_{m}" for m in METRICS for s in ("onboard", "offboard")]
 
 
@@ -20,7 +21,7 @@ _COLUMNS = ["conditions", "drives"] + [f"{s}_{m}" for m in METRICS for s in ("on
     group_name="labeling",
     # The labeller's revision and parameters: editing assets/labeling/offboard.yaml marks
     # labelled hours stale, and a backfill relabels.
-    code_version=f"offboard.{PARAMS.version}",
+    code_version=PARAMS.version(lambda p: f"offboard.{p.version}"),
     kinds={"python", "parquet"},
     tags={"dataloop/stage": "labeling"},
 )
@@ -28,7 +29,8 @@ def offboard_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     """Offboard object labels for the hour's compliant drives: associated across dropouts,
     RTS-smoothed with past and future, gaps filled, ghosts removed, a confidence per track;
     scored against the simulator's ground truth where a drive carries it."""
-    records = label_hour(lake.store(), context.partition_key, PARAMS)
+    params = rules_or_fail(PARAMS)
+    records = label_hour(lake.store(), context.partition_key, params)
     table = metrics_by_condition(records)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(
@@ -37,7 +39,7 @@ def offboard_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         metadata={
             "drives": dg.MetadataValue.int(len(records)),
             "tracks": dg.MetadataValue.int(sum(r["tracks"] for r in records)),
-            "labeller_version": dg.MetadataValue.text(PARAMS.version),
+            "labeller_version": dg.MetadataValue.text(params.version),
             "onboard_vs_offboard": dg.MetadataValue.table(
                 [dg.TableRecord({k: row.get(k) for k in _COLUMNS}) for row in table],
                 schema=dg.TableSchema(

@@ -6,15 +6,18 @@ import dagster as dg
 from dataloop.defs.ingest.assets import decoded_drives
 from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.rules import rules_or_fail
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.quality.compliance import approved_key
 from dataloop.quality.hour import HourQuality, check_hour, hour_verdicts_key
-from dataloop.quality.suites import load_suites
+from dataloop.quality.suites import suites_snapshot
 from dataloop.quality.verdicts import QUARANTINE
 
 RUNNER_VERSION = "1"
-SUITES = load_suites()
+SUITES = suites_snapshot()
+"""The suites as this code location read them (validated on first use: a broken suite fails
+the verdicts, not the code location)."""
 
 _VERDICT_COLUMNS = dg.TableSchema(
     columns=[
@@ -60,7 +63,7 @@ def _metadata(q: HourQuality) -> dict[str, dg.MetadataValue]:
     deps=[decoded_drives],
     group_name="quality",
     # The suites' hash: editing a rule marks every checked hour stale; a backfill re-applies.
-    code_version=f"quality-{RUNNER_VERSION}.suites-{SUITES.version}",
+    code_version=SUITES.version(lambda s: f"quality-{RUNNER_VERSION}.suites-{s.version}"),
     kinds={"python", "duckdb"},
     tags={"dataloop/stage": "quality"},
     pool="quality",
@@ -68,7 +71,7 @@ def _metadata(q: HourQuality) -> dict[str, dg.MetadataValue]:
 def drive_verdicts(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every drive of the hour checked against the quality suites (assets/quality): a verdict
     per drive (pass, warn, quarantine) with its failing expectations and counts."""
-    quality = check_hour(lake.store(), context.partition_key, SUITES)
+    quality = check_hour(lake.store(), context.partition_key, rules_or_fail(SUITES))
     return dg.MaterializeResult(
         data_version=dg.DataVersion(quality.data_version), metadata=_metadata(quality)
     )

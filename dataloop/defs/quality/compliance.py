@@ -7,23 +7,29 @@ import dagster as dg
 from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.quality.assets import approved_drives
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.rules import rules_or_fail
 from dataloop.lake.hashing import sha256_json
 from dataloop.quality.compliance import comply_hour
 from dataloop.quality.geofence import load_zones
 from dataloop.quality.retention import load_retention, sweep
-from dataloop.quality.suites import rules_dir, rules_hash
+from dataloop.quality.suites import rules_hash
+from dataloop.rules import rules_dir, snapshot
 
 ANONYMISER = os.environ.get("DATALOOP_ANONYMISER", "haar")
 COMPLIANCE_VERSION = "1"
 _RULES = rules_dir() / "quality"
 RULES_HASH = rules_hash(_RULES / "geofence.yaml")
+GEOFENCE = snapshot(_RULES / "geofence.yaml", load_zones)
+RETENTION = snapshot(_RULES / "retention.yaml", load_retention)
 
 
 @dg.asset(
     partitions_def=arrival_hours,
     deps=[approved_drives],
     group_name="quality",
-    code_version=f"compliance-{COMPLIANCE_VERSION}.{ANONYMISER}.geofence-{RULES_HASH}",
+    code_version=GEOFENCE.version(
+        lambda _: f"compliance-{COMPLIANCE_VERSION}.{ANONYMISER}.geofence-{RULES_HASH}"
+    ),
     kinds={"python", "opencv"},
     tags={"dataloop/stage": "quality"},
     pool="anonymise",
@@ -33,13 +39,14 @@ def compliant_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     coarsened inside geofences (or the drive excluded). Downstream reads only these."""
     from dataloop.quality.anonymise import load_detector
 
+    zones = rules_or_fail(GEOFENCE)
     detector = load_detector(ANONYMISER)
     version = f"{COMPLIANCE_VERSION}.{detector.name}-{detector.version}.{RULES_HASH}"
     results = comply_hour(
         lake.store(),
         context.partition_key,
         detector,
-        load_zones(_RULES / "geofence.yaml"),
+        zones,
         version,
     )
     usable = [r for r in results if not r["excluded"]]
@@ -65,13 +72,13 @@ def compliant_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> d
 
 @dg.asset(
     group_name="quality",
-    code_version=f"retention-{rules_hash(_RULES / 'retention.yaml')}",
+    code_version=RETENTION.version(lambda _: f"retention-{rules_hash(_RULES / 'retention.yaml')}"),
     kinds={"python"},
     tags={"dataloop/stage": "quality"},
 )
 def retention_sweep(lake: LakeResource) -> dg.MaterializeResult:
     """Applies the retention policy per lake zone (assets/quality/retention.yaml)."""
-    report = sweep(lake.store(), load_retention(_RULES / "retention.yaml"))
+    report = sweep(lake.store(), rules_or_fail(RETENTION))
     return dg.MaterializeResult(
         metadata={
             "deleted": dg.MetadataValue.int(sum(z["deleted"] for z in report.values())),

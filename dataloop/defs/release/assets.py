@@ -5,6 +5,7 @@ rollout from fleet telemetry. Downstream of ``simulation_report``, so the blocki
 import dagster as dg
 
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.rules import rules_failures
 from dataloop.defs.simulation.assets import simulation_report
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json
@@ -42,6 +43,8 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     from dataloop.release import rollout as RO
     from dataloop.release.repository import KeysMissing, Repository, load_signers
 
+    with rules_failures():  # the rollout policy: a broken file fails here, before signing
+        RO.load_policy()
     store = lake.store()
     try:
         repo = Repository(store, load_signers())

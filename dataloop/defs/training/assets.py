@@ -7,8 +7,25 @@ import dagster as dg
 from dataloop.curation import datasets as D
 from dataloop.defs.curation.assets import training_dataset
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.rules import rules_failures
 from dataloop.lake.pointers import read_json
-from dataloop.training.config import TRIGGER_TAG, code_version, model_config, rules_version
+from dataloop.rules import Snapshot
+from dataloop.training.config import (
+    TRIGGER_TAG,
+    code_version,
+    model_config,
+    model_file,
+    rules_version,
+    trigger_file,
+    trigger_policy,
+)
+
+_MODEL, _TRIGGER = model_file(), trigger_file()
+TRAINING_RULES = Snapshot(
+    [_MODEL, _TRIGGER],
+    lambda f: (model_config(_MODEL, f[_MODEL]), trigger_policy(_TRIGGER, f[_TRIGGER])),
+)
+"""assets/training/*.yaml as this code location read them: part of the model's code version."""
 
 
 class TrainingRunConfig(dg.Config):
@@ -21,7 +38,9 @@ class TrainingRunConfig(dg.Config):
     deps=[training_dataset],
     group_name="training",
     # Editing assets/training/*.yaml or the training code marks the model stale.
-    code_version=f"training-{code_version()}.rules-{rules_version()}",
+    code_version=TRAINING_RULES.version(
+        lambda rules: f"training-{code_version()}.rules-{rules_version(*rules)}"
+    ),
     kinds={"pytorch"},
     tags={"dataloop/stage": "training"},
 )
@@ -35,10 +54,11 @@ def trained_model(
     (``python -m dataloop.training.train``) that reports epochs, losses and metrics over
     Pipes and writes the model bundle to the lake. The data version is the bundle hash."""
     store = lake.store()
-    pointer = read_json(store, D.latest_key(D.load_policy().name))
+    with rules_failures():
+        name, model = D.load_policy().name, model_config()
+    pointer = read_json(store, D.latest_key(name))
     if pointer is None:
         raise dg.Failure("no training dataset yet: materialize training_dataset first")
-    model = model_config()
     if config.epochs is not None:
         model["epochs"] = config.epochs
     trigger = context.run.tags.get(TRIGGER_TAG, "manual")

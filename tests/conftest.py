@@ -1,4 +1,5 @@
-"""Shared fixtures: the lake on both backends (S3 over real HTTP), and drive logs."""
+"""Shared fixtures: the lake on its backends (a folder; S3 over real HTTP on moto and on a real
+Ceph radosgw that enforces IAM), and drive logs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataloop.fleet.synthetic import write_synthetic_drive
 from dataloop.lake.local import LocalStore
 from dataloop.lake.s3 import S3Store
 from dataloop.lake.store import ObjectStore
+from tests.radosgw import radosgw, radosgw_lake  # noqa: F401 - session fixtures, shared here
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +50,23 @@ def s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"s3://{bucket}/dataloop"
 
 
+def store_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """A fresh lake on ``kind``: "local", "s3" (moto) or "radosgw"."""
+    if kind == "local":
+        return LocalStore(tmp_path / "lake")
+    lake = "s3_lake" if kind == "s3" else "radosgw_lake"
+    return S3Store.from_url(request.getfixturevalue(lake))
+
+
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    """The same tests run against a local folder and an S3 server."""
-    if request.param == "local":
-        return LocalStore(tmp_path / "lake")
-    return S3Store.from_url(request.getfixturevalue("s3_lake"))
+    """The same tests run against a local folder and an S3 server (the lake contract and the
+    uploader override this with every kind in ``STORE_KINDS``, radosgw included)."""
+    return store_of(request.param, request, tmp_path)
+
+
+STORE_KINDS = ["local", "s3", "radosgw"]
+"""Every backend: the lake contract and the uploader run on all of them."""
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,29 @@ boto3's own ``AWS_ENDPOINT_URL``), ``AWS_REGION``/``AWS_DEFAULT_REGION`` and the
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``.
 
 Write-once and pointer swaps use S3 conditional writes (``If-None-Match: *`` and
-``If-Match: <etag>``), which AWS S3 and MinIO enforce. Fallback for a server that ignores them:
-set ``DATALOOP_S3_CONDITIONAL=0``; then write-once is a HEAD before the PUT and pointer swaps
-re-read the ETag before writing. That leaves a small race window, so such a deployment must keep
-a single writer per pointer, which the Dagster layout already guarantees (every pointer is
-written by exactly one partition's step, and run concurrency is one per partition).
+``If-Match: <etag>``), which AWS S3, MinIO, moto and Ceph radosgw enforce on PutObject. The ETag
+goes into ``If-Match`` without its quotes: radosgw 16 compares the header byte for byte with the
+stored, unquoted ETag, so the RFC's quoted form never matches there (a compare-and-swap that
+always fails); AWS, MinIO and moto accept both forms. Measured on radosgw 16 with 8 racing
+writers per key: exactly one wins, for both headers (tests/test_lake.py races them on every
+backend).
+
+radosgw 16 ignores ``If-None-Match`` on CompleteMultipartUpload (it overwrites), so a large
+object is also HEADed just before it is completed. That leaves a window of one round trip in
+which two uploads of the same key can both complete; the bucket is versioned (the displaced one
+is kept), and the manifest, a small PUT that is write-once on every server, names the SHA-256
+that ingest re-checks, so the race can never commit the wrong bytes unnoticed.
+
+Fallback for a server that ignores conditional PUTs: set ``DATALOOP_S3_CONDITIONAL=0``; then
+write-once is a HEAD before the PUT and pointer swaps re-read the ETag before writing. That leaves
+a small race window, so such a deployment must keep a single writer per pointer, which the
+Dagster layout already guarantees (every pointer is written by exactly one partition's step, and
+run concurrency is one per partition).
+
+Least privilege: an identity whose ``s3:ListBucket`` is narrowed by an ``s3:prefix`` condition (a
+vehicle) gets 403, not 404, for a HEAD of a missing key (AWS and radosgw both). ``head`` then asks
+a listing of exactly that key, which such an identity may make: the answer is unambiguous, and
+any other 403 (a wrong key, a denied prefix) still raises.
 
 Faults (tests/test_storage_faults.py drives all of this through a fault-injecting proxy):
 
@@ -312,8 +330,22 @@ class S3Store(ObjectStore):
         except ClientError as err:
             if _status(err) == 404 or _code(err) in ("NoSuchKey", "404", "NotFound"):
                 return None
+            if _status(err) == 403:
+                return self._head_by_listing(key, err)
             raise
         return self._info(key, r["ContentLength"], r["LastModified"], r["ETag"], r.get("Metadata"))
+
+    def _head_by_listing(self, key: str, denied: ClientError) -> ObjectInfo | None:
+        """A HEAD answered 403: the key may be missing and this identity may list only some
+        prefixes. A listing of exactly this key tells (a denied listing re-raises the 403)."""
+        try:
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._k(key), MaxKeys=1)
+        except ClientError:
+            raise denied from None
+        for o in page.get("Contents", []):
+            if o["Key"] == self._k(key):
+                return self._info(key, o["Size"], o["LastModified"], o["ETag"])
+        return None
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
         kwargs = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
@@ -344,7 +376,8 @@ class S3Store(ObjectStore):
     def swap_pointer(self, key, data, expected):
         kwargs = {}
         if self.conditional:
-            kwargs = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": f'"{expected}"'}
+            # Unquoted: the only form radosgw 16 matches (see the module docstring).
+            kwargs = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         else:
             current = self.head(key)
             if (current.etag if current else None) != expected:
@@ -403,7 +436,7 @@ class S3Store(ObjectStore):
         kwargs = {}
         if self.conditional:
             kwargs["IfNoneMatch"] = "*"
-        elif self.head(key) is not None:
+        if self.head(key) is not None:  # also where the server ignores the header (radosgw)
             raise ObjectExists(key)
         try:
             self.client.complete_multipart_upload(

@@ -37,6 +37,11 @@ class UserError(Exception):
     """A problem the user can fix; printed without a traceback."""
 
 
+JSON_HELP = "print JSON instead of a table"
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+"""The first 8 bytes of every MCAP file (the drive-log format)."""
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=1, default=str) + "\n")
 
@@ -49,6 +54,13 @@ def cmd_fleet_upload(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
+    with path.open("rb") as f:
+        head = f.read(len(MCAP_MAGIC))
+    if head != MCAP_MAGIC:
+        raise UserError(
+            f"{path} is not an MCAP file (it starts with {head!r}, an MCAP file with "
+            f"{MCAP_MAGIC!r}): a drive log is one MCAP file per drive segment"
+        )
     store = open_store()
     with Progress(
         TextColumn("uploading {task.description}"),
@@ -192,7 +204,7 @@ def cmd_drives(args: argparse.Namespace) -> None:
     from dataloop.ingest.catalog import drives_overview
     from dataloop.lake import open_store
 
-    rows = drives_overview(open_store())
+    rows = drives_overview(open_store(create=False))
     if args.json:
         _print_json(rows)
     else:
@@ -288,7 +300,7 @@ def cmd_review_export(args: argparse.Namespace) -> None:
     from dataloop.labeling.review import export_coco
     from dataloop.lake import open_store
 
-    store = open_store()
+    store = open_store(create=False)
     drives = sorted(
         tuple(o.key.removesuffix(".json").split("/")[-2:]) for o in store.list("labeling/drives/")
     )
@@ -317,7 +329,7 @@ def cmd_review_import(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
-    changes = import_reviewed(open_store(), json.loads(path.read_text()))
+    changes = import_reviewed(open_store(create=False), json.loads(path.read_text()))
     if args.json:
         _print_json(changes)
     else:
@@ -358,59 +370,60 @@ def _labels_table(store) -> Table:
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dataloop", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"dataloop {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="the whole loop, K iterations, on the local default")
-    demo.add_argument("--iterations", type=int, default=3)
-    demo.add_argument("--vehicles", type=int, default=4)
+    demo.add_argument("--iterations", type=int, default=3, help="loop iterations (default 3)")
+    demo.add_argument("--vehicles", type=int, default=4, help="simulated vehicles (default 4)")
     demo.add_argument("--minutes", type=float, default=2.0, help="minutes per vehicle")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    demo.add_argument("--json", action="store_true", help=JSON_HELP)
     demo.set_defaults(func=cmd_demo)
 
     fleet = sub.add_parser("fleet", help="the vehicle side").add_subparsers(
-        dest="fleet_command", required=True
+        dest="fleet_command", required=True, metavar="COMMAND"
     )
     sim = fleet.add_parser("simulate", help="drive a simulated fleet and record its logs")
-    sim.add_argument("--vehicles", type=int, default=2)
+    sim.add_argument("--vehicles", type=int, default=2, help="vehicles (default 2)")
     sim.add_argument("--minutes", type=float, default=2.0, help="minutes per vehicle")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="same seed, same drives (default 0)")
     sim.add_argument("--out", help="where the logs go (default: fleet/ beside a local lake)")
     sim.add_argument("--upload", action="store_true", help="upload to the lake ($DATALOOP_LAKE)")
     sim.add_argument("--start", help="UTC start of the drives (default: this hour)")
     sim.add_argument("--model", default="baseline", help="model version the fleet runs")
     sim.add_argument("--workers", type=int, help="processes (default: one per vehicle, <= cores)")
-    sim.add_argument("--json", action="store_true")
+    sim.add_argument("--json", action="store_true", help=JSON_HELP)
     sim.set_defaults(func=cmd_fleet_simulate)
 
     up = fleet.add_parser("upload", help="upload one drive log and commit it")
-    up.add_argument("file")
-    up.add_argument("--vehicle", required=True)
+    up.add_argument("file", help="the drive log (an MCAP file)")
+    up.add_argument("--vehicle", required=True, help="the vehicle that recorded it")
     up.add_argument("--drive", help="drive id (default: from the log, else the file name)")
     up.add_argument("--trigger", default="manual", help="why this log is uploaded")
-    up.add_argument("--json", action="store_true")
+    up.add_argument("--json", action="store_true", help=JSON_HELP)
     up.set_defaults(func=cmd_fleet_upload)
 
     t = sub.add_parser("tick", help="evaluate the sensors once and run what they request")
-    t.add_argument("--max-rounds", type=int, default=10)
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--max-rounds", type=int, default=10, help="sensor rounds at most (10)")
+    t.add_argument("--json", action="store_true", help=JSON_HELP)
     t.set_defaults(func=cmd_tick)
 
     labels = sub.add_parser("labels", help="offboard labels").add_subparsers(
-        dest="labels_command", required=True
+        dest="labels_command", required=True, metavar="COMMAND"
     )
     ex = labels.add_parser("review-export", help="low-confidence tracks as COCO, for review")
     ex.add_argument("--below", type=float, default=0.6, help="confidence threshold")
     ex.add_argument("--out", default=".dataloop/review", help="folder for annotations + images")
-    ex.add_argument("--json", action="store_true")
+    ex.add_argument("--json", action="store_true", help=JSON_HELP)
     ex.set_defaults(func=cmd_review_export)
     im = labels.add_parser("review-import", help="apply a reviewed COCO file")
-    im.add_argument("file")
-    im.add_argument("--json", action="store_true")
+    im.add_argument("file", help="the reviewed COCO annotations (JSON)")
+    im.add_argument("--json", action="store_true", help=JSON_HELP)
     im.set_defaults(func=cmd_review_import)
 
     d = sub.add_parser("drives", help="every drive: stage reached, verdict, reasons")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help=JSON_HELP)
     d.set_defaults(func=cmd_drives)
     add_infra_parser(sub)
     add_curation_parsers(sub)
@@ -419,14 +432,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dataloop")
+    except PackageNotFoundError:
+        from dataloop import __version__
+
+        return __version__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from dataloop.fleet.uploader import DriveConflict
     from dataloop.lake.keys import InvalidId
+    from dataloop.lake.store import LakeURLError
+    from dataloop.rules import RulesError
 
     try:
         args.func(args)
-    except (UserError, DriveConflict, InvalidId, LookupError) as e:
+    except (UserError, DriveConflict, InvalidId, LookupError, LakeURLError, RulesError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         return 2
     return 0

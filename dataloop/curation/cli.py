@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 out = Console()
+JSON_HELP = "print JSON instead of a table"
 
 
 def _emit(args: argparse.Namespace, value: Any, render) -> None:
@@ -24,7 +25,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
     from dataloop.curation import datasets as D
     from dataloop.lake import open_store
 
-    store = open_store()
+    store = open_store(create=False)
     rows = [
         {
             "dataset": f"{r['name']}:{r['seq']}",
@@ -61,7 +62,7 @@ def cmd_lineage(args: argparse.Namespace) -> None:
     from dataloop.lake import open_store
     from dataloop.lineage.graph import backward, forward
 
-    store = open_store()
+    store = open_store(create=False)
     if args.kind in ("dataset", "model", "release"):
         result = backward(store, args.kind, args.id)
 
@@ -100,50 +101,126 @@ def cmd_lineage(args: argparse.Namespace) -> None:
     _emit(args, result, render)
 
 
+class Refused(LookupError):
+    """The user did not confirm (or could not be asked): nothing was changed."""
+
+
+def _forget(store, args: argparse.Namespace, what: str) -> dict:
+    from dataloop.lineage.forget import forget
+
+    with out.status(f"{what}…") as status:
+        return forget(
+            store,
+            vehicle=args.vehicle,
+            drive=args.drive,
+            on_progress=lambda step: status.update(f"{what}: {step}"),
+        )
+
+
+def _can_ask(subject: str) -> None:
+    if not sys.stdin.isatty():
+        raise Refused(
+            f"refusing to forget {subject} without confirmation: stdin is not a terminal "
+            "(pass --yes to confirm, or --dry-run to see what would be deleted)"
+        )
+
+
+def _confirm(plan: dict, subject: str) -> None:
+    """Ask before deleting; without a terminal to ask on, refuse (``--yes`` skips this)."""
+    _can_ask(subject)
+    superseded = sum(len(d["superseded"]) for d in plan["datasets"])
+    prompt = (
+        f"forget {subject}: delete {plan['deleted_objects']} objects, rewrite "
+        f"{len(plan['rewritten_indexes'])} indexes, supersede {superseded} dataset "
+        "version(s)? This cannot be undone. [y/N] "
+    )
+    Console(stderr=True).print(prompt, end="", markup=False, highlight=False)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise Refused(f"not confirmed: {subject} was not forgotten")
+
+
 def cmd_forget(args: argparse.Namespace) -> None:
     from dataloop.lake import open_store
-    from dataloop.lineage.forget import forget
+    from dataloop.lake.dryrun import DryRunStore
 
     if not (args.vehicle or args.drive):
         raise LookupError("name the --vehicle or the --drive to forget")
-    with out.status("forgetting…") as status:
-        audit = forget(
-            open_store(),
-            vehicle=args.vehicle,
-            drive=args.drive,
-            on_progress=lambda step: status.update(f"forgetting: {step}"),
-        )
+    subject = " ".join(
+        f"{k} {v}" for k, v in (("vehicle", args.vehicle), ("drive", args.drive)) if v
+    )
+    if not (args.dry_run or args.yes):
+        _can_ask(subject)  # before any work
+    store = open_store(create=False)
+    if args.dry_run or not args.yes:
+        # The real deletion run against an in-memory copy-on-write view of the lake: what it
+        # would delete, rewrite and supersede, with the lake left byte for byte as it is.
+        dry = DryRunStore(store)
+        plan = _forget(dry, args, "planning")
+        plan = {
+            **{k: v for k, v in plan.items() if k != "audit_key"},
+            "dry_run": True,
+            "would_delete": sorted(dry.deleted),
+            "would_write": sorted(dry.written),
+        }
+        if args.dry_run:
+            _emit(args, plan, _render_plan)
+            return
+        _confirm(plan, subject)
+    _emit(args, _forget(store, args, "forgetting"), _render_audit)
 
-    def render(a: dict) -> None:
-        out.print(
-            f"deleted {a['deleted_objects']} objects; rewrote {len(a['rewritten_indexes'])} indexes"
-        )
-        for d in a["datasets"]:
-            out.print(
-                f"{d['dataset']}: superseded {', '.join(d['superseded'])} -> {d['successor']}"
-            )
-        models = ", ".join(m["version"] for m in a["affected_models"]) or "none"
-        releases = ", ".join(r["version"] for r in a["affected_releases"]) or "none"
-        out.print(f"affected models: {models}; releases: {releases}")
-        out.print(f"audit record: {a['audit_key']}")
 
-    _emit(args, audit, render)
+def _render_plan(a: dict) -> None:
+    out.print(
+        f"dry run: would delete {len(a['would_delete'])} objects and rewrite "
+        f"{len(a['rewritten_indexes'])} indexes; nothing was changed"
+    )
+    for key in a["would_delete"]:
+        out.print(f"  delete {key}", highlight=False)
+    for key in a["rewritten_indexes"]:
+        out.print(f"  rewrite {key}", highlight=False)
+    for d in a["datasets"]:
+        out.print(f"{d['dataset']}: would supersede {', '.join(d['superseded'])}")
+    models = ", ".join(m["version"] for m in a["affected_models"]) or "none"
+    releases = ", ".join(r["version"] for r in a["affected_releases"]) or "none"
+    out.print(f"affected models: {models}; releases: {releases}")
+
+
+def _render_audit(a: dict) -> None:
+    out.print(
+        f"deleted {a['deleted_objects']} objects; rewrote {len(a['rewritten_indexes'])} indexes"
+    )
+    for d in a["datasets"]:
+        out.print(f"{d['dataset']}: superseded {', '.join(d['superseded'])} -> {d['successor']}")
+    models = ", ".join(m["version"] for m in a["affected_models"]) or "none"
+    releases = ", ".join(r["version"] for r in a["affected_releases"]) or "none"
+    out.print(f"affected models: {models}; releases: {releases}")
+    out.print(f"audit record: {a['audit_key']}")
 
 
 def add_curation_parsers(sub) -> None:
     ds = sub.add_parser("datasets", help="dataset versions: clips, splits, superseded")
-    ds.add_argument("--json", action="store_true")
+    ds.add_argument("--json", action="store_true", help=JSON_HELP)
     ds.set_defaults(func=cmd_datasets)
 
     lin = sub.add_parser("lineage", help="back from a dataset/model/release, forward from data")
-    lin.add_argument("kind", choices=["dataset", "model", "release", "drive", "vehicle"])
+    lin.add_argument(
+        "kind",
+        choices=["dataset", "model", "release", "drive", "vehicle"],
+        help="back from a dataset, model or release; forward from a drive or vehicle",
+    )
     lin.add_argument("id", help="version (hash prefix or name:seq), drive id or vehicle id")
     lin.add_argument("--vehicle", help="the drive's vehicle (default: looked up)")
-    lin.add_argument("--json", action="store_true")
+    lin.add_argument("--json", action="store_true", help=JSON_HELP)
     lin.set_defaults(func=cmd_lineage)
 
     fg = sub.add_parser("forget", help="deletion request: remove a vehicle's or drive's data")
-    fg.add_argument("--vehicle")
-    fg.add_argument("--drive")
-    fg.add_argument("--json", action="store_true")
+    fg.add_argument("--vehicle", help="the vehicle whose data goes (all its drives)")
+    fg.add_argument("--drive", help="the drive whose data goes (with --vehicle: its vehicle)")
+    fg.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be deleted, rewritten and superseded; change nothing",
+    )
+    fg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    fg.add_argument("--json", action="store_true", help=JSON_HELP)
     fg.set_defaults(func=cmd_forget)

@@ -114,11 +114,11 @@ def add_infra_parser(sub: argparse._SubParsersAction) -> None:
         "--notify-queue",
         help="queue ARN to announce committed manifests to (SQS; MinIO: arn:minio:sqs::ID:kafka)",
     )
-    boot.add_argument("--json", action="store_true")
+    boot.add_argument("--json", action="store_true", help="print the report as JSON")
     boot.set_defaults(func=cmd_bootstrap)
 
     pools = verbs.add_parser(
         "pools", help="store the per-stage concurrency pool limits in $DAGSTER_HOME's instance"
     )
-    pools.add_argument("--json", action="store_true")
+    pools.add_argument("--json", action="store_true", help="print the limits as JSON")
     pools.set_defaults(func=cmd_pools)

@@ -8,6 +8,7 @@ replaced atomically with compare-and-swap.
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,17 +145,68 @@ def _read_full(stream: BinaryIO, n: int) -> bytes:
     return bytes(buf)
 
 
+class LakeURLError(ValueError):
+    """A lake URL that names no lake (``s3:/bucket``, ``s3://``, ``gs://…``)."""
+
+
+class LakeNotFound(LookupError):
+    """A local lake folder that does not exist, where a command only reads."""
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+LAKE_FORMS = "s3://bucket/prefix, file:///path or a folder"
+
+
 def lake_url() -> str:
-    return os.environ.get("DATALOOP_LAKE") or DEFAULT_LAKE
+    """``$DATALOOP_LAKE`` (checked: ``LakeURLError``) or the default folder."""
+    url = os.environ.get("DATALOOP_LAKE") or DEFAULT_LAKE
+    check_lake_url(url, "DATALOOP_LAKE")
+    return url
 
 
-def open_store(url: str | None = None) -> ObjectStore:
-    """The store for ``url`` (default: ``$DATALOOP_LAKE`` or ``./.dataloop/lake``)."""
-    url = url or lake_url()
+def check_lake_url(url: str, source: str = "lake") -> str:
+    """``url`` if it names a lake; a ``LakeURLError`` that says which forms do, else. (An
+    ``s3:/bucket`` would otherwise be taken for a local folder named ``s3:``.)"""
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return url
+    name = scheme[1].lower()
+    if name == "file":
+        if not url.startswith("file://") or not url.removeprefix("file://"):
+            raise LakeURLError(f"{source} {url!r}: a file URL is file:///path/to/lake")
+        return url
+    if name != "s3":
+        raise LakeURLError(f"{source} {url!r}: unknown scheme {name!r}; allowed: {LAKE_FORMS}")
+    if not url.startswith("s3://"):
+        rest = url[3:].lstrip("/")
+        raise LakeURLError(f"{source} {url!r}: an S3 lake is s3://bucket/prefix (s3://{rest}?)")
+    bucket = url.removeprefix("s3://").partition("/")[0]
+    if not bucket:
+        raise LakeURLError(f"{source} {url!r}: no bucket; an S3 lake is s3://bucket/prefix")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise LakeURLError(
+            f"{source} {url!r}: {bucket!r} is no S3 bucket name "
+            "(3-63 characters: lower-case letters, digits, '.', '-')"
+        )
+    return url
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> ObjectStore:
+    """The store for ``url`` (default: ``$DATALOOP_LAKE`` or ``./.dataloop/lake``).
+    ``create=False`` (commands that only read): a missing local folder is ``LakeNotFound``
+    instead of a new, empty lake."""
+    url = check_lake_url(url) if url else lake_url()
     if url.startswith("s3://"):
         from dataloop.lake.s3 import S3Store
 
         return S3Store.from_url(url)
     from dataloop.lake.local import LocalStore
 
-    return LocalStore(url.removeprefix("file://"))
+    folder = url.removeprefix("file://")
+    if not create and not os.path.isdir(folder):
+        raise LakeNotFound(
+            f"no lake at {os.path.abspath(folder)} (set DATALOOP_LAKE to one; "
+            "`dataloop fleet upload` or `dataloop demo` creates a local lake)"
+        )
+    return LocalStore(folder)

@@ -32,7 +32,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     from dataloop.lake import open_store
     from dataloop.release.rollout import status
 
-    st = status(open_store())
+    st = status(open_store(create=False))
     if args.json:
         _print(st)
         return
@@ -90,9 +90,9 @@ def add_release_parser(sub: argparse._SubParsersAction) -> None:
         dest="keys_command", required=True
     )
     ki = keys.add_parser("init", help="generate ed25519 keys for every role (local use)")
-    ki.add_argument("dir")
-    ki.add_argument("--json", action="store_true")
+    ki.add_argument("dir", help="folder the keys go to (created if missing)")
+    ki.add_argument("--json", action="store_true", help="print JSON instead of text")
     ki.set_defaults(func=cmd_keys_init)
     s = rel.add_parser("status", help="production, the rollout stage, decisions, history")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=cmd_status)

@@ -30,7 +30,7 @@ def add_search_parser(sub: Any) -> None:
         help="write hit N (1 = best) as an MCAP cut of its drive; repeatable",
     )
     s.add_argument("--out", help="folder for MCAP cuts (default: exports/ beside the lake)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=cmd_search)
 
 
@@ -58,7 +58,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         raise UserError("give either a TEXT to search for or --like IMAGE")
     if args.k < 1:
         raise UserError("--k must be >= 1")
-    store = open_store()
+    store = open_store(create=False)
     index = load_index(store, args.day)
     if not index.days:
         raise LookupError("no search index in the lake yet (the clip_embeddings asset builds it)")

@@ -299,12 +299,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_review_export(args: argparse.Namespace) -> None:
     from dataloop.labeling.review import export_coco
     from dataloop.lake import open_store
+    from dataloop.lake.layout import LABEL_RECORDS, parse_drive_record_key
 
     store = open_store(create=False)
     drives = sorted(
-        tuple(o.key.removesuffix(".json").split("/")[-2:]) for o in store.list("labeling/drives/")
+        parsed
+        for o in store.list(LABEL_RECORDS)
+        if (parsed := parse_drive_record_key(o.key)) is not None
     )
-    drives = [(v.removeprefix("vehicle="), d) for v, d in drives]
     coco, images = export_coco(store, drives, below=args.below)
     out_dir = Path(args.out)
     for name, jpeg in images.items():
@@ -347,9 +349,10 @@ def _fmt(metric: str, value: float) -> str:
 def _labels_table(store) -> Table:
     """Offboard labels against onboard perception, scored on the simulator's ground truth."""
     from dataloop.labeling.hour import METRICS, metrics_by_condition
+    from dataloop.lake.layout import LABEL_RECORDS
     from dataloop.lake.pointers import read_json
 
-    records = [read_json(store, o.key) for o in store.list("labeling/drives/")]
+    records = [read_json(store, o.key) for o in store.list(LABEL_RECORDS)]
     table = Table(title="offboard labels vs onboard perception (simulator ground truth)")
     table.caption = "onboard→offboard, lower is better"
     table.add_column("conditions")
@@ -446,7 +449,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from dataloop.fleet.uploader import DriveConflict
-    from dataloop.lake.keys import InvalidId
+    from dataloop.lake.layout import InvalidId
     from dataloop.lake.store import LakeURLError
     from dataloop.rules import RulesError
 

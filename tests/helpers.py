@@ -10,7 +10,7 @@ from dataloop.fleet import contract
 from dataloop.fleet.logwriter import DriveLogWriter
 from dataloop.ingest.hour import HourReport, arrival_hours, ingest_hour, upload_days
 from dataloop.lake.hashing import sha256_file
-from dataloop.lake.keys import RawKeys
+from dataloop.lake.layout import RawKeys
 from dataloop.lake.manifest import UploadManifest
 from dataloop.lake.store import ObjectStore
 

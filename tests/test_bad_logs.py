@@ -13,7 +13,7 @@ from mcap.writer import CompressionType
 from dataloop.fleet import contract
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.catalog import drives_overview
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from tests.helpers import commit_raw, ingest_everything, write_minimal_log
 
@@ -80,7 +80,7 @@ def test_each_bad_upload_is_quarantined_with_its_reason(store, tmp_path, make_lo
         assert record["status"] == "quarantined", drive
         assert record["reasons"][0]["code"] == code, (drive, record["reasons"])
         assert record["reasons"][0]["detail"]
-        q = read_json(store, K.quarantine_key(record["manifest_key"]))
+        q = read_json(store, L.quarantine_key(record["manifest_key"]))
         assert q["reasons"][0]["code"] == code and q["log_key"] == record["log_key"]
         assert not list(store.list(f"tables/imu/vehicle=veh-1/drive={drive}/"))
     # Nothing is lost: every raw byte is still there, unchanged.
@@ -116,7 +116,7 @@ def test_hostile_keys_are_quarantined_without_escaping(store, manifest_key):
     record = next(d for r in ingest_everything(store).values() for d in r.drives)
     assert record["status"] == "quarantined"
     assert record["reasons"][0]["code"] in ("invalid_id", "invalid_manifest")
-    q_key = K.quarantine_key(key)
+    q_key = L.quarantine_key(key)
     assert q_key.startswith("quarantine/") and ".." not in q_key.split("/")
     assert read_json(store, q_key)["manifest_key"] == key
     assert list(store.list("ingest/drives/")) == []
@@ -147,9 +147,9 @@ def test_duplicate_and_conflicting_uploads_are_quarantined(store, make_log, seed
         store, make_log(drive="drive-1", seed=seed), vehicle="veh-1", drive="drive-1"
     )
     ingest_everything(store)
-    quarantined = read_json(store, K.quarantine_key(again.manifest))
+    quarantined = read_json(store, L.quarantine_key(again.manifest))
     assert quarantined["reasons"][0]["code"] == code
     assert quarantined["original"] == original.manifest_key
-    record = read_json(store, K.drive_record_key("veh-1", "drive-1"))
+    record = read_json(store, L.drive_record_key("veh-1", "drive-1"))
     assert record["manifest_key"] == original.manifest_key and record["status"] == "ingested"
     assert {o.key: o.etag for o in store.list("tables/")} == tables_before

@@ -15,6 +15,7 @@ from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import day_drives, read_scenario_index
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.ingest.tables import read_table
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lineage import graph
 from dataloop.lineage.forget import Subject, forget, scrub
@@ -82,7 +83,7 @@ def test_clips_carry_drive_span_tags_and_severity(curated):
 
 def test_no_drive_or_vehicle_leaks_across_splits(curated):
     store, *_ = curated
-    record = read_json(store, D.latest_key("training"))
+    record = read_json(store, L.dataset_latest_key("training"))
     manifest = D.read_manifest(store, D.find_version(store, record["version"]))
     splits: dict = {}
     for row in manifest.select(["vehicle_id", "drive_id", "split"]).to_pylist():
@@ -125,7 +126,7 @@ def test_policy_balances_categories_and_drops_near_duplicates(curated):
 
 def test_dataset_versions_are_immutable_numbered_and_match_dagster(curated, monkeypatch, tmp_path):
     store, _, instance, days, result = curated
-    first = read_json(store, D.latest_key("training"))
+    first = read_json(store, L.dataset_latest_key("training"))
     event = result.get_asset_materialization_events()[0]
     assert event.materialization.tags["dagster/data_version"] == first["version"]
     assert event.materialization.metadata["seq"].value == first["seq"]
@@ -135,7 +136,7 @@ def test_dataset_versions_are_immutable_numbered_and_match_dagster(curated, monk
     assert hashlib.sha256(manifest_bytes).hexdigest()[:32] == first["version"]
 
     again = curate(store, instance, days)  # nothing changed: the same version
-    assert read_json(store, D.latest_key("training")) == first
+    assert read_json(store, L.dataset_latest_key("training")) == first
     assert (
         again.get_asset_materialization_events()[0].materialization.tags["dagster/data_version"]
         == first["version"]
@@ -168,7 +169,7 @@ def test_only_approved_and_anonymised_drive_versions_enter(curated):
 
 def test_lineage_round_trip(curated):
     store, *_ = curated
-    dataset = read_json(store, D.latest_key("training"))
+    dataset = read_json(store, L.dataset_latest_key("training"))
     graph.record_node(
         store, "model", "m-test-1", [{"kind": "dataset", "version": dataset["version"]}]
     )
@@ -193,7 +194,7 @@ def _snapshot(store) -> dict[str, bytes]:
 
 def test_forget_a_drive_removes_exactly_its_data(curated):
     store, *_ = curated
-    dataset = read_json(store, D.latest_key("training"))
+    dataset = read_json(store, L.dataset_latest_key("training"))
     manifest = D.read_manifest(store, D.find_version(store, dataset["version"]))
     vehicle, drive = manifest["vehicle_id"][0].as_py(), manifest["drive_id"][0].as_py()
     subject = Subject(vehicle, drive)
@@ -211,8 +212,8 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
     for key in deleted - owned:  # day indexes rewritten without the drive's rows
         assert key.startswith(("curation/scenarios/", "search/embeddings/"))
     changed = {k for k in set(before) & set(after) if before[k] != after[k]}
-    assert changed == set(audit["rewritten_indexes"]) | {D.latest_key("training")}
-    for key in changed - {D.latest_key("training")}:
+    assert changed == set(audit["rewritten_indexes"]) | {L.dataset_latest_key("training")}
+    for key in changed - {L.dataset_latest_key("training")}:
         old, new = json.loads(before[key]), json.loads(after[key])
         if "clips_key" not in old:  # a JSON index: the old one less the drive's entries
             assert new == scrub(old, subject, f"vehicle={vehicle}" in key.split("/"))
@@ -221,7 +222,7 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
         k.startswith(("datasets/training/", "audit/forget/", "curation/scenarios/")) for k in added
     )
 
-    successor = read_json(store, D.latest_key("training"))
+    successor = read_json(store, L.dataset_latest_key("training"))
     assert successor["seq"] == dataset["seq"] + 1
     new_manifest = D.read_manifest(store, D.find_version(store, successor["version"]))
     assert (vehicle, drive) not in set(
@@ -238,7 +239,7 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
         )
         if (v, d) == (vehicle, drive)
     )
-    superseded = read_json(store, D.superseded_key("training", dataset["version"]))
+    superseded = read_json(store, L.dataset_superseded_key("training", dataset["version"]))
     assert superseded["superseded_by"] == successor["version"]
     assert [m["version"] for m in audit["affected_models"]] == ["m-test-1"]
     assert json.loads(after[audit["audit_key"]])["request"] == {"vehicle": vehicle, "drive": drive}

@@ -21,7 +21,7 @@ import yaml
 
 from dataloop.infra import policies as P
 from dataloop.infra.pools import POOLS
-from dataloop.lake.keys import RawKeys
+from dataloop.lake.layout import RawKeys
 from dataloop.quality.retention import NEVER_SWEPT
 
 REPO = Path(__file__).resolve().parents[1]

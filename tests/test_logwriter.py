@@ -51,7 +51,7 @@ def test_log_has_schemas_indexes_and_summary(make_log):
 def test_writer_refuses_ids_that_escape(tmp_path):
     import pytest
 
-    from dataloop.lake.keys import InvalidId
+    from dataloop.lake.layout import InvalidId
 
     for bad in ("../x", "a/b", "", ".hidden"):
         with pytest.raises(InvalidId):

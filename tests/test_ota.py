@@ -11,11 +11,12 @@ import pytest
 from tuf.api import exceptions as tx
 
 from dataloop.fleet.ota import OtaClient
+from dataloop.lake import layout as L
+from dataloop.lake.layout import PRODUCTION_KEY
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.release import repository as R
 from dataloop.release import rollout as RO
-from dataloop.simulation.gate import PRODUCTION_KEY
 from dataloop.training.bundle import write_bundle
 
 
@@ -44,7 +45,7 @@ def _overwrite(store, key, data: bytes):
 
 def _target_key(repo, path):
     info = repo.latest("targets").signed.targets[path]
-    return R.target_key(path, info.hashes["sha256"])
+    return L.tuf_target_key(path, info.hashes["sha256"])
 
 
 def test_repository_layout_and_roles(env):
@@ -87,7 +88,7 @@ def test_tampered_metadata_refused(env):
     store, repo, tmp = env
     n = RO.publish_release(store, repo, _model(store, 1), {})
     version = repo.latest("targets").signed.version
-    key = f"{R.METADATA}/{version}.targets.json"
+    key = L.tuf_metadata_key(f"{version}.targets.json")
     doc = json.loads(store.get(key))
     path = f"driving/release-{n}/weights.bin"
     doc["signed"]["targets"][path]["length"] += 1
@@ -107,11 +108,11 @@ def test_expired_timestamp_refused(env, monkeypatch):
 
 def test_rollback_attack_refused(env):
     store, repo, tmp = env
-    old_ts = store.get(f"{R.METADATA}/timestamp.json")
+    old_ts = store.get(L.tuf_metadata_key("timestamp.json"))
     n = RO.publish_release(store, repo, _model(store, 1), {})
     client = _client(store, repo, tmp)
     client.install(n)
-    _overwrite(store, f"{R.METADATA}/timestamp.json", old_ts)  # replay older, valid metadata
+    _overwrite(store, L.tuf_metadata_key("timestamp.json"), old_ts)  # replay older, valid metadata
     with pytest.raises(tx.BadVersionNumberError):
         client.install(n)
     assert client.running()["release"] == n
@@ -122,7 +123,11 @@ def test_mix_and_match_refused(env):
     n = RO.publish_release(store, repo, _model(store, 1), {})
     v = repo.latest("targets").signed.version
     # snapshot says targets v; serve an older, validly signed targets under that name
-    _overwrite(store, f"{R.METADATA}/{v}.targets.json", store.get(f"{R.METADATA}/1.targets.json"))
+    _overwrite(
+        store,
+        L.tuf_metadata_key(f"{v}.targets.json"),
+        store.get(L.tuf_metadata_key("1.targets.json")),
+    )
     with pytest.raises(tx.BadVersionNumberError):
         _client(store, repo, tmp).install(n)
 
@@ -231,8 +236,8 @@ def test_release_asset_publishes_the_gated_candidate_and_decides(env, monkeypatc
 
     from dataloop.defs.release.assets import release
     from dataloop.defs.resources import LakeResource
+    from dataloop.lake.layout import GATE_RESULT_KEY
     from dataloop.lake.pointers import write_json
-    from dataloop.simulation.gate import GATE_RESULT_KEY
 
     store, repo, tmp = env
     monkeypatch.setenv(R.KEYS_ENV, str(tmp / "keys"))
@@ -294,8 +299,8 @@ def test_release_sensor_requests_runs(env):
 
     from dataloop.defs.release.sensors import release_rollout
     from dataloop.defs.resources import LakeResource
+    from dataloop.lake.layout import GATE_RESULT_KEY
     from dataloop.lake.pointers import write_json
-    from dataloop.simulation.gate import GATE_RESULT_KEY
 
     store, repo, tmp = env
 

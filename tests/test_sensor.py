@@ -13,7 +13,7 @@ import pytest
 from dataloop.defs.ingest.sensors import raw_upload_sensor
 from dataloop.defs.resources import LakeResource
 from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests
-from dataloop.lake.keys import RawKeys
+from dataloop.lake.layout import RawKeys
 from dataloop.lake.local import LocalStore
 
 # Half past the previous hour: always in the past, whatever minute the tests run at.

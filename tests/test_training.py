@@ -17,9 +17,9 @@ from dataloop.defs.training.assets import trained_model
 from dataloop.defs.training.sensors import training_trigger
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
+from dataloop.lake import layout as L
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
-from dataloop.lineage import graph
 from dataloop.training import bundle as B
 from dataloop.training.config import TRIGGER_TAG, model_config, trigger_policy
 from dataloop.training.train import train
@@ -73,17 +73,17 @@ def trained(curated):
 
 def test_trigger_holds_while_a_release_rolls_out(curated):
     """Before anything is trained the trigger fires, except while a rollout is running."""
+    from dataloop.lake.layout import ROLLOUT_KEY
     from dataloop.lake.pointers import write_json
-    from dataloop.release.rollout import STATE_KEY
 
     store, _, instance = curated
     assert B.latest(store) is None  # first in the module: before `trained` trains
-    write_json(store, STATE_KEY, {"release": 1, "status": "rolling"})
+    write_json(store, ROLLOUT_KEY, {"release": 1, "status": "rolling"})
     held = _sensor(store, instance)
     assert isinstance(held, dg.SkipReason) and "rolling out" in held.skip_message
-    write_json(store, STATE_KEY, {"release": 1, "status": "complete"})
+    write_json(store, ROLLOUT_KEY, {"release": 1, "status": "complete"})
     assert isinstance(_sensor(store, instance), dg.RunRequest)
-    store.delete(STATE_KEY)
+    store.delete(ROLLOUT_KEY)
 
 
 def test_pipes_round_trip_reports_progress_metrics_and_bundle_version(curated, trained):
@@ -97,10 +97,11 @@ def test_pipes_round_trip_reports_progress_metrics_and_bundle_version(curated, t
     assert mat.tags["dagster/data_version"] == version
     bundle = B.load_bundle(store, version)
     assert (
-        bundle.card["dataset"]["version"] == read_json(store, D.latest_key("training"))["version"]
+        bundle.card["dataset"]["version"]
+        == read_json(store, L.dataset_latest_key("training"))["version"]
     )
     assert {"code_version", "seed", "metrics"} <= set(bundle.card)
-    node = json.loads(store.get(graph.node_key("model", version)))
+    node = json.loads(store.get(L.node_key("model", version)))
     assert node["inputs"] == [{"kind": "dataset", "version": bundle.card["dataset"]["version"]}]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from dataloop.fleet.uploader import DriveConflict, upload_drive
 from dataloop.lake.hashing import sha256_file
-from dataloop.lake.keys import InvalidId
+from dataloop.lake.layout import InvalidId
 
 PART = 5 * 1024 * 1024  # the smallest part S3 accepts
 

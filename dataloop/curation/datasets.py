@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from dataloop.curation.clips import CLIP_SCHEMA
 from dataloop.curation.scenarios import current_drive_version
 from dataloop.ingest.tables import read_table, to_parquet
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_bytes, sha256_json
 from dataloop.lake.pointers import put_json, read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
@@ -156,34 +157,18 @@ def eligible(store: ObjectStore, clips: pa.Table) -> tuple[pa.Table, int]:
 # -- versions in the lake ---------------------------------------------------------------
 
 
-def _root(name: str) -> str:
-    return f"datasets/{name}"
-
-
-def latest_key(name: str) -> str:
-    return f"{_root(name)}/latest.json"
-
-
-def version_key(name: str, seq: int) -> str:
-    return f"{_root(name)}/versions/{seq:06d}.json"
-
-
-def superseded_key(name: str, version: str) -> str:
-    return f"{_root(name)}/superseded/{version}.json"
-
-
 def publish(store: ObjectStore, name: str, manifest: pa.Table, info: dict[str, Any]) -> dict:
     """Store the manifest immutably and make it the next version, unless it is the latest
     already (the same content is the same version). Returns the version record."""
     data, sha = to_parquet(manifest)
     version = sha[:32]
-    manifest_key = f"{_root(name)}/manifests/{version}.parquet"
+    manifest_key = L.dataset_manifest_key(name, version)
     with contextlib.suppress(ObjectExists):
         store.put(manifest_key, data)
     while True:
-        latest = read_json(store, latest_key(name))
+        latest = read_json(store, L.dataset_latest_key(name))
         if latest and latest["version"] == version:
-            return read_json(store, version_key(name, latest["seq"]))
+            return read_json(store, L.dataset_version_key(name, latest["seq"]))
         seq = (latest["seq"] if latest else 0) + 1
         record = {
             "name": name,
@@ -196,14 +181,16 @@ def publish(store: ObjectStore, name: str, manifest: pa.Table, info: dict[str, A
             **info,
         }
         try:
-            put_json(store, version_key(name, seq), record)
+            put_json(store, L.dataset_version_key(name, seq), record)
         except ObjectExists:
-            taken = read_json(store, version_key(name, seq))
+            taken = read_json(store, L.dataset_version_key(name, seq))
             if taken is None or taken["version"] != version:
                 continue  # another writer took this number: look again
             record = taken  # ours landed (a lost reply, or a concurrent twin)
         update_json(
-            store, latest_key(name), lambda _, r=record: {"seq": r["seq"], "version": r["version"]}
+            store,
+            L.dataset_latest_key(name),
+            lambda _, r=record: {"seq": r["seq"], "version": r["version"]},
         )
         return record
 
@@ -211,17 +198,15 @@ def publish(store: ObjectStore, name: str, manifest: pa.Table, info: dict[str, A
 def versions(store: ObjectStore, name: str) -> list[dict[str, Any]]:
     """Every version of a dataset, oldest first, each with its ``superseded`` record if any."""
     out = []
-    for info in store.list(f"{_root(name)}/versions/"):
+    for info in store.list(L.dataset_versions_prefix(name)):
         record = read_json(store, info.key)
-        record["superseded"] = read_json(store, superseded_key(name, record["version"]))
+        record["superseded"] = read_json(store, L.dataset_superseded_key(name, record["version"]))
         out.append(record)
     return sorted(out, key=lambda r: r["seq"])
 
 
 def dataset_names(store: ObjectStore) -> list[str]:
-    return sorted(
-        {i.key.split("/")[1] for i in store.list("datasets/") if i.key.endswith("latest.json")}
-    )
+    return L.dataset_names([i.key for i in store.list(L.ALL_DATASETS)])
 
 
 def find_version(store: ObjectStore, version: str) -> dict[str, Any] | None:

@@ -27,17 +27,21 @@ import pyarrow.compute as pc
 
 from dataloop.curation.clips import CLIP_SCHEMA, clip_id
 from dataloop.ingest.tables import SCHEMAS, read_table, to_parquet
-from dataloop.labeling.hour import labels_record_key
 from dataloop.labeling.offboard import LABEL_SCHEMA
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import (
+    compliance_key,
+    compliant_hour_key,
+    day_hours,
+    day_index_key,
+    labels_record_key,
+)
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.query import register_table
 from dataloop.lake.store import ObjectExists, ObjectStore
-from dataloop.quality.compliance import compliance_key, compliant_hour_key
 from dataloop.quality.suites import rules_dir
 
-INDEX = "curation/scenarios"
 _TRACK_COLUMNS = "vehicle_id, drive_id, t, {id} AS track_id, object_class, x, y, vx, vy, " + (
     "length, width, heading"
 )
@@ -79,10 +83,6 @@ def library_version(scenarios: list[Scenario]) -> str:
     return sha256_json([[s.name, s.sql] for s in scenarios])[:16]
 
 
-def day_hours(day: str) -> list[str]:
-    return [f"{day}-{h:02d}:00" for h in range(24)]
-
-
 def current_drive_version(store: ObjectStore, vehicle: str, drive: str) -> str | None:
     """The exact state of a drive that curation uses: its compliance record (upload,
     anonymiser and geofence versions, derived frames) and its labels (labeller version, human
@@ -104,7 +104,7 @@ def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
     for hour in day_hours(day):
         for entry in (read_json(store, compliant_hour_key(hour)) or {"drives": []})["drives"]:
             vehicle, drive = entry["vehicle"], entry["drive"]
-            record = read_json(store, K.drive_record_key(vehicle, drive))
+            record = read_json(store, L.drive_record_key(vehicle, drive))
             labels = read_json(store, labels_record_key(vehicle, drive))
             version = _version(read_json(store, compliance_key(vehicle, drive)), labels)
             if record is None or version is None:
@@ -236,10 +236,6 @@ def mine(
     return table.take(order), counts
 
 
-def day_index_key(day: str) -> str:
-    return f"{INDEX}/date={day}.json"
-
-
 def day_state(store: ObjectStore, day: str) -> str | None:
     """A hash of what mining ``day`` reads (its compliant drives and their labels); ``None``
     when the day has no compliant drives yet."""
@@ -261,7 +257,7 @@ def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[st
     drives = day_drives(store, day)
     clips, counts = mine(connect(store, drives), scenarios, day)
     data, sha = to_parquet(clips)
-    key = f"{INDEX}/date={day}/{sha[:32]}.parquet"
+    key = L.day_clips_key(day, sha)
     with contextlib.suppress(ObjectExists):
         store.put(key, data)
     record = {
@@ -282,11 +278,7 @@ def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[st
 
 def index_days(store: ObjectStore) -> list[str]:
     """Every arrival day that has a scenario index."""
-    return sorted(
-        info.key.removeprefix(f"{INDEX}/date=").removesuffix(".json")
-        for info in store.list(f"{INDEX}/date=")
-        if info.key.endswith(".json")
-    )
+    return L.scenario_index_days([i.key for i in store.list(L.SCENARIO_DAYS)])
 
 
 def read_scenario_index(store: ObjectStore, days: list[str] | None = None) -> pa.Table:

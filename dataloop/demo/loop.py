@@ -106,15 +106,16 @@ def _record_outcome(
     store: ObjectStore, it: Iteration, models_before: str | None, releases_before: int
 ) -> None:
     """What this iteration's runs left in the lake: dataset, model, gate, release."""
-    from dataloop.curation.datasets import latest_key, version_key
+    from dataloop.lake.layout import dataset_latest_key, dataset_version_key
     from dataloop.release import rollout as RO
     from dataloop.simulation.gate import production_version
     from dataloop.training.bundle import latest
 
-    pointer = read_json(store, latest_key("training"))
+    pointer = read_json(store, dataset_latest_key("training"))
     if pointer:
         it.dataset = f"training:{pointer['seq']}"
-        it.dataset_clips = read_json(store, version_key("training", pointer["seq"]))["clips"]
+        version = read_json(store, dataset_version_key("training", pointer["seq"]))
+        it.dataset_clips = version["clips"]
     model = (latest(store) or {}).get("version")
     if model and model != models_before:
         it.model = model
@@ -144,7 +145,7 @@ def _record_outcome(
 
 def _gate_record(store: ObjectStore, model: str) -> dict | None:
     """The stored gate result (with per-scenario rows) of ``model``'s latest gate run."""
-    from dataloop.simulation.gate import GATE_RESULT_KEY
+    from dataloop.lake.layout import GATE_RESULT_KEY
 
     summary = read_json(store, GATE_RESULT_KEY)
     if not summary or summary["candidate"] != model:

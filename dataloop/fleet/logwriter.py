@@ -14,7 +14,7 @@ from mcap.writer import CompressionType, Writer
 from mcap_protobuf.schema import build_file_descriptor_set
 
 from dataloop.fleet import contract, schemas
-from dataloop.lake.keys import validate_id
+from dataloop.lake.layout import validate_id
 
 EVENT_TYPES = {name: i for i, name in enumerate(schemas.enum_names("EventType"))}
 OBJECT_CLASSES = {name: i for i, name in enumerate(schemas.enum_names("ObjectClass"))}

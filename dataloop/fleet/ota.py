@@ -17,8 +17,8 @@ from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
+from dataloop.lake.layout import TUF_METADATA, TUF_TARGETS, release_target
 from dataloop.lake.store import ObjectNotFound, ObjectStore
-from dataloop.release.repository import METADATA, TARGETS
 
 SCHEME = "lake://"
 
@@ -56,9 +56,9 @@ class OtaClient:
     def _updater(self) -> Updater:
         return Updater(
             metadata_dir=str(self.metadata_dir),
-            metadata_base_url=f"{SCHEME}{METADATA}/",
+            metadata_base_url=f"{SCHEME}{TUF_METADATA}/",
             target_dir=str(self.home / "downloads"),
-            target_base_url=f"{SCHEME}{TARGETS}/",
+            target_base_url=f"{SCHEME}{TUF_TARGETS}/",
             fetcher=LakeFetcher(self.store),
             bootstrap=None,
         )
@@ -71,14 +71,14 @@ class OtaClient:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         (self.home / "downloads").mkdir(exist_ok=True)
-        notes_path = f"driving/release-{release}/release_notes.json"
+        notes_path = release_target(release, "release_notes.json")
         for path in [notes_path]:
             info = updater.get_targetinfo(path)
             if info is None:
                 raise LookupError(f"release {release} has no signed target {path}")
             updater.download_target(info, str(staging / "release_notes.json"))
         for name in json.loads((staging / "release_notes.json").read_text())["files"]:
-            path = f"driving/release-{release}/{name}"
+            path = release_target(release, name)
             info = updater.get_targetinfo(path)
             if info is None:
                 raise LookupError(f"release {release} has no signed target {path}")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dataloop.lake.hashing import HashingReader, sha256_file
-from dataloop.lake.keys import RawKeys, validate_id
+from dataloop.lake.layout import RawKeys, validate_id
 from dataloop.lake.manifest import UploadManifest
 from dataloop.lake.store import PART_SIZE, ObjectExists, ObjectStore, PartInfo
 

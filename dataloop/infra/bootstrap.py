@@ -29,7 +29,7 @@ from dataloop.infra.policies import (
     vehicle_user,
     zones,
 )
-from dataloop.lake.keys import validate_id
+from dataloop.lake.layout import validate_id
 
 
 class BootstrapError(Exception):

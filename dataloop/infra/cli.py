@@ -32,7 +32,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
 
     from dataloop.cli import UserError, err, out
     from dataloop.infra.bootstrap import BootstrapError, Target, bootstrap, read_vehicles
-    from dataloop.lake.keys import InvalidId
+    from dataloop.lake.layout import InvalidId
 
     try:
         vehicles = list(args.vehicle or [])

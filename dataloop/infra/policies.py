@@ -5,8 +5,9 @@ AWS the same JSON documents become IAM policies.
 S3 versioning is a property of the whole bucket, not of a prefix. The raw zone needs it (an
 overwritten or deleted upload stays recoverable for ``RAW_RECOVERY_DAYS``), so the bucket is
 versioned and every other zone's lifecycle rule expires noncurrent versions after a day: only
-``raw/`` (and ``releases/``) keep history. A zone missing from ``ZONES`` keeps noncurrent
-versions forever, so a stage that adds a top-level prefix adds its zone here.
+``raw/`` (and ``releases/``) keep history. The zones and their prefixes are the lake layout's
+(``lake/layout.py``): every top-level prefix is in one, so every prefix has a lifecycle rule
+(a prefix without one would keep noncurrent versions, and a forgotten drive's bytes, forever).
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataloop.lake.keys import validate_id
+from dataloop.lake import layout as L
 from dataloop.quality.retention import load_retention
 from dataloop.quality.suites import rules_dir
 
 RAW_RECOVERY_DAYS = 30  # a deleted/overwritten upload is recoverable this long (and no longer)
 RELEASE_HISTORY_DAYS = 90  # replaced release metadata stays recoverable for audits
 DAGSTER_LOG_DAYS = 30
-POINTER_ZONES = ("ingest/", "quality/", "compliance/", "labeling/", "curation/")
-
-_RAW_DAY = "date=????-??-??"  # exactly one date segment: '*' would also match '.../vehicle=x/...'
 
 
 @dataclass(frozen=True)
@@ -39,29 +37,24 @@ class Zone:
 
 
 def zones(retention_file: Path | None = None) -> list[Zone]:
-    """Every zone of the lake: retention days from retention.yaml, plus the index pointers
-    (never expired) and the release zone (kept; its history for audits)."""
+    """Every zone of the lake layout with its lifecycle: the aged zones expire after the days
+    of retention.yaml (kept when it names none; Dagster's step logs after DAGSTER_LOG_DAYS),
+    the indexes, history and artefacts never expire, the release zone keeps its history for
+    audits."""
     retention = load_retention(retention_file or rules_dir() / "quality" / "retention.yaml")
     out = []
-    for name, zone in retention.items():
-        raw = name == "raw"
-        out.append(
-            Zone(
-                name,
-                tuple(zone["prefixes"]),
-                int(zone["days"]),
-                RAW_RECOVERY_DAYS if raw else 1,
-                # vehicles resume an interrupted upload the next day at the latest
-                7 if raw else 1,
-            )
-        )
-    out.append(Zone("pointers", POINTER_ZONES, None, 1))
-    out.append(Zone("releases", ("releases/",), None, RELEASE_HISTORY_DAYS, 1))
-    # Dagster's step logs on Kubernetes (S3ComputeLogManager, infra/helm/values.yaml)
-    out.append(Zone("dagster", ("dagster/",), DAGSTER_LOG_DAYS, 1, 1))
-    seen = [p for z in out for p in z.prefixes]
-    if len(seen) != len(set(seen)):
-        raise ValueError(f"a prefix is in two zones: {sorted(seen)}")
+    for zone in L.ZONES:
+        expire = retention.get(zone.name, {}).get("days")
+        noncurrent, abort = 1, (1 if zone.aged else None)
+        if zone.name == "raw":
+            # vehicles resume an interrupted upload the next day at the latest
+            noncurrent, abort = RAW_RECOVERY_DAYS, 7
+        elif zone.name == "releases":
+            noncurrent, abort = RELEASE_HISTORY_DAYS, 1
+        elif zone.name == "dagster":  # S3ComputeLogManager, infra/helm/values.yaml
+            expire = DAGSTER_LOG_DAYS if expire is None else expire
+        days = None if expire is None else int(expire)
+        out.append(Zone(zone.name, zone.prefixes, days, noncurrent, abort))
     return out
 
 
@@ -99,7 +92,7 @@ def bucket_policy(bucket: str, lake_prefix: str, *, require_tls: bool) -> dict[s
             "Effect": "Deny",
             "Principal": {"AWS": ["*"]},
             "Action": ["s3:DeleteObjectVersion"],
-            "Resource": [_object_arn(bucket, f"{lake_prefix}raw/*")],
+            "Resource": [_object_arn(bucket, f"{lake_prefix}{L.RAW_UPLOADS}*")],
         }
     ]
     if require_tls:
@@ -122,9 +115,9 @@ def vehicle_policy(bucket: str, lake_prefix: str, vehicle: str) -> dict[str, Any
     a committed drive and to resume), list in-progress multipart uploads (S3 cannot narrow
     that listing by prefix; it shows upload keys, never data) and read the release zone.
     Everything else is denied by default."""
-    validate_id(vehicle, "vehicle")
-    own_raw = _object_arn(bucket, f"{lake_prefix}raw/{_RAW_DAY}/vehicle={vehicle}/*")
-    own_telemetry = _object_arn(bucket, f"{lake_prefix}telemetry/{_RAW_DAY}/vehicle={vehicle}/*")
+    raw, telemetry = L.vehicle_upload_patterns(vehicle)
+    own_raw = _object_arn(bucket, lake_prefix + raw)
+    own_telemetry = _object_arn(bucket, lake_prefix + telemetry)
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -154,14 +147,14 @@ def vehicle_policy(bucket: str, lake_prefix: str, vehicle: str) -> dict[str, Any
                 "Sid": "ReadReleases",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": [_object_arn(bucket, f"{lake_prefix}releases/*")],
+                "Resource": [_object_arn(bucket, f"{lake_prefix}{L.ALL_RELEASES}*")],
             },
             {
                 "Sid": "ListReleases",
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
                 "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [f"{lake_prefix}releases/*"]}},
+                "Condition": {"StringLike": {"s3:prefix": [f"{lake_prefix}{L.ALL_RELEASES}*"]}},
             },
         ],
     }
@@ -169,7 +162,7 @@ def vehicle_policy(bucket: str, lake_prefix: str, vehicle: str) -> dict[str, Any
 
 def vehicle_user(vehicle: str) -> str:
     """The access key (MinIO user, IAM user name) of a vehicle's upload identity."""
-    return f"vehicle-{validate_id(vehicle, 'vehicle')}"
+    return f"vehicle-{L.validate_id(vehicle, 'vehicle')}"
 
 
 def vehicle_policy_name(vehicle: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from dataloop.ingest.tables import SCHEMAS
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.query import register_table
 from dataloop.lake.store import ObjectStore
 
@@ -22,11 +22,11 @@ def _records(store: ObjectStore, prefix: str) -> Iterator[dict[str, Any]]:
 
 def drive_records(store: ObjectStore) -> list[dict[str, Any]]:
     """One record per (vehicle, drive): the upload that counts and what became of it."""
-    return list(_records(store, f"{K.INGEST}/drives/"))
+    return list(_records(store, L.DRIVE_RECORDS))
 
 
 def quarantine_records(store: ObjectStore) -> list[dict[str, Any]]:
-    return list(_records(store, f"{K.QUARANTINE}/"))
+    return list(_records(store, L.QUARANTINE_RECORDS))
 
 
 def drives_overview(store: ObjectStore) -> list[dict[str, Any]]:
@@ -38,7 +38,7 @@ def drives_overview(store: ObjectStore) -> list[dict[str, Any]]:
         for q in quarantine_records(store)
         if q["manifest_key"] not in counted and q.get("stage", "ingest") == "ingest"
     ]
-    verdicts = {(v["vehicle"], v["drive"]): v for v in _records(store, "quality/drives/")}
+    verdicts = {(v["vehicle"], v["drive"]): v for v in _records(store, L.VERDICTS)}
     out = []
     for r in rows:
         v = verdicts.get((r.get("vehicle"), r.get("drive")))

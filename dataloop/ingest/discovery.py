@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.store import ObjectInfo, ObjectStore
 
@@ -44,7 +44,7 @@ class ArrivalCursor:
 
 
 def recent_days(now: datetime, late_days: int) -> list[str]:
-    return [K.raw_day_prefix((now - timedelta(days=d)).date()) for d in range(late_days + 2)]
+    return [L.raw_day_prefix((now - timedelta(days=d)).date()) for d in range(late_days + 2)]
 
 
 def find_new_manifests(
@@ -92,5 +92,5 @@ def plan_hour_runs(manifests: list[ObjectInfo]) -> list[HourRun]:
     """One run per arrival hour (UTC), not one per drive."""
     by_hour: dict[str, list[str]] = defaultdict(list)
     for o in manifests:
-        by_hour[K.utc_hour_key(o.last_modified.astimezone(UTC))].append(o.key)
+        by_hour[L.utc_hour_key(o.last_modified.astimezone(UTC))].append(o.key)
     return [HourRun(hour, sorted(keys)) for hour, keys in sorted(by_hour.items())]

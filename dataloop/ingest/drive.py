@@ -12,7 +12,7 @@ from typing import Any
 
 from dataloop.ingest.decode import DECODER_VERSION, DecodedLog, DecodeError, decode_log
 from dataloop.ingest.tables import put_table
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.manifest import MAX_MANIFEST_BYTES, InvalidManifest, UploadManifest
 from dataloop.lake.pointers import read_json, write_json
@@ -43,7 +43,7 @@ def quarantine(
     **extra: Any,
 ) -> dict[str, Any]:
     """Record why an upload was set aside. The raw objects stay where they are, untouched."""
-    parsed = K.parse_raw_key(manifest.key)
+    parsed = L.parse_raw_key(manifest.key)
     record = _versioned(
         {
             "status": QUARANTINED,
@@ -60,7 +60,7 @@ def quarantine(
             **extra,
         }
     )
-    key = K.quarantine_key(manifest.key)
+    key = L.quarantine_key(manifest.key)
     existing = read_json(store, key)
     if existing and existing.get("version") == record["version"]:
         return {**existing, "skipped": True}  # same verdict as before: nothing rewritten
@@ -86,13 +86,13 @@ def _write_tables(store: ObjectStore, log: DecodedLog, upload: UploadManifest) -
 
 def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dict[str, Any]:
     """Ingest the upload committed by ``manifest``; returns its drive record."""
-    parsed = K.parse_raw_key(manifest.key)
+    parsed = L.parse_raw_key(manifest.key)
     try:
         if parsed is None:
-            raise K.InvalidId(f"key {manifest.key!r} does not follow the raw layout")
-        K.validate_id(parsed.vehicle, "vehicle")
-        K.validate_id(parsed.drive, "drive")
-    except K.InvalidId as err:
+            raise L.InvalidId(f"key {manifest.key!r} does not follow the raw layout")
+        L.validate_id(parsed.vehicle, "vehicle")
+        L.validate_id(parsed.drive, "drive")
+    except L.InvalidId as err:
         return quarantine(store, manifest, "invalid_id", str(err), hour=hour)
 
     try:
@@ -101,7 +101,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
                 f"manifest is {manifest.size} bytes, more than {MAX_MANIFEST_BYTES}"
             )
         upload = UploadManifest.from_json(store.get(manifest.key))
-        expected = K.RawKeys(
+        expected = L.RawKeys(
             datetime.fromisoformat(parsed.day).date(), parsed.vehicle, parsed.drive
         )
         if (upload.vehicle, upload.drive, upload.log_key) != (
@@ -116,7 +116,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
     except InvalidManifest as err:
         return quarantine(store, manifest, "invalid_manifest", str(err), hour=hour)
 
-    record_key = K.drive_record_key(upload.vehicle, upload.drive)
+    record_key = L.drive_record_key(upload.vehicle, upload.drive)
     current = read_json(store, record_key)
     if current is not None:
         same_upload = current.get("manifest_key") == manifest.key

@@ -4,47 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from dataloop.ingest.drive import QUARANTINED, USABLE, ingest_upload
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import write_json
 from dataloop.lake.store import ObjectInfo, ObjectStore
 
-HOUR_FORMAT = "%Y-%m-%d-%H:%M"
 KEY_DAY_SLACK = timedelta(days=1)
 """A manifest's key carries the day its upload *started*; it may commit the next day."""
 
 
-def parse_hour(hour: str) -> datetime:
-    return datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
-
-
 def manifests_in_hour(store: ObjectStore, hour: str) -> Iterator[ObjectInfo]:
     """Committed manifests whose arrival time (server LastModified) falls in ``hour``."""
-    start = parse_hour(hour)
+    start = L.parse_hour(hour)
     end = start + timedelta(hours=1)
     days = sorted({(start - KEY_DAY_SLACK).date(), start.date(), (end - timedelta(0, 1)).date()})
     for day in days:
-        for info in store.list(K.raw_day_prefix(day)):
+        for info in store.list(L.raw_day_prefix(day)):
             if info.key.endswith(".manifest.json") and start <= info.last_modified < end:
                 yield info
 
 
 def upload_days(store: ObjectStore) -> list[str]:
     """Every upload day (``YYYY-MM-DD``) under raw/: for backfills and tests, not the sensor."""
-    return sorted({o.key.split("/")[1].removeprefix("date=") for o in store.list(f"{K.RAW}/")})
+    return sorted({L.raw_key_day(o.key) for o in store.list(L.RAW_UPLOADS)})
 
 
 def arrival_hours(store: ObjectStore, days: list[str]) -> list[str]:
     """The arrival hours of every manifest under the given upload days (``YYYY-MM-DD``)."""
     return sorted(
         {
-            K.utc_hour_key(o.last_modified.astimezone(UTC))
+            L.utc_hour_key(o.last_modified.astimezone(UTC))
             for day in days
-            for o in store.list(f"{K.RAW}/date={day}/")
+            for o in store.list(L.raw_day_prefix(day))
             if o.key.endswith(".manifest.json")
         }
     )
@@ -98,7 +93,7 @@ def ingest_hour(
             on_drive(record)
     write_json(
         store,
-        K.hour_record_key(hour),
+        L.hour_record_key(hour),
         {
             **report.summary(),
             "drives": [

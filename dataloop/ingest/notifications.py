@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.store import ObjectInfo, ObjectStore
 
 
@@ -41,7 +41,7 @@ def manifest_keys_from_events(
             if not key.startswith(lake_prefix):
                 continue
             key = key[len(lake_prefix) :]
-            parsed = K.parse_raw_key(key)
+            parsed = L.parse_raw_key(key)
             if parsed is not None and parsed.is_manifest:
                 found.add(key)
     return sorted(found)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataloop.lake.hashing import sha256_bytes
-from dataloop.lake.keys import table_key
+from dataloop.lake.layout import table_key
 from dataloop.lake.store import ObjectExists, ObjectStore
 
 T = pa.timestamp("ns", tz="UTC")

@@ -15,17 +15,13 @@ from dataloop.fleet.contract import GROUND_TRUTH_OBJECTS
 from dataloop.ingest.tables import put_table, read_table
 from dataloop.labeling.offboard import Params, label_drive
 from dataloop.labeling.score import score
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
+from dataloop.lake.layout import compliant_hour_key, labels_record_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.ranged import open_ranged
 from dataloop.lake.store import ObjectStore
-from dataloop.quality.compliance import compliant_hour_key
 
 METRICS = ("position_rmse_m", "id_switches_per_100_tracks", "false_positive_rate", "missed_rate")
-
-
-def labels_record_key(vehicle: str, drive: str) -> str:
-    return f"labeling/drives/vehicle={vehicle}/{drive}.json"
 
 
 def ground_truth(store: ObjectStore, log_key: str) -> pa.Table | None:
@@ -52,7 +48,7 @@ def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, 
         if done and done["labeller_version"] == params.version:
             records.append({**done, "skipped": True})
             continue
-        drive_record = read_json(store, K.drive_record_key(vehicle, drive))
+        drive_record = read_json(store, L.drive_record_key(vehicle, drive))
         tables = drive_record["tables"]
         objects = read_table(store, tables["objects"]["key"])
         labels = label_drive(

@@ -16,11 +16,10 @@ import pyarrow.compute as pc
 
 from dataloop.fleet.simulator.camera import Camera
 from dataloop.ingest.tables import put_table, read_table
-from dataloop.labeling.hour import labels_record_key
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import compliance_key, labels_record_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
-from dataloop.quality.compliance import compliance_key
 
 CATEGORIES = ["car", "truck", "pedestrian", "cyclist", "motorcycle", "unknown"]
 FRONT_CAMERA = Camera()

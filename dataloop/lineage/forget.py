@@ -26,17 +26,17 @@ import pyarrow.parquet as pq
 
 from dataloop.curation import datasets as D
 from dataloop.ingest.tables import to_parquet
-from dataloop.lake.keys import validate_id
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import put_json, read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.lineage.graph import forward
 from dataloop.search.index import purge as purge_search
 
-JSON_INDEXES = ("ingest/hours/", "quality/hours/", "quality/approved/", "compliance/hours/")
+JSON_INDEXES = L.HOUR_INDEXES
 """Hour indexes that list drives by id."""
-PARQUET_INDEXES = ("curation/scenarios/", "search/embeddings/")
+PARQUET_INDEXES = L.DAY_INDEXES
 """Day indexes: a pointer ``…/date=D.json`` to Parquet objects with vehicle_id/drive_id."""
-KEEP = ("datasets/", "lineage/", "audit/")
+KEEP = L.zone("history").prefixes
 """Immutable history: never deleted, never rewritten."""
 
 
@@ -47,14 +47,7 @@ class Subject:
 
     def owns(self, key: str) -> bool:
         """Whether the object at ``key`` is the subject's data."""
-        if key.startswith(KEEP):
-            return False
-        parts = key.split("/")
-        if f"vehicle={self.vehicle}" not in parts:
-            return False
-        if self.drive is None:
-            return True
-        return f"drive={self.drive}" in parts or parts[-1].startswith(f"{self.drive}.")
+        return not key.startswith(KEEP) and L.belongs_to(key, self.vehicle, self.drive)
 
     def rows_in(self, table: pa.Table) -> pa.ChunkedArray:
         """A mask of the table's rows that are the subject's (``vehicle_id``/``drive_id``)."""
@@ -90,28 +83,29 @@ def scrub(value: Any, subject: Subject, vehicle_scoped: bool = False) -> Any:
 
 def resolve_subject(store: ObjectStore, vehicle: str | None, drive: str | None) -> Subject:
     if drive is not None:
-        validate_id(drive, "drive")
+        L.validate_id(drive, "drive")
         if vehicle is None:
             owners = {
-                i.key.split("/")[2].removeprefix("vehicle=")
-                for i in store.list("ingest/drives/")
-                if i.key.endswith(f"/{drive}.json")
+                parsed[0]
+                for i in store.list(L.DRIVE_RECORDS)
+                if (parsed := L.parse_drive_record_key(i.key)) and parsed[1] == drive
             }
             if len(owners) != 1:
                 raise LookupError(f"drive {drive!r}: {len(owners)} vehicles have it; name one")
             vehicle = owners.pop()
     if vehicle is None:
         raise ValueError("name a vehicle, a drive, or both")
-    return Subject(validate_id(vehicle, "vehicle"), drive)
+    return Subject(L.validate_id(vehicle, "vehicle"), drive)
 
 
 def _rewrite_json_indexes(store: ObjectStore, subject: Subject) -> list[str]:
     rewritten = []
-    prefixes = [*JSON_INDEXES, "telemetry/"] if subject.drive else list(JSON_INDEXES)
+    telemetry = L.TELEMETRY_REPORTS
+    prefixes = [*JSON_INDEXES, telemetry] if subject.drive else list(JSON_INDEXES)
     for prefix in prefixes:
         for info in list(store.list(prefix)):
-            scoped = f"vehicle={subject.vehicle}" in info.key.split("/")
-            if not info.key.endswith(".json") or (prefix == "telemetry/" and not scoped):
+            scoped = L.in_vehicle_prefix(info.key, subject.vehicle)
+            if not info.key.endswith(".json") or (prefix == telemetry and not scoped):
                 continue
             before = read_json(store, info.key)
             if scrub(before, subject, scoped) != before:
@@ -136,7 +130,7 @@ def _rewrite_parquet_indexes(store: ObjectStore, subject: Subject) -> tuple[list
                 if not pc.any(mine).as_py():
                     continue
                 data, sha = to_parquet(table.filter(pc.invert(mine)))
-                new = f"{old.rsplit('/', 1)[0]}/{sha[:32]}.parquet"
+                new = L.rehashed_key(old, sha)
                 with contextlib.suppress(ObjectExists):
                     store.put(new, data)
                 renames[old] = new
@@ -177,7 +171,7 @@ def _supersede(store: ObjectStore, subject: Subject, reason: str) -> list[dict[s
         ]
         if not affected:
             continue
-        latest = read_json(store, D.latest_key(name))
+        latest = read_json(store, L.dataset_latest_key(name))
         current = D.find_version(store, f"{name}:{latest['seq']}")
         successor = current
         if any(r["version"] == current["version"] for r in affected):
@@ -192,7 +186,7 @@ def _supersede(store: ObjectStore, subject: Subject, reason: str) -> list[dict[s
             with contextlib.suppress(ObjectExists):
                 put_json(
                     store,
-                    D.superseded_key(name, r["version"]),
+                    L.dataset_superseded_key(name, r["version"]),
                     {
                         "version": r["version"],
                         "seq": r["seq"],
@@ -254,7 +248,7 @@ def forget(
         "affected_releases": used_by["releases"],
     }
     digest = hashlib.sha256(reason.encode()).hexdigest()[:12]
-    key = f"audit/forget/{audit['at'].replace(':', '')}-{digest}.json"
+    key = L.forget_audit_key(audit["at"], digest)
     put_json(store, key, audit)
     audit["audit_key"] = key
     return audit

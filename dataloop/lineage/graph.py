@@ -10,14 +10,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from dataloop.curation import datasets as D
+from dataloop.lake.layout import node_key, nodes_prefix
 from dataloop.lake.pointers import put_json, read_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 
 KINDS = ("dataset", "model", "release")
-
-
-def node_key(kind: str, version: str) -> str:
-    return f"lineage/{kind}/{version}.json"
 
 
 def record_node(
@@ -36,7 +33,7 @@ def record_node(
 
 
 def nodes(store: ObjectStore, kind: str) -> list[dict[str, Any]]:
-    return [read_json(store, i.key) for i in store.list(f"lineage/{kind}/")]
+    return [read_json(store, i.key) for i in store.list(nodes_prefix(kind))]
 
 
 def _find(store: ObjectStore, kind: str, version: str) -> dict[str, Any]:

@@ -17,13 +17,13 @@ import pyarrow as pa
 
 from dataloop.ingest.frames import iter_frames
 from dataloop.ingest.tables import T, put_table, read_table
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
+from dataloop.lake.layout import approved_key, compliance_key, compliant_hour_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.anonymise import Detector, anonymise_jpeg
 from dataloop.quality.geofence import Zone, apply_geofence
 
-COMPLIANCE = "compliance"
 FRAME_INDEX = pa.schema(
     [
         ("vehicle_id", pa.string()),
@@ -35,10 +35,6 @@ FRAME_INDEX = pa.schema(
         ("plates", pa.int32()),
     ]
 )
-
-
-def compliance_key(vehicle: str, drive: str) -> str:
-    return f"{COMPLIANCE}/drives/vehicle={vehicle}/{drive}.json"
 
 
 def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> dict[str, Any]:
@@ -73,7 +69,7 @@ def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> d
             ):
                 rows[name].append(value)
             offset += len(jpeg)
-        pack_key = f"derived/frames/vehicle={vehicle}/drive={drive}/{digest.hexdigest()[:32]}.jpgs"
+        pack_key = L.frame_pack_key(vehicle, drive, digest.hexdigest())
         pack.seek(0)
         if not store.exists(pack_key):
             with contextlib.suppress(ObjectExists):
@@ -127,21 +123,13 @@ def make_compliant(
     return result
 
 
-def approved_key(hour: str) -> str:
-    return f"quality/approved/{K.hour_slug(hour)}.json"
-
-
-def compliant_hour_key(hour: str) -> str:
-    return f"{COMPLIANCE}/hours/{K.hour_slug(hour)}.json"
-
-
 def comply_hour(
     store: ObjectStore, hour: str, detector: Detector, zones: list[Zone], version: str
 ) -> list[dict[str, Any]]:
     """Make every approved drive of the hour compliant; index the ones downstream may use."""
     approved = read_json(store, approved_key(hour)) or {"drives": []}
     results = [
-        make_compliant(store, read_json(store, K.drive_record_key(v, d)), detector, zones, version)
+        make_compliant(store, read_json(store, L.drive_record_key(v, d)), detector, zones, version)
         for v, d in approved["drives"]
     ]
     write_json(

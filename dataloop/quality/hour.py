@@ -11,24 +11,15 @@ import pyarrow as pa
 
 from dataloop.ingest.drive import USABLE
 from dataloop.ingest.tables import SCHEMAS, read_table, schema_fingerprint
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import hour_verdicts_key, verdict_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
 from dataloop.quality.gx_checks import run_gx
 from dataloop.quality.sql_checks import to_sql
 from dataloop.quality.suites import ROW_WISE_GX, Suites
 from dataloop.quality.verdicts import QUARANTINE, CheckResult, drive_verdict, hour_fitness
-
-QUALITY = "quality"
-
-
-def verdict_key(vehicle: str, drive: str) -> str:
-    return f"{QUALITY}/drives/vehicle={vehicle}/{drive}.json"
-
-
-def hour_verdicts_key(hour: str) -> str:
-    return f"{QUALITY}/hours/{K.hour_slug(hour)}.json"
 
 
 @dataclass
@@ -139,7 +130,7 @@ def run_checks(tables: dict[str, pa.Table], suites: Suites, engine: str | None =
 
 def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
     """Verdicts for the hour's drives, written to the lake (per drive and per hour)."""
-    index = read_json(store, K.hour_record_key(hour)) or {"drives": []}
+    index = read_json(store, L.hour_record_key(hour)) or {"drives": []}
     quality = HourQuality(hour, suites.version)
     records, drifted = [], []
     for entry in index["drives"]:
@@ -166,7 +157,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                 }
             )
             continue
-        record = read_json(store, K.drive_record_key(entry["vehicle"], entry["drive"]))
+        record = read_json(store, L.drive_record_key(entry["vehicle"], entry["drive"]))
         drift = [
             name
             for name, info in record["tables"].items()
@@ -206,7 +197,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
         if v["verdict"] == QUARANTINE:
             write_json(
                 store,
-                K.quarantine_key(record["manifest_key"]),
+                L.quarantine_key(record["manifest_key"]),
                 {
                     "status": "quarantined",
                     "stage": "quality",

@@ -34,11 +34,9 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
+from dataloop.lake.layout import tuf_metadata_key, tuf_target_key
 from dataloop.lake.store import ObjectExists, ObjectNotFound, ObjectStore
 
-PREFIX = "releases/tuf"
-METADATA = f"{PREFIX}/metadata"
-TARGETS = f"{PREFIX}/targets"
 KEYS_ENV = "DATALOOP_TUF_KEYS_DIR"
 ROOT_THRESHOLD = 2
 KEY_FILES = {
@@ -109,11 +107,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def target_key(path: str, sha256: str) -> str:
-    head, _, name = path.rpartition("/")
-    return f"{TARGETS}/{head}/{sha256}.{name}" if head else f"{TARGETS}/{sha256}.{name}"
-
-
 class Repository:
     """Publishes targets: every publication signs new targets, snapshot and timestamp."""
 
@@ -124,7 +117,7 @@ class Repository:
     # -- reading -----------------------------------------------------------------------------
     def _get(self, name: str) -> Metadata | None:
         try:
-            return Metadata.from_bytes(self.store.get(f"{METADATA}/{name}"))
+            return Metadata.from_bytes(self.store.get(tuf_metadata_key(name)))
         except ObjectNotFound:
             return None
 
@@ -148,7 +141,7 @@ class Repository:
 
     def root_bytes(self, version: int = 1) -> bytes:
         """The trusted root a vehicle is provisioned with (bootstrap)."""
-        return self.store.get(f"{METADATA}/{version}.root.json")
+        return self.store.get(tuf_metadata_key(f"{version}.root.json"))
 
     # -- writing -----------------------------------------------------------------------------
     def _sign(self, md: Metadata, role: str) -> bytes:
@@ -172,7 +165,7 @@ class Repository:
             for signer in signers:
                 root.add_key(signer.public_key, role)
         root.roles["root"].threshold = ROOT_THRESHOLD
-        self._put_once(f"{METADATA}/1.root.json", self._sign(Metadata(root), "root"))
+        self._put_once(tuf_metadata_key("1.root.json"), self._sign(Metadata(root), "root"))
         self._publish({})
 
     def rotate(self, role: str, new_signers: list[Signer]) -> int:
@@ -195,7 +188,7 @@ class Repository:
         signers = [*old_root_signers, *(new_signers if role == "root" else [])]
         for signer in {s.public_key.keyid: s for s in signers}.values():
             new.sign(signer, append=True)
-        self.store.put(f"{METADATA}/{root.version}.root.json", new.to_bytes(_SER))
+        self.store.put(tuf_metadata_key(f"{root.version}.root.json"), new.to_bytes(_SER))
         self.signers[role] = list(new_signers)
         if role == "targets":
             self._publish({})
@@ -219,12 +212,12 @@ class Repository:
         for path, data in files.items():
             targets.targets[path] = TargetFile.from_data(path, data, ["sha256"])
         for path, data in files.items():
-            self._put_once(target_key(path, targets.targets[path].hashes["sha256"]), data)
+            self._put_once(tuf_target_key(path, targets.targets[path].hashes["sha256"]), data)
         if old_targets:
             targets.version += 1
         targets.expires = _now() + EXPIRY["targets"]
         t_bytes = self._sign(Metadata(targets), "targets")
-        self.store.put(f"{METADATA}/{targets.version}.targets.json", t_bytes)  # a racing
+        self.store.put(tuf_metadata_key(f"{targets.version}.targets.json"), t_bytes)  # a racing
         # publisher that signed the same version fails here instead of being lost
         return self.refresh_snapshot(targets.version)
 
@@ -237,7 +230,7 @@ class Repository:
             snap.version += 1
         snap.expires = _now() + EXPIRY["snapshot"]
         s_bytes = self._sign(Metadata(snap), "snapshot")
-        self.store.put(f"{METADATA}/{snap.version}.snapshot.json", s_bytes)
+        self.store.put(tuf_metadata_key(f"{snap.version}.snapshot.json"), s_bytes)
         self.refresh_timestamp(snap.version)
         return snap.meta["targets.json"].version
 
@@ -251,7 +244,7 @@ class Repository:
             ts.version += 1
         ts.expires = _now() + EXPIRY["timestamp"]
         data = self._sign(Metadata(ts), "timestamp")
-        key = f"{METADATA}/timestamp.json"  # the one mutable metadata file: a pointer
+        key = tuf_metadata_key("timestamp.json")  # the one mutable metadata file: a pointer
         current = self.store.read_pointer(key)
         self.store.swap_pointer(key, data, current[1] if current else None)
         return ts.version

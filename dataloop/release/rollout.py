@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from dataloop import rules
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json, update_json, write_json
 from dataloop.lake.store import ObjectNotFound, ObjectStore
 from dataloop.lineage.graph import record_node
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
-from dataloop.simulation.gate import PRODUCTION_KEY
-from dataloop.training.bundle import FILES, bundle_key
+from dataloop.training.bundle import FILES
 
-STATE_KEY = "releases/rollout.json"
-HISTORY_KEY = "releases/history.json"
 BASELINE = "baseline"
 
 
@@ -42,11 +40,11 @@ def _now() -> str:
 
 
 def history(store: ObjectStore) -> list[dict]:
-    return (read_json(store, HISTORY_KEY) or {"releases": []})["releases"]
+    return (read_json(store, L.RELEASE_HISTORY_KEY) or {"releases": []})["releases"]
 
 
 def state(store: ObjectStore) -> dict | None:
-    return read_json(store, STATE_KEY)
+    return read_json(store, L.ROLLOUT_KEY)
 
 
 def rolling(store: ObjectStore) -> bool:
@@ -56,7 +54,7 @@ def rolling(store: ObjectStore) -> bool:
 
 
 def production(store: ObjectStore) -> dict:
-    return read_json(store, PRODUCTION_KEY) or {"model_version": BASELINE, "release": None}
+    return read_json(store, L.PRODUCTION_KEY) or {"model_version": BASELINE, "release": None}
 
 
 def publish_release(store: ObjectStore, repo, model_version: str, notes: dict) -> int:
@@ -66,7 +64,7 @@ def publish_release(store: ObjectStore, repo, model_version: str, notes: dict) -
     if model_version != BASELINE:
         for name in FILES:
             try:
-                files[name] = store.get(bundle_key(model_version, name))
+                files[name] = store.get(L.bundle_key(model_version, name))
             except ObjectNotFound as err:
                 raise LookupError(f"no model bundle {model_version!r} in the lake") from err
     body = {
@@ -78,10 +76,10 @@ def publish_release(store: ObjectStore, repo, model_version: str, notes: dict) -
         "created": _now(),
     }
     files["release_notes.json"] = json.dumps(body, indent=1, sort_keys=True).encode()
-    repo.publish({f"driving/release-{number}/{n}": d for n, d in files.items()})
+    repo.publish({L.release_target(number, n): d for n, d in files.items()})
     update_json(
         store,
-        HISTORY_KEY,
+        L.RELEASE_HISTORY_KEY,
         lambda h: {"releases": [*(h or {"releases": []})["releases"], body]},
     )
     record_node(store, "release", str(number), [{"kind": "model", "version": model_version}])
@@ -92,7 +90,7 @@ def release_notes(store: ObjectStore, model_version: str, gate: dict | None) -> 
     """Lineage summary: the model's dataset and the gate report that passed it."""
     card = {}
     with contextlib.suppress(ObjectNotFound):
-        card = json.loads(store.get(bundle_key(model_version, "model_card.json")))
+        card = json.loads(store.get(L.bundle_key(model_version, "model_card.json")))
     gate = gate or {}
     return {
         "kind": "release",
@@ -122,7 +120,7 @@ def start_rollout(store: ObjectStore, repo, model_version: str, notes: dict) -> 
         "decisions": [],
         "started": _now(),
     }
-    write_json(store, STATE_KEY, value)
+    write_json(store, L.ROLLOUT_KEY, value)
     return value
 
 
@@ -146,7 +144,7 @@ def assign(store: ObjectStore, vehicle: str, policy: dict | None = None) -> dict
 
 def _telemetry(store: ObjectStore) -> list[tuple[str, dict]]:
     out = []
-    for info in store.list("telemetry/"):
+    for info in store.list(L.TELEMETRY_REPORTS):
         if info.key.endswith(".json"):
             out.append((info.key, json.loads(store.get(info.key))))
     return out
@@ -224,7 +222,7 @@ def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | Non
     }
     if decision == "wait":
         st["last_check"] = record
-        write_json(store, STATE_KEY, st)
+        write_json(store, L.ROLLOUT_KEY, st)
         return record
     st["decisions"].append(record)
     st.pop("last_check", None)
@@ -235,12 +233,12 @@ def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | Non
         st["status"] = "complete"
         write_json(
             store,
-            PRODUCTION_KEY,
+            L.PRODUCTION_KEY,
             {"model_version": st["model_version"], "release": st["release"], "at": _now()},
         )
     else:
         st["status"] = "halted"
-        write_json(store, STATE_KEY, st)
+        write_json(store, L.ROLLOUT_KEY, st)
         notes = {
             "kind": "rollback",
             "rolls_back": st["release"],
@@ -252,10 +250,10 @@ def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | Non
         record["rollback_release"] = number
         write_json(
             store,
-            PRODUCTION_KEY,
+            L.PRODUCTION_KEY,
             {"model_version": st["previous_model"], "release": number, "at": _now()},
         )
-    write_json(store, STATE_KEY, st)
+    write_json(store, L.ROLLOUT_KEY, st)
     if st["status"] != "rolling":  # the rollout is over: its decisions stay in the history
         _record_rollout(store, st)
     return record
@@ -272,7 +270,7 @@ def _record_rollout(store: ObjectStore, st: dict) -> None:
             ]
         }
 
-    update_json(store, HISTORY_KEY, attach)
+    update_json(store, L.RELEASE_HISTORY_KEY, attach)
 
 
 def status(store: ObjectStore) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataloop.ingest.tables import read_table
-from dataloop.lake.keys import drive_record_key
+from dataloop.lake.layout import drive_record_key, labels_record_key
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
 
@@ -89,8 +89,6 @@ def _ns(column: pa.ChunkedArray) -> np.ndarray:
 
 def labels_key(store: ObjectStore, vehicle: str, drive: str) -> str | None:
     """The drive's current offboard label table, if it was labelled."""
-    from dataloop.labeling.hour import labels_record_key
-
     record = read_json(store, labels_record_key(vehicle, drive))
     return record.get("labels") if record else None
 

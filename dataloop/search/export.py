@@ -14,11 +14,10 @@ from typing import Any
 
 from dataloop.fleet import contract
 from dataloop.ingest.tables import read_table
-from dataloop.lake.keys import drive_record_key
+from dataloop.lake.layout import compliance_key, drive_record_key
 from dataloop.lake.pointers import read_json
 from dataloop.lake.ranged import open_ranged
 from dataloop.lake.store import ObjectStore
-from dataloop.quality.compliance import compliance_key
 from dataloop.search.frames import open_pack
 
 KEPT_METADATA = (contract.DRIVE_METADATA,)

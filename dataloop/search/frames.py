@@ -12,16 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataloop.ingest.tables import read_table
+from dataloop.lake.layout import compliance_key, compliant_hour_key, day_hours
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
-from dataloop.quality.compliance import compliance_key, compliant_hour_key
 
 NS = 1_000_000_000
-
-
-def day_hours(day: str) -> list[str]:
-    """The 24 arrival-hour partition keys of a UTC day."""
-    return [f"{day}-{h:02d}:00" for h in range(24)]
 
 
 def compliant_drives_of_day(store: ObjectStore, day: str) -> list[dict]:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from dataloop.curation.clips import CLIP_SCHEMA, T
 from dataloop.ingest.tables import to_parquet
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectNotFound, ObjectStore
@@ -34,18 +35,9 @@ from dataloop.search.describe import DESCRIBER_VERSION, describe, labels_key, lo
 from dataloop.search.encoders import TEXT_DIM, ImageEncoder, TextEncoder
 from dataloop.search.frames import FramePack, compliant_drives_of_day, decode_rgb, open_pack
 
-EMBEDDINGS = "search/embeddings"
 FRAME_EVERY_S = 2.0
 INDEX_VERSION = "1"
 CLIP, FRAME = "clip", "frame"
-
-
-def day_pointer_key(day: str) -> str:
-    return f"{EMBEDDINGS}/date={day}.json"
-
-
-def embeddings_key(day: str, sha256: str) -> str:
-    return f"{EMBEDDINGS}/date={day}/{sha256[:32]}.parquet"
 
 
 def index_schema(image_dim: int, text_dim: int = TEXT_DIM) -> pa.Schema:
@@ -117,7 +109,7 @@ def build_day_index(
             "drives": sorted([*k, e.get("frame_pack"), labels[k]] for k, e in entries.items()),
         }
     )
-    current = read_json(store, day_pointer_key(day))
+    current = read_json(store, L.embeddings_day_key(day))
     if current and current.get("inputs") == inputs:
         return {**current, "skipped": True}
     reuse = _Reuse.from_pointer(store, current, image.name, text.name)
@@ -157,7 +149,7 @@ def build_day_index(
     table = pa.Table.from_pydict(out, schema=index_schema(image.dim, text.dim))
     table = table.sort_by([(c, "ascending") for c in ("kind", "vehicle_id", "drive_id", "t")])
     data, sha = to_parquet(table)
-    key = embeddings_key(day, sha)
+    key = L.embeddings_key(day, sha)
     with contextlib.suppress(ObjectExists):  # same bytes, same key
         store.put(key, data)
     pointer = {
@@ -178,7 +170,7 @@ def build_day_index(
         "inputs": inputs,
         "encoded": {"images": encoded_images, "texts": encoded_texts},
     }
-    write_json(store, day_pointer_key(day), pointer)
+    write_json(store, L.embeddings_day_key(day), pointer)
     return {**pointer, "skipped": False}
 
 
@@ -188,9 +180,7 @@ def _append(out: dict[str, list], **values: Any) -> None:
 
 
 def _road_conditions(store: ObjectStore, vehicle: str, drive: str) -> tuple[str, str]:
-    from dataloop.lake.keys import drive_record_key
-
-    meta = (read_json(store, drive_record_key(vehicle, drive)) or {}).get("log_metadata", {})
+    meta = (read_json(store, L.drive_record_key(vehicle, drive)) or {}).get("log_metadata", {})
     return meta.get("road", "unknown"), meta.get("conditions", "unknown")
 
 
@@ -292,9 +282,7 @@ class SearchIndex:
         if len(vectors) and (len(vectors) < self.threshold or self.store is None):
             index = V.build_index(vectors, self.threshold)
         elif len(vectors):
-            key = (
-                f"search/faiss/{sha256_json([which, self.image_encoder, self.sources])[:32]}.faiss"
-            )
+            key = L.faiss_key(sha256_json([which, self.image_encoder, self.sources])[:32])
             try:
                 index = V.deserialize(self.store.get(key))
             except ObjectNotFound:
@@ -317,8 +305,8 @@ class SearchIndex:
 def indexed_days(store: ObjectStore) -> dict[str, dict]:
     """Every day's pointer, by day."""
     out = {}
-    for info in store.list(f"{EMBEDDINGS}/date="):
-        if info.key.endswith(".json") and "/" not in info.key[len(EMBEDDINGS) + 1 :]:
+    for info in store.list(L.EMBEDDING_DAYS):
+        if L.is_embeddings_day_key(info.key):
             pointer = read_json(store, info.key)
             if pointer:
                 out[pointer["day"]] = pointer
@@ -379,7 +367,7 @@ def purge(store: ObjectStore, vehicle: str, drive: str | None = None) -> list[st
     drives; rebuilt on demand). The current day tables are rewritten by ``lineage.forget``."""
     current = {p["key"] for p in indexed_days(store).values()}
     deleted = []
-    for info in list(store.list(f"{EMBEDDINGS}/date=")):
+    for info in list(store.list(L.EMBEDDING_DAYS)):
         if not info.key.endswith(".parquet") or info.key in current:
             continue
         table = pq.read_table(io.BytesIO(store.get(info.key)), columns=["vehicle_id", "drive_id"])
@@ -389,7 +377,7 @@ def purge(store: ObjectStore, vehicle: str, drive: str | None = None) -> list[st
         if pc.any(mine).as_py():
             store.delete(info.key)
             deleted.append(info.key)
-    for info in list(store.list("search/faiss/")):
+    for info in list(store.list(L.FAISS)):
         store.delete(info.key)
         deleted.append(info.key)
     _LOADED.clear()

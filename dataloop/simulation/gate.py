@@ -14,15 +14,11 @@ import numpy as np
 from dataloop import rules
 from dataloop.fleet.simulator.policy import BASELINE
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import PRODUCTION_KEY
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
-
-PRODUCTION_KEY = "releases/production.json"
-"""The model in production: ``{"model_version": ...}``, written by the OTA release (#8)."""
-GATE_RESULT_KEY = "simulation/gate/latest.json"
-"""The latest verdict (without per-scenario rows, which are at its ``results_key``)."""
 
 
 def gate_file() -> Path:

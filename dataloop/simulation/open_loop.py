@@ -20,6 +20,7 @@ import numpy as np
 from dataloop.fleet.simulator.features import window
 from dataloop.fleet.simulator.policy import Control, DrivingPolicy, Observation
 from dataloop.fleet.simulator.traffic import DT
+from dataloop.lake import layout as L
 
 HORIZON_S = 3.0
 STRIDE_S = 1.0
@@ -91,7 +92,7 @@ def evaluate(store, policies: list[DrivingPolicy], max_clips: int = 50) -> dict[
     from dataloop.lake.pointers import read_json
     from dataloop.training.samples import _drive, _ns, drive_frames
 
-    pointer = read_json(store, D.latest_key(D.load_policy().name))
+    pointer = read_json(store, L.dataset_latest_key(D.load_policy().name))
     errors: dict[str, dict[str, list]] = {
         p.model_version: {"ade": [], "fde": [], "action": []} for p in policies
     }

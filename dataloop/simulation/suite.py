@@ -10,21 +10,13 @@ from typing import Any
 
 from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import connect
+from dataloop.lake import layout as L
 from dataloop.lake.hashing import canonical_json, sha256_json
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.simulation.scenario import CONDITIONS, Agent, Scenario, stock, variations
 
-ROOT = "simulation"
 LANE_WIDTH_M = 4.0
-
-
-def suite_key(version: str) -> str:
-    return f"{ROOT}/suites/{version}.json"
-
-
-def results_key(candidate: str, production: str, suite: str, gate: str) -> str:
-    return f"{ROOT}/results/{suite[:16]}/{candidate}-vs-{production}-{gate}.json"
 
 
 def put_once(store: ObjectStore, key: str, value: Any) -> None:
@@ -61,7 +53,7 @@ def from_logs(store: ObjectStore, max_clips: int, seconds: float) -> list[Scenar
     """Scenarios rebuilt from the held-out clips of the latest training dataset."""
     from dataloop.training.samples import _drive
 
-    pointer = read_json(store, D.latest_key(D.load_policy().name))
+    pointer = read_json(store, L.dataset_latest_key(D.load_policy().name))
     if pointer is None or max_clips <= 0:
         return []
     manifest = D.read_manifest(store, D.find_version(store, pointer["version"]))
@@ -103,9 +95,9 @@ def store_suite(store: ObjectStore, scenarios: list[Scenario]) -> str:
     from dataloop.simulation.scenario import suite_version
 
     version = suite_version(scenarios)
-    put_once(store, suite_key(version), [s.to_dict() for s in scenarios])
+    put_once(store, L.suite_key(version), [s.to_dict() for s in scenarios])
     return version
 
 
 def load_suite(store: ObjectStore, version: str) -> list[Scenario]:
-    return [Scenario.from_dict(d) for d in json.loads(store.get(suite_key(version)))]
+    return [Scenario.from_dict(d) for d in json.loads(store.get(L.suite_key(version)))]

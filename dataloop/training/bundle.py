@@ -14,16 +14,11 @@ from typing import Any
 import numpy as np
 
 from dataloop.lake.hashing import sha256_bytes, sha256_json
+from dataloop.lake.layout import MODEL_LATEST_KEY, bundle_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectNotFound, ObjectStore
 
-ROOT = "models/driving"
-LATEST = f"{ROOT}/latest.json"
 FILES = ("weights.bin", "model.json", "model_card.json")
-
-
-def bundle_key(version: str, name: str) -> str:
-    return f"{ROOT}/{version}/{name}"
 
 
 def _json(value: Any) -> bytes:
@@ -59,7 +54,7 @@ def write_bundle(
 def set_latest(store: ObjectStore, version: str, card: dict) -> None:
     write_json(
         store,
-        LATEST,
+        MODEL_LATEST_KEY,
         {
             "version": version,
             "dataset_version": card["dataset"]["version"],
@@ -69,7 +64,7 @@ def set_latest(store: ObjectStore, version: str, card: dict) -> None:
 
 
 def latest(store: ObjectStore) -> dict | None:
-    return read_json(store, LATEST)
+    return read_json(store, MODEL_LATEST_KEY)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import connect, current_drive_version
 from dataloop.fleet.simulator.features import ego_row, object_frame, window
 from dataloop.ingest.tables import read_table
-from dataloop.labeling.hour import labels_record_key
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
 
@@ -72,10 +71,10 @@ def _ns(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _drive(store: ObjectStore, vehicle: str, drive: str, version: str) -> dict | None:
-    record = read_json(store, K.drive_record_key(vehicle, drive))
+    record = read_json(store, L.drive_record_key(vehicle, drive))
     if record is None or current_drive_version(store, vehicle, drive) != version:
         return None
-    labels = read_json(store, labels_record_key(vehicle, drive))
+    labels = read_json(store, L.labels_record_key(vehicle, drive))
     meta = record.get("log_metadata", {})
     return {
         "vehicle_id": vehicle,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dataloop.curation import datasets as D
+from dataloop.lake import layout as L
 from dataloop.lake.store import ObjectStore, open_store
 from dataloop.lineage.graph import record_node
 from dataloop.training import bundle as B
@@ -102,7 +103,7 @@ def main() -> None:
         pipes.report_asset_materialization(
             data_version=out["version"],
             metadata={
-                "bundle": {"raw_value": f"{B.ROOT}/{out['version']}/", "type": "path"},
+                "bundle": {"raw_value": L.bundle_prefix(out["version"]), "type": "path"},
                 "dataset_version": out["dataset"]["version"],
                 "dataset_seq": out["dataset"]["seq"],
                 "code_version": out["code_version"],

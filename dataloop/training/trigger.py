@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from dataloop.curation import datasets as D
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
 from dataloop.training.bundle import latest
@@ -23,7 +24,7 @@ def decide(
     store: ObjectStore, policy: dict[str, Any], dataset: str = "training"
 ) -> tuple[dict | None, list[str]]:
     """(the latest dataset pointer, the reasons to train on it now); no reasons: don't."""
-    pointer = read_json(store, D.latest_key(dataset))
+    pointer = read_json(store, L.dataset_latest_key(dataset))
     if pointer is None:
         return None, []
     model = latest(store)

@@ -247,7 +247,7 @@ def peak_rss_mib() -> float:
 def measure(corpus: Path, lake: Path) -> list[dict]:
     """Commit and ingest every hostile upload; one result per upload."""
     from dataloop.ingest.drive import ingest_upload
-    from dataloop.lake.keys import RawKeys
+    from dataloop.lake.layout import RawKeys
     from dataloop.lake.local import LocalStore
     from tests.helpers import commit_raw, write_minimal_log
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 
-from dataloop.lake import keys as K
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore, open_store
 
@@ -118,17 +118,17 @@ def audit(store: ObjectStore, logs: list[tuple[str, str, Path]], *, curate: bool
 
     result = Audit(expected=len(logs))
     manifests = Counter()
-    for o in store.list(f"{K.RAW}/"):
-        parsed = K.parse_raw_key(o.key)
+    for o in store.list(L.RAW_UPLOADS):
+        parsed = L.parse_raw_key(o.key)
         if parsed and o.key.endswith(".manifest.json"):
             manifests[(parsed.vehicle, parsed.drive)] += 1
     hour_entries = Counter()
-    for o in store.list(f"{K.INGEST}/hours/"):
+    for o in store.list(L.HOUR_RECORDS):
         for d in read_json(store, o.key)["drives"]:
             hour_entries[(d["vehicle"], d["drive"])] += 1
     for vehicle, drive, path in logs:
         ident = f"{vehicle}/{drive}"
-        record = read_json(store, K.drive_record_key(vehicle, drive))
+        record = read_json(store, L.drive_record_key(vehicle, drive))
         if manifests[(vehicle, drive)]:
             result.uploaded += 1
         if manifests[(vehicle, drive)] > 1 or hour_entries[(vehicle, drive)] > 1:
@@ -140,7 +140,7 @@ def audit(store: ObjectStore, logs: list[tuple[str, str, Path]], *, curate: bool
             result.partial.append(f"{ident}: the lake holds other bytes than the vehicle sent")
         ok = True
         for name, info in record["tables"].items():
-            prefix = f"{K.TABLES}/{name}/vehicle={vehicle}/drive={drive}/"
+            prefix = L.drive_tables_prefix(name, vehicle, drive)
             objects = [o.key for o in store.list(prefix)]
             if objects != [info["key"]]:
                 result.duplicated.append(f"{ident}: {name} has {len(objects)} objects")

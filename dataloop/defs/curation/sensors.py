@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from dataloop.curation.scenarios import day_index_key, day_state, index_days
+from dataloop.curation.scenarios import day_state, index_days
 from dataloop.defs.curation.assets import (
     POLICY_VERSION,
     clip_embeddings,
@@ -16,6 +16,7 @@ from dataloop.defs.curation.assets import (
 from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import day_index_key
 from dataloop.lake.pointers import read_json
 
 curation_job = dg.define_asset_job(

@@ -8,9 +8,9 @@ from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import approved_key, hour_verdicts_key
 from dataloop.lake.pointers import read_json, write_json
-from dataloop.quality.compliance import approved_key
-from dataloop.quality.hour import HourQuality, check_hour, hour_verdicts_key
+from dataloop.quality.hour import HourQuality, check_hour
 from dataloop.quality.suites import suites_snapshot
 from dataloop.quality.verdicts import QUARANTINE
 

@@ -8,8 +8,8 @@ from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_failures
 from dataloop.defs.simulation.assets import simulation_report
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import GATE_RESULT_KEY
 from dataloop.lake.pointers import read_json
-from dataloop.simulation.gate import GATE_RESULT_KEY
 
 
 def _decision_table(decisions: list[dict]) -> str:

@@ -9,8 +9,8 @@ import dagster as dg
 from dataloop.defs.release.assets import release
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import GATE_RESULT_KEY, TELEMETRY_REPORTS
 from dataloop.lake.pointers import read_json
-from dataloop.simulation.gate import GATE_RESULT_KEY
 
 release_job = dg.define_asset_job(
     "release_job",
@@ -32,7 +32,7 @@ def _reason(store) -> tuple[str, str] | None:
     if gate.get("passed") and gate.get("candidate") not in released and not rolling:
         return f"new:{gate['candidate']}", f"gate passed for {gate['candidate']}"
     if rolling:
-        keys = [i.key for i in store.list("telemetry/")]
+        keys = [i.key for i in store.list(TELEMETRY_REPORTS)]
         fingerprint = sha256_json([st["release"], st["stage"], keys])[:16]
         return f"rollout:{st['release']}:{fingerprint}", f"telemetry for release {st['release']}"
     ts = Repository(store, {}).latest("timestamp")

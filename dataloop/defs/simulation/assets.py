@@ -7,8 +7,8 @@ from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_failures
 from dataloop.defs.training.assets import trained_model
 from dataloop.lake.hashing import sha256_bytes, sha256_json
+from dataloop.lake.layout import GATE_RESULT_KEY, results_key
 from dataloop.lake.pointers import read_json, write_json
-from dataloop.simulation.gate import GATE_RESULT_KEY
 
 
 class SimulationRunConfig(dg.Config):
@@ -103,7 +103,7 @@ def simulation_report(
         "backends": run.metadata(),
         "results": rows,
     }
-    key = S.results_key(candidate, production, suite, G.gate_version(gate))
+    key = results_key(candidate, production, suite, G.gate_version(gate))
     S.put_once(store, key, record)
     summary = {k: v for k, v in record.items() if k != "results"}
     write_json(store, GATE_RESULT_KEY, {**summary, "results_key": key})

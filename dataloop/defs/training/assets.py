@@ -8,6 +8,7 @@ from dataloop.curation import datasets as D
 from dataloop.defs.curation.assets import training_dataset
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_failures
+from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.rules import Snapshot
 from dataloop.training.config import (
@@ -56,7 +57,7 @@ def trained_model(
     store = lake.store()
     with rules_failures():
         name, model = D.load_policy().name, model_config()
-    pointer = read_json(store, D.latest_key(name))
+    pointer = read_json(store, L.dataset_latest_key(name))
     if pointer is None:
         raise dg.Failure("no training dataset yet: materialize training_dataset first")
     if config.epochs is not None:

@@ -141,14 +141,12 @@ def _record(report: VehicleReport, result: DriveResult) -> None:
 
 def write_telemetry(store, report: VehicleReport, start_ns: int, end_ns: int) -> str:
     """The vehicle's report for the release stage: model running, km, disengagements, errors."""
+    from dataloop.lake.layout import telemetry_key
     from dataloop.lake.store import ObjectExists
 
     start = datetime.fromtimestamp(start_ns / NS, UTC)
     end = datetime.fromtimestamp(end_ns / NS, UTC)
-    key = (
-        f"telemetry/date={start.date().isoformat()}/vehicle={report.vehicle}/"
-        f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}.json"
-    )
+    key = telemetry_key(report.vehicle, start, end)
     body = {**report.telemetry(), "from": start.isoformat(), "to": end.isoformat()}
     with contextlib.suppress(ObjectExists):  # the same run reported already
         store.put(key, json.dumps(body, indent=1, sort_keys=True).encode())

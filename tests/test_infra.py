@@ -1,7 +1,8 @@
-"""Deployment: the bucket bootstrap against a real S3 server (moto; MinIO when
-DATALOOP_TEST_S3_ENDPOINT is set, which also enforces the per-vehicle policies), the policy
-documents evaluated key by key, and the compose, dagster.yaml and Helm files checked statically
-(no Docker engine or Kubernetes here)."""
+"""Deployment: the bucket bootstrap against real S3 servers (moto, or MinIO when
+DATALOOP_TEST_S3_ENDPOINT is set; and Ceph radosgw, which enforces the per-vehicle policies:
+tests/test_radosgw.py holds a vehicle to them), the policy documents evaluated key by key, and
+the compose, dagster.yaml and Helm files checked statically (no Docker engine or Kubernetes
+here)."""
 
 from __future__ import annotations
 
@@ -30,22 +31,34 @@ BUCKET, PREFIX = "dataloop", "lake/"
 
 
 # -- policy documents, evaluated as S3 does: explicit deny > allow > implicit deny ---------
-def _matches(statement: dict, action: str, resource: str, s3_prefix: str | None) -> bool:
+def _matches(statement: dict, action: str, resource: str, context: dict[str, str]) -> bool:
     if not any(fnmatchcase(action, a) for a in statement["Action"]):
         return False
     if not any(fnmatchcase(resource, r) for r in statement["Resource"]):
         return False
     for op, conditions in statement.get("Condition", {}).items():
+        assert op in ("StringLike", "StringEquals"), f"evaluator knows no {op}"
         for key, patterns in conditions.items():
-            assert (op, key) == ("StringLike", "s3:prefix"), "evaluator knows only s3:prefix"
-            if s3_prefix is None or not any(fnmatchcase(s3_prefix, p) for p in patterns):
+            value = context.get(key)  # a key absent from the request matches nothing
+            match = fnmatchcase if op == "StringLike" else str.__eq__
+            if value is None or not any(match(value, p) for p in patterns):
                 return False
     return True
 
 
-def allowed(policy: dict, action: str, key: str | None = None, s3_prefix: str | None = None):
+def allowed(
+    policy: dict,
+    action: str,
+    key: str | None = None,
+    s3_prefix: str | None = None,
+    **headers: str,
+):
+    """``headers``: request condition keys, ``x_amz_acl="public-read"`` for ``s3:x-amz-acl``."""
     resource = f"arn:aws:s3:::{BUCKET}" + (f"/{key}" if key is not None else "")
-    hits = [s for s in policy["Statement"] if _matches(s, action, resource, s3_prefix)]
+    context = {f"s3:{k.replace('_', '-')}": v for k, v in headers.items()}
+    if s3_prefix is not None:
+        context["s3:prefix"] = s3_prefix
+    hits = [s for s in policy["Statement"] if _matches(s, action, resource, context)]
     return any(s["Effect"] == "Allow" for s in hits) and not any(
         s["Effect"] == "Deny" for s in hits
     )
@@ -86,6 +99,25 @@ def test_vehicle_policy_allows_its_own_prefix_and_nothing_else():
     assert allowed(policy, "s3:ListBucket", s3_prefix=PREFIX + "releases/targets/")
     assert not allowed(policy, "s3:ListBucket", s3_prefix=PREFIX + "raw/")
     assert not allowed(policy, "s3:ListBucket")
+    # Listing its own keys (a missing key then reads as absent, not 403), nobody else's.
+    assert allowed(policy, "s3:ListBucket", s3_prefix=PREFIX + own.manifest)
+    assert not allowed(policy, "s3:ListBucket", s3_prefix=PREFIX + other.manifest)
+    assert not allowed(policy, "s3:ListBucket", s3_prefix=PREFIX + "raw/date=2026-05-01/")
+
+    # What object ownership would grant is denied: no public upload, no ACL change, and
+    # its telemetry is write-only.
+    assert allowed(policy, "s3:PutObject", PREFIX + own.log, x_amz_acl="private")
+    for acl in P.PUBLIC_CANNED_ACLS:
+        assert not allowed(policy, "s3:PutObject", PREFIX + own.log, x_amz_acl=acl), acl
+    for grant in P.ACL_GRANTS:
+        header = {f"x_amz_grant_{grant.replace('-', '_')}": 'uri="...AllUsers"'}
+        assert not allowed(policy, "s3:PutObject", PREFIX + own.log, **header), grant
+    as_owner = {"Statement": [*policy["Statement"], _ALLOW_ALL]}  # what ownership grants
+    for action in ("s3:PutObjectAcl", "s3:PutObjectVersionAcl", "s3:PutBucketPolicy"):
+        assert not allowed(as_owner, action, PREFIX + own.log), action
+    telemetry = PREFIX + "telemetry/date=2026-05-01/vehicle=veh-1/t.json"
+    assert not allowed(as_owner, "s3:GetObject", telemetry)
+    assert allowed(as_owner, "s3:GetObject", PREFIX + own.log)
 
 
 def test_bucket_policy_and_lifecycle_follow_the_zones():
@@ -98,7 +130,15 @@ def test_bucket_policy_and_lifecycle_follow_the_zones():
     assert allowed(admin, "s3:DeleteObjectVersion", PREFIX + "tables/x.parquet")
     assert allowed(admin, "s3:DeleteObject", raw_key)  # a delete marker: recoverable
     tls = P.bucket_policy(BUCKET, PREFIX, require_tls=True)
-    assert tls["Statement"][-1]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # false on AWS and MinIO; absent on radosgw's plain-HTTP endpoint: both are denied
+    assert [s["Condition"] for s in tls["Statement"][-2:]] == [
+        {"Bool": {"aws:SecureTransport": "false"}},
+        {"Null": {"aws:SecureTransport": "true"}},
+    ]
+    owned = P.bucket_policy(BUCKET, PREFIX, require_tls=False, owner_arn="arn:aws:iam:::user/o")
+    (reads,) = [s for s in owned["Statement"] if s["Effect"] == "Allow"]  # the owner only
+    assert reads["Principal"] == {"AWS": ["arn:aws:iam:::user/o"]}
+    assert reads["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
 
     rules = P.lifecycle_rules(PREFIX, P.zones())
     by_prefix = {r["Prefix"]: r for r in rules}
@@ -125,7 +165,22 @@ def _bootstrap_cli(capsys, *args: str) -> dict[str, Any]:
     return json.loads(capsys.readouterr().out)
 
 
-def test_bootstrap_sets_bucket_rules_and_is_idempotent(s3_endpoint, tmp_path, capsys):
+@pytest.fixture(params=["moto", "radosgw"])
+def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """(kind, endpoint) of an S3 server, its admin credentials in the environment."""
+    if request.param == "moto":  # MinIO instead when DATALOOP_TEST_S3_ENDPOINT names one
+        kind = "minio" if os.environ.get("DATALOOP_TEST_S3_ENDPOINT") else "moto"
+        return kind, request.getfixturevalue("s3_endpoint")
+    gw = request.getfixturevalue("radosgw")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", gw.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", gw.secret_key)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    return "radosgw", gw.endpoint
+
+
+def test_bootstrap_sets_bucket_rules_and_is_idempotent(server, tmp_path, capsys):
+    """Versioning, lifecycle, bucket policy and identities, on moto and radosgw."""
+    kind, s3_endpoint = server
     bucket = f"boot-{uuid.uuid4().hex[:10]}"
     vehicles = tmp_path / "vehicles.txt"
     vehicles.write_text("# fleet\nveh-1\n\nveh-2  # second car\n")
@@ -148,21 +203,26 @@ def test_bootstrap_sets_bucket_rules_and_is_idempotent(s3_endpoint, tmp_path, ca
         assert server.get("Expiration", {}).get("Days") == rule.get("ExpirationDays")
         assert server["NoncurrentVersionExpiration"]["NoncurrentDays"] == rule["NoncurrentDays"]
     policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    assert policy == P.bucket_policy(bucket, PREFIX, require_tls=False)
+    owner = f"arn:aws:iam:::user/{os.environ['AWS_ACCESS_KEY_ID']}" if kind == "radosgw" else None
+    assert policy == P.bucket_policy(bucket, PREFIX, require_tls=False, owner_arn=owner)
+    assert first["public_access_block"] == second["public_access_block"] == "on"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block["IgnorePublicAcls"] and block["RestrictPublicBuckets"]
 
     for name in ("veh-1", "veh-2"):
         written = json.loads((tmp_path / "iam" / f"{P.vehicle_policy_name(name)}.json").read_text())
         assert written == P.vehicle_policy(bucket, PREFIX, name)
     assert first["bucket_created"] and not second["bucket_created"]
     assert first["lifecycle_rules"] == second["lifecycle_rules"] == len(expected)
-    if os.environ.get("DATALOOP_TEST_S3_ENDPOINT"):  # MinIO: identities were provisioned
-        assert first["identities"] == second["identities"] == "minio"
+    if kind in ("minio", "radosgw"):  # identities were provisioned, once
+        assert first["identities"] == second["identities"] == kind
         assert [v["status"] for v in first["vehicles"]] == ["created", "created"]
         assert [v["status"] for v in second["vehicles"]] == ["exists", "exists"]
         assert not any("secret_key" in v for v in second["vehicles"])
-    else:  # moto: no MinIO admin API; the bucket part was still applied (checked above)
+    else:  # moto: no admin API; the bucket part was still applied (checked above)
         assert first["identities"].startswith("skipped:")
         assert "no MinIO admin API" in first["identities"]
+        assert "no radosgw Admin Ops API" in first["identities"]
         assert {v["status"] for v in first["vehicles"]} == {"skipped"}
 
 

@@ -1,4 +1,5 @@
-"""The vehicle's upload protocol, on both backends."""
+"""The vehicle's upload protocol, on every backend (radosgw included; with a vehicle's own
+least-privilege identity in tests/test_radosgw.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ import pytest
 from dataloop.fleet.uploader import DriveConflict, upload_drive
 from dataloop.lake.hashing import sha256_file
 from dataloop.lake.layout import InvalidId
+from dataloop.lake.store import ObjectStore
+from tests.conftest import STORE_KINDS, store_of
 
 PART = 5 * 1024 * 1024  # the smallest part S3 accepts
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path) -> ObjectStore:
+    """The upload protocol holds on every backend, radosgw included."""
+    return store_of(request.param, request, tmp_path)
 
 
 class Interrupted(ConnectionError):

@@ -1,11 +1,12 @@
 """`dataloop infra bootstrap`: make the lake bucket what the loop expects, with the minio SDK.
 
 Creates the bucket, turns versioning on (for the raw zone; see ``policies``), sets one
-lifecycle rule per zone and the bucket policy, and on MinIO creates one upload identity per
-vehicle (user + policy through the admin API). Every step is idempotent: a second run changes
-nothing and never rotates an existing vehicle's secret.
+lifecycle rule per zone and the bucket policy, and creates one upload identity per vehicle: on
+MinIO a user + policy through its admin API, on Ceph radosgw a user through the Admin Ops API
+with an inline IAM policy (``infra/radosgw.py``). The server kind is detected, not asked. Every
+step is idempotent: a second run changes nothing and never rotates an existing vehicle's secret.
 
-On AWS S3 (or any server without MinIO's admin API, such as moto) the bucket part is applied
+On AWS S3 (or any server without either admin API, such as moto) the bucket part is applied
 and the identity part is skipped with a message: create IAM users or roles yourself with the
 documents ``--policies-out`` writes (infra/README.md).
 """
@@ -29,6 +30,8 @@ from dataloop.infra.policies import (
     vehicle_user,
     zones,
 )
+from dataloop.infra.radosgw import RadosgwAdmin, RadosgwError
+from dataloop.lake import layout as L
 from dataloop.lake.layout import validate_id
 
 
@@ -90,10 +93,11 @@ class BootstrapReport:
     versioning: str = ""
     lifecycle_rules: int = 0
     bucket_policy_statements: list[str] = field(default_factory=list)
-    identities: str = ""  # "minio" when vehicles were provisioned, else why they were not
+    identities: str = ""  # "minio"/"radosgw" when vehicles were provisioned, else why not
     vehicles: list[dict[str, Any]] = field(default_factory=list)
     policies_written: list[str] = field(default_factory=list)
-    notifications: str = ""  # the queue ARN committed manifests are announced to, if any
+    public_access_block: str = ""  # "on", or why the server has none
+    notifications: str = ""  # the queue or topic ARN committed manifests are announced to
 
 
 def read_vehicles(path: Path) -> list[str]:
@@ -159,6 +163,71 @@ def _subscribe(client, target: Target, queue_arn: str) -> None:
     client.set_bucket_notification(target.bucket, NotificationConfig(queue_config_list=[config]))
 
 
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+RADOSGW_PUBLIC_ACCESS_BLOCK = {
+    **PUBLIC_ACCESS_BLOCK,
+    # radosgw 16 refuses every PUT under BlockPublicAcls, ACL header or not, and counts our
+    # own wildcard-principal denies as a public policy (so bootstrap could not run twice).
+    # IgnorePublicAcls alone keeps every public ACL from granting a read.
+    "BlockPublicAcls": False,
+    "BlockPublicPolicy": False,
+}
+
+
+def _block_public_access(target: Target, *, radosgw: bool) -> str:
+    """Make public ACLs and policies grant nothing, whoever owns an object. The vehicle policy
+    denies public ACLs too, but radosgw 16 evaluates no ACL condition on
+    CreateMultipartUpload: without this block a car could still publish a raw upload.
+    AWS and radosgw have the API; MinIO, which has no ACLs, answers NotImplemented."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    scheme = "https" if target.secure else "http"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=None if target.is_aws else f"{scheme}://{target.endpoint}",
+        region_name=target.region,
+        aws_access_key_id=target.access_key,
+        aws_secret_access_key=target.secret_key,
+        verify=os.environ.get("SSL_CERT_FILE") or os.environ.get("AWS_CA_BUNDLE"),
+        config=Config(
+            s3={"addressing_style": "path"}, request_checksum_calculation="when_required"
+        ),
+    )
+    wanted = RADOSGW_PUBLIC_ACCESS_BLOCK if radosgw else PUBLIC_ACCESS_BLOCK
+    try:
+        s3.put_public_access_block(Bucket=target.bucket, PublicAccessBlockConfiguration=wanted)
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        if code in ("NotImplemented", "501"):
+            return f"unsupported by {target.endpoint} ({code})"
+        raise
+    got = s3.get_public_access_block(Bucket=target.bucket)["PublicAccessBlockConfiguration"]
+    if got != wanted:
+        raise BootstrapError(f"the server kept a different public access block: {got}")
+    return "on"
+
+
+def _radosgw(target: Target) -> RadosgwAdmin | None:
+    """radosgw's admin client when the endpoint is a radosgw."""
+    if target.is_aws:
+        return None
+    scheme = "https" if target.secure else "http"
+    gw = RadosgwAdmin(
+        f"{scheme}://{target.endpoint}", target.access_key, target.secret_key, target.region
+    )
+    try:
+        return gw if gw.probe() else None
+    except RadosgwError as e:
+        raise BootstrapError(str(e)) from e
+
+
 def _admin(target: Target):
     """MinIO's admin client, or the reason there is none (AWS, moto, other S3 servers)."""
     from minio import MinioAdmin
@@ -178,8 +247,9 @@ def _admin(target: Target):
     except MinioAdminException as e:
         if e._code in ("404", "405", "501"):  # no such API here: not a MinIO server
             return None, (
-                f"{target.endpoint} has no MinIO admin API (HTTP {e._code}): bucket rules "
-                "applied, vehicle identities skipped; create them with your IAM"
+                f"{target.endpoint} has no MinIO admin API (HTTP {e._code}) and no radosgw "
+                "Admin Ops API: bucket rules applied, vehicle identities skipped; create them "
+                "with your IAM"
             )
         raise BootstrapError(f"MinIO admin API refused the credentials: {e}") from e
     return admin, ""
@@ -206,6 +276,20 @@ def _provision_vehicle(admin, target: Target, vehicle: str) -> dict[str, Any]:
     return entry
 
 
+def _provision_on_radosgw(gw: RadosgwAdmin, target: Target, vehicle: str) -> dict[str, Any]:
+    """Create (or keep) the vehicle's radosgw user and set its inline policy; a new user gets
+    a secret, an existing one keeps its keys."""
+    user = vehicle_user(vehicle)
+    name = vehicle_policy_name(vehicle)
+    entry: dict[str, Any] = {"vehicle": vehicle, "access_key": user, "policy": name}
+    if gw.user_exists(user):
+        entry["status"] = "exists"
+    else:
+        entry.update(status="created", secret_key=gw.create_user(user, f"dataloop {vehicle}"))
+    gw.put_user_policy(user, name, vehicle_policy(target.bucket, target.prefix, vehicle))
+    return entry
+
+
 def bootstrap(
     target: Target,
     vehicles: list[str],
@@ -214,8 +298,12 @@ def bootstrap(
     policies_out: Path | None = None,
     require_tls: bool | None = None,
     notify_queue: str | None = None,
+    notify_endpoint: str | None = None,
 ) -> BootstrapReport:
-    """Bring the bucket and the vehicles' identities to the expected state."""
+    """Bring the bucket and the vehicles' identities to the expected state.
+
+    ``notify_queue``: an SQS (or MinIO target) ARN; ``notify_endpoint``: on radosgw, the
+    http(s)/amqp/kafka endpoint its topic pushes committed-manifest events to."""
     from minio import Minio
     from minio.versioningconfig import ENABLED, VersioningConfig
 
@@ -237,13 +325,22 @@ def bootstrap(
     zone_list = zones(retention_file)
     client.set_bucket_lifecycle(target.bucket, _lifecycle_config(target, zone_list))
     report.lifecycle_rules = len(client.get_bucket_lifecycle(target.bucket).rules)
+    gw = _radosgw(target)
     tls = target.secure if require_tls is None else require_tls
-    policy = bucket_policy(target.bucket, target.prefix, require_tls=tls)
+    owner = gw.owner_arn(target.bucket) if gw else None
+    policy = bucket_policy(target.bucket, target.prefix, require_tls=tls, owner_arn=owner)
     client.set_bucket_policy(target.bucket, json.dumps(policy))
     applied = json.loads(client.get_bucket_policy(target.bucket))
     report.bucket_policy_statements = [s.get("Sid", "") for s in applied["Statement"]]
+    report.public_access_block = _block_public_access(target, radosgw=gw is not None)
 
-    if notify_queue:
+    if notify_endpoint and gw is None:
+        raise BootstrapError("--notify-endpoint needs radosgw; use --notify-queue elsewhere")
+    if notify_endpoint and gw:
+        report.notifications = gw.subscribe(
+            target.bucket, f"{target.prefix}{L.RAW_UPLOADS}", notify_endpoint
+        )
+    elif notify_queue:
         _subscribe(client, target, notify_queue)
         report.notifications = notify_queue
 
@@ -256,6 +353,10 @@ def bootstrap(
             )
             report.policies_written.append(str(path))
 
+    if gw:
+        report.identities = "radosgw"
+        report.vehicles = [_provision_on_radosgw(gw, target, v) for v in vehicles]
+        return report
     admin, why_not = _admin(target)
     if admin is None:
         report.identities = f"skipped: {why_not}"

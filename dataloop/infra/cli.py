@@ -27,11 +27,13 @@ def _save_credentials(path: Path, vehicles: list[dict[str, Any]]) -> None:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
     from minio.error import MinioAdminException, S3Error
     from urllib3.exceptions import HTTPError
 
     from dataloop.cli import UserError, err, out
     from dataloop.infra.bootstrap import BootstrapError, Target, bootstrap, read_vehicles
+    from dataloop.infra.radosgw import RadosgwError
     from dataloop.lake.layout import InvalidId
 
     try:
@@ -45,8 +47,19 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
             policies_out=Path(args.policies_out) if args.policies_out else None,
             require_tls=args.require_tls,
             notify_queue=args.notify_queue,
+            notify_endpoint=args.notify_endpoint,
         )
-    except (BootstrapError, InvalidId, OSError, S3Error, MinioAdminException, HTTPError) as e:
+    except (
+        BootstrapError,
+        InvalidId,
+        OSError,
+        S3Error,
+        MinioAdminException,
+        HTTPError,
+        RadosgwError,
+        BotoCoreError,
+        ClientError,
+    ) as e:
         raise UserError(str(e)) from e
     if args.credentials_out:  # secrets go to the file only, merged with earlier runs'
         _save_credentials(Path(args.credentials_out), report.vehicles)
@@ -60,7 +73,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
         f"versioning {report.versioning}, {report.lifecycle_rules} lifecycle rules, "
         f"policy {', '.join(report.bucket_policy_statements)}"
     )
-    if report.identities != "minio":
+    if report.identities not in ("minio", "radosgw"):
         err.print(f"vehicle identities {report.identities}")
     for v in report.vehicles:
         secret = f" secret {v['secret_key']}" if "secret_key" in v else ""
@@ -92,7 +105,7 @@ def add_infra_parser(sub: argparse._SubParsersAction) -> None:
     boot = verbs.add_parser(
         "bootstrap",
         help="create the lake bucket with versioning, lifecycle per zone, bucket policy and "
-        "one upload identity per vehicle (MinIO); idempotent",
+        "one upload identity per vehicle (MinIO, radosgw); idempotent",
     )
     boot.add_argument("--lake", help="s3://bucket/prefix (default: $DATALOOP_LAKE)")
     boot.add_argument("--endpoint", help="S3 endpoint URL (default: $DATALOOP_S3_ENDPOINT, AWS)")
@@ -113,6 +126,11 @@ def add_infra_parser(sub: argparse._SubParsersAction) -> None:
     boot.add_argument(
         "--notify-queue",
         help="queue ARN to announce committed manifests to (SQS; MinIO: arn:minio:sqs::ID:kafka)",
+    )
+    boot.add_argument(
+        "--notify-endpoint",
+        help="radosgw: push committed-manifest events to this http(s)://, amqp:// or kafka:// "
+        "endpoint (through an SNS-compatible topic bootstrap creates)",
     )
     boot.add_argument("--json", action="store_true", help="print the report as JSON")
     boot.set_defaults(func=cmd_bootstrap)

@@ -81,11 +81,20 @@ def _object_arn(bucket: str, pattern: str) -> str:
     return f"arn:aws:s3:::{bucket}/{pattern}"
 
 
-def bucket_policy(bucket: str, lake_prefix: str, *, require_tls: bool) -> dict[str, Any]:
+def bucket_policy(
+    bucket: str, lake_prefix: str, *, require_tls: bool, owner_arn: str | None = None
+) -> dict[str, Any]:
     """Rules for every principal. Raw uploads' versions are never deleted by a request, only
     by lifecycle after RAW_RECOVERY_DAYS: a stolen key can hide an upload (delete marker) but
     not destroy it, and a deletion request is complete within those days. On MinIO, bucket
-    policies govern anonymous requests; identities are limited by their IAM policies."""
+    policies govern anonymous requests; identities are limited by their IAM policies.
+
+    TLS-only is two denies: ``aws:SecureTransport`` false (AWS, MinIO) and absent (radosgw sets
+    it only on its TLS endpoint, so a ``Bool`` rule alone never bites there).
+
+    ``owner_arn`` (radosgw): the bucket owner reads every object. There each object belongs
+    to its uploader and ACLs, not bucket ownership, decide who reads it; without this the
+    loop could not read a single vehicle upload. (S3 has BucketOwnerEnforced instead.)"""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "RawVersionsExpireOnlyByLifecycle",
@@ -95,26 +104,41 @@ def bucket_policy(bucket: str, lake_prefix: str, *, require_tls: bool) -> dict[s
             "Resource": [_object_arn(bucket, f"{lake_prefix}{L.RAW_UPLOADS}*")],
         }
     ]
-    if require_tls:
+    if owner_arn:
         statements.append(
             {
-                "Sid": "TlsOnly",
-                "Effect": "Deny",
-                "Principal": {"AWS": ["*"]},
-                "Action": ["s3:*"],
-                "Resource": [f"arn:aws:s3:::{bucket}", _object_arn(bucket, "*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                "Sid": "OwnerReadsEveryUpload",
+                "Effect": "Allow",
+                "Principal": {"AWS": [owner_arn]},
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": [_object_arn(bucket, "*")],
             }
         )
+    if require_tls:
+        for sid, condition in (
+            ("TlsOnly", {"Bool": {"aws:SecureTransport": "false"}}),
+            ("TlsOnlyWhereUnset", {"Null": {"aws:SecureTransport": "true"}}),
+        ):
+            statements.append(
+                {
+                    "Sid": sid,
+                    "Effect": "Deny",
+                    "Principal": {"AWS": ["*"]},
+                    "Action": ["s3:*"],
+                    "Resource": [f"arn:aws:s3:::{bucket}", _object_arn(bucket, "*")],
+                    "Condition": condition,
+                }
+            )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
 def vehicle_policy(bucket: str, lake_prefix: str, vehicle: str) -> dict[str, Any]:
     """What one vehicle's identity may do: upload into its own raw and telemetry prefixes
-    (single PUT and multipart), read back its own uploads (the uploader HEADs its keys to skip
-    a committed drive and to resume), list in-progress multipart uploads (S3 cannot narrow
-    that listing by prefix; it shows upload keys, never data) and read the release zone.
-    Everything else is denied by default."""
+    (single PUT and multipart), read back and list its own raw uploads (the uploader looks
+    for its keys to skip a committed drive and to resume), list in-progress multipart uploads
+    (S3 cannot narrow that listing by prefix; it shows upload keys, never data) and read the
+    release zone. Everything else is denied by default, and what object ownership would
+    still grant (ACL changes, reading its telemetry back) is denied explicitly."""
     raw, telemetry = L.vehicle_upload_patterns(vehicle)
     own_raw = _object_arn(bucket, lake_prefix + raw)
     own_telemetry = _object_arn(bucket, lake_prefix + telemetry)
@@ -156,8 +180,71 @@ def vehicle_policy(bucket: str, lake_prefix: str, vehicle: str) -> dict[str, Any
                 "Resource": [f"arn:aws:s3:::{bucket}"],
                 "Condition": {"StringLike": {"s3:prefix": [f"{lake_prefix}{L.ALL_RELEASES}*"]}},
             },
+            {
+                # Without a listing grant, a HEAD of a missing key answers 403, not 404 (AWS
+                # and radosgw): the uploader could not tell "not uploaded yet" from "denied".
+                "Sid": "ListOwnUploads",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": [lake_prefix + raw]}},
+            },
+            *_vehicle_denies(bucket, own_telemetry),
         ],
     }
+
+
+PUBLIC_CANNED_ACLS = ("public-read", "public-read-write", "authenticated-read")
+ACL_GRANTS = ("read", "write", "read-acp", "write-acp", "full-control")
+"""The ``x-amz-grant-*`` headers: each gives an ACL grant to whoever it names."""
+
+
+def _vehicle_denies(bucket: str, own_telemetry: str) -> list[dict[str, Any]]:
+    """Explicit denies, because ownership grants what the allows do not: where the uploader
+    owns its objects (radosgw, S3 without BucketOwnerEnforced) it could make them public
+    (a canned ACL or a grant header on the upload, or PutObjectAcl afterwards) and read its
+    telemetry back. Telemetry is write-only for a car: a stolen key must not reveal where that
+    car has been. Bucket-level ACL and policy changes are the owner's alone already; denied
+    here too so no server's defaults matter. Grants are matched with ``StringLike "*"``, not
+    ``Null`` (radosgw 16 evaluates ``Null`` on these keys the wrong way round)."""
+    everything = [f"arn:aws:s3:::{bucket}", _object_arn(bucket, "*")]
+    return [
+        {
+            "Sid": "NoAclOrPolicyChanges",
+            "Effect": "Deny",
+            "Action": [
+                "s3:PutObjectAcl",
+                "s3:PutObjectVersionAcl",
+                "s3:PutBucketAcl",
+                "s3:PutBucketPolicy",
+                "s3:DeleteBucketPolicy",
+            ],
+            "Resource": everything,
+        },
+        {
+            "Sid": "NoPublicUploads",
+            "Effect": "Deny",
+            "Action": ["s3:PutObject"],
+            "Resource": everything,
+            "Condition": {"StringEquals": {"s3:x-amz-acl": list(PUBLIC_CANNED_ACLS)}},
+        },
+        *(
+            {
+                "Sid": "NoGrant" + grant.title().replace("-", ""),
+                "Effect": "Deny",
+                "Action": ["s3:PutObject"],
+                "Resource": everything,
+                "Condition": {"StringLike": {f"s3:x-amz-grant-{grant}": ["*"]}},
+            }
+            for grant in ACL_GRANTS
+        ),
+        {
+            "Sid": "TelemetryIsWriteOnly",
+            "Effect": "Deny",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": [own_telemetry],
+        },
+    ]
 
 
 def vehicle_user(vehicle: str) -> str:

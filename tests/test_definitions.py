@@ -3,10 +3,14 @@ change to the graph shows up in review)."""
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -14,6 +18,8 @@ from dataloop.definitions import defs as load_defs
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SNAPSHOT = REPO / "tests" / "snapshots" / "asset_specs.json"
+UPDATE_ENV = "DATALOOP_UPDATE_SNAPSHOTS"
 
 EXPECTED_ASSETS = {
     "raw_drive_logs": {"group": "ingest", "partitioned": False, "deps": []},
@@ -66,6 +72,109 @@ def test_asset_graph_snapshot():
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
         }
     assert actual == EXPECTED_ASSETS
+
+
+# -- the pinned asset specs (tests/snapshots/asset_specs.json) ------------------------------
+_HASH = re.compile(r"\b[0-9a-f]{8,}\b")
+
+
+def _condition(c: Any) -> str | None:
+    """An automation condition as Dagster labels it: ``eager``, ``on_cron(0 * * * *, UTC)``,
+    or the operator over its operands where it carries no label."""
+    if c is None:
+        return None
+    if c.get_label():
+        return c.get_label()
+    inner = [_condition(child) for child in c.children]
+    return f"{c.name}({', '.join(inner)})" if inner else c.name
+
+
+def _partitions(p: Any) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    out: dict[str, Any] = {"type": type(p).__name__}
+    if isinstance(p, dg.TimeWindowPartitionsDefinition):
+        out |= {
+            "cron": p.cron_schedule,
+            "start": p.start.isoformat(),
+            "timezone": p.timezone,
+            "fmt": p.fmt,
+            "end_offset": p.end_offset,
+        }
+    elif isinstance(p, dg.StaticPartitionsDefinition):
+        out["keys"] = p.get_partition_keys()
+    elif isinstance(p, dg.DynamicPartitionsDefinition):
+        out["name"] = p.name
+    elif isinstance(p, dg.MultiPartitionsDefinition):
+        out["dimensions"] = {d.name: _partitions(d.partitions_def) for d in p.partitions_defs}
+    else:
+        out["description"] = str(p)
+    return out
+
+
+def asset_specs(defs: dg.Definitions) -> dict[str, Any]:
+    """Every asset of the code location as the graph sees it: what a review should notice
+    when it changes. Code versions keep their shape with the rule and code hashes masked
+    (``quality-1.suites-<hash>``): editing a rule file is no change to the graph; descriptions
+    and metadata are prose, not structure, and are left out."""
+    graph = defs.resolve_asset_graph()
+    checks: dict[str, dict[str, Any]] = {}
+    for key in graph.asset_check_keys:
+        check = graph.get(key)
+        checks.setdefault(key.asset_key.to_user_string(), {})[key.name] = {
+            "blocking": check.blocking,
+            "partitions": _partitions(check.partitions_def),
+            "automation_condition": _condition(check.automation_condition),
+        }
+    out = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        name = key.to_user_string()
+        mappings = {k.to_user_string(): repr(m) for k, m in sorted(node.partition_mappings.items())}
+        tags = {k: v for k, v in sorted(node.tags.items()) if not k.startswith("dagster/kind/")}
+        version = node.code_version
+        out[name] = {
+            "group": node.group_name,
+            "execution": node.execution_type.value,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "partition_mappings": mappings,
+            "partitions": _partitions(node.partitions_def),
+            "checks": checks.get(name, {}),
+            "automation_condition": _condition(node.automation_condition),
+            "freshness_policy": repr(node.freshness_policy) if node.freshness_policy else None,
+            "backfill_policy": repr(node.backfill_policy) if node.backfill_policy else None,
+            "code_version": _HASH.sub("<hash>", version) if version else None,
+            "kinds": sorted(node.kinds),
+            "tags": tags,
+            "owners": sorted(node.owners),
+            "pools": sorted(node.pools or ()),
+        }
+    return out
+
+
+def test_asset_specs_match_the_snapshot():
+    """An accidental change to an asset's spec shows up here (and in review, as a diff of
+    tests/snapshots/asset_specs.json). A deliberate one: regenerate the snapshot with
+    ``DATALOOP_UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_definitions.py`` and commit it."""
+    actual = json.dumps(asset_specs(load_defs()), indent=2, sort_keys=True) + "\n"
+    if os.environ.get(UPDATE_ENV) == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(actual)
+        return
+    expected = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
+    if actual != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                actual.splitlines(keepends=True),
+                fromfile=str(SNAPSHOT.relative_to(REPO)),
+                tofile="the definitions as they load now",
+            )
+        )
+        raise AssertionError(
+            "the asset specs changed. If that is intended, regenerate the snapshot "
+            f"({UPDATE_ENV}=1 .venv/bin/pytest tests/test_definitions.py) and commit it:\n" + diff
+        )
 
 
 def test_ingest_partitions_are_arrival_hours_including_the_current_one():

@@ -16,6 +16,7 @@ from dataloop.curation.scenarios import day_drives, read_scenario_index
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.ingest.tables import read_table
 from dataloop.lake import layout as L
+from dataloop.lake.dryrun import DryRunStore
 from dataloop.lake.pointers import read_json
 from dataloop.lineage import graph
 from dataloop.lineage.forget import Subject, forget, scrub
@@ -201,10 +202,18 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
     model = [{"kind": "dataset", "version": dataset["version"]}]
     graph.record_node(store, "model", "m-test-1", model)  # idempotent
     before = _snapshot(store)
+    dry = DryRunStore(store)  # what `dataloop forget --dry-run` shows: it changes nothing
+    plan = forget(dry, drive=drive, vehicle=vehicle, requested_by="test")
+    assert _snapshot(store) == before
     audit = forget(store, drive=drive, vehicle=vehicle, requested_by="test")
     after = _snapshot(store)
 
     deleted = set(before) - set(after)
+    assert dry.deleted == deleted and plan["deleted_objects"] == audit["deleted_objects"]
+    assert plan["rewritten_indexes"] == audit["rewritten_indexes"]
+    assert [d["superseded"] for d in plan["datasets"]] == [
+        d["superseded"] for d in audit["datasets"]
+    ]
     owned = {k for k in before if subject.owns(k)}
     assert owned and owned <= deleted
     assert any(k.startswith("raw/") for k in owned) and any(k.startswith("tables/") for k in owned)

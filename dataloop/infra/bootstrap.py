@@ -156,7 +156,7 @@ def _subscribe(client, target: Target, queue_arn: str) -> None:
     config = QueueConfig(
         ["s3:ObjectCreated:*"],
         config_id="dataloop-committed-manifests",
-        prefix_filter_rule=PrefixFilterRule(f"{target.prefix}raw/"),
+        prefix_filter_rule=PrefixFilterRule(f"{target.prefix}{L.RAW_UPLOADS}"),
         suffix_filter_rule=SuffixFilterRule(".manifest.json"),
         queue=queue_arn,
     )

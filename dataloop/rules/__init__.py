@@ -40,6 +40,8 @@ INVALID = "invalid-rules"
 """``code_version`` prefix of an asset whose rule files do not validate."""
 
 T = TypeVar("T")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser where PyYAML has it (ten times faster; the same documents and marks)."""
 
 
 class RulesError(ValueError):
@@ -79,7 +81,7 @@ def parse(path: Path, data: bytes | None = None) -> tuple[Any, yaml.Node | None]
     file and line."""
     raw = read_bytes(path, data)
     try:
-        loader = yaml.SafeLoader(raw)
+        loader = _LOADER(raw)
         try:
             node = loader.get_single_node()
             doc = loader.construct_document(node) if node is not None else None

@@ -13,9 +13,11 @@ behave, and hash, as they always did.
 
 Why snapshots: the Dagster definitions must load even when one rule file is broken (the
 code location carries every stage). :class:`Snapshot` reads a file's bytes at import (which
-cannot fail on their content), validates them on first use, and gives the asset a
-``code_version`` either way: the rules' own one, or ``invalid-rules:<hash of the bytes>``
-while the asset's runs fail with the file:line message.
+cannot fail on their content) and validates them when first asked, which for most assets is
+their ``code_version`` at import; it never raises there. The asset gets a code version either
+way: the rules' own one, or ``invalid-rules:<hash of the bytes>`` while its runs fail with
+the file:line message. The bytes validated are the bytes hashed, so a run applies exactly the
+rules its code version names.
 """
 
 from __future__ import annotations
@@ -130,8 +132,9 @@ def validate(
 
 
 class Snapshot(Generic[T]):
-    """Rule files read at import, validated on first use: the definitions load whatever the
-    files hold, and only the assets that use a broken file fail."""
+    """Rule files read at import, validated when first asked (errors kept, never raised
+    before ``get``): the definitions load whatever the files hold, and only the assets that
+    use a broken file fail."""
 
     def __init__(self, paths: Iterable[Path], build: Callable[[Mapping[Path, bytes | None]], T]):
         self.files = {p: (p.read_bytes() if p.is_file() else None) for p in paths}

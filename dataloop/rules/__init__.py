@@ -16,8 +16,8 @@ code location carries every stage). :class:`Snapshot` reads a file's bytes at im
 cannot fail on their content) and validates them when first asked, which for most assets is
 their ``code_version`` at import; it never raises there. The asset gets a code version either
 way: the rules' own one, or ``invalid-rules:<hash of the bytes>`` while its runs fail with
-the file:line message. The bytes validated are the bytes hashed, so a run applies exactly the
-rules its code version names.
+the file:line message. Where an asset applies the snapshot itself (quality, compliance,
+labelling, curation), the bytes it applies are the bytes its code version hashed.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ LOADERS = {
 MISSPELLED = [
     ("quality/frames.yaml", "family: monotonic", "familly: monotonic",
      ["unknown key 'familly'", "did you mean 'family'", "allowed: id, family, engine, severity"]),
+    ("quality/frames.yaml", "kwargs: {hz: 10,", "kwargs: {hertz: 10,",
+     ["unknown kwarg 'hertz'; allowed: hz, tolerance"]),
     ("quality/policy.yaml", "max_quarantine_rate:", "max_quarantine_rat:",
      ["unknown key 'max_quarantine_rat'", "allowed: max_quarantine_rate, min_usable_drives"]),
     ("quality/geofence.yaml", "action: coarsen", "acton: coarsen",

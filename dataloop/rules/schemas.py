@@ -41,6 +41,19 @@ CheckType = Literal[
 ]
 
 
+KWARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "expect_column_values_to_be_between": (("column",), ("min_value", "max_value")),
+    "expect_column_values_to_not_be_null": (("column",), ()),
+    "expect_column_values_to_be_in_set": (("column", "value_set"), ()),
+    "expect_column_values_to_be_increasing": (("column",), ("strictly",)),
+    "expect_compound_columns_to_be_unique": (("column_list",), ()),
+    "rate_within": (("hz", "tolerance"), ()),
+    "max_gap_below": (("seconds",), ()),
+}
+"""Per check type, the kwargs it needs and the ones it may take: what both engines run alike
+(quality/sql_checks.py translates exactly these)."""
+
+
 class Expectation(Rule):
     id: str
     family: str
@@ -51,6 +64,22 @@ class Expectation(Rule):
     sql: str | None = None
     description: str = ""
     mostly: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("kwargs")
+    @classmethod
+    def _kwargs(cls, kwargs: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("type")
+        if kind is None:
+            return kwargs
+        needed, optional = KWARGS[kind]
+        allowed = ", ".join(needed + optional)
+        for key in kwargs:
+            if key not in needed + optional:
+                raise ValueError(f"{kind}: unknown kwarg {key!r}; allowed: {allowed}")
+        for key in needed:
+            if key not in kwargs:
+                raise ValueError(f"{kind}: kwargs need {key!r} (allowed: {allowed})")
+        return kwargs
 
     @model_validator(mode="after")
     def _runnable(self) -> Expectation:

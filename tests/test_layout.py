@@ -115,6 +115,8 @@ def test_keys_parse_back():
     raw = L.RawKeys(date(2026, 5, 1), "veh-1", "d1")
     assert L.parse_raw_key(raw.manifest) == L.ParsedRawKey("2026-05-01", "veh-1", "d1", True)
     assert L.raw_key_day(raw.log) == "2026-05-01"
+    assert L.is_manifest_key(raw.manifest) and not L.is_manifest_key(raw.log)
+    assert L.key_digest(L.day_clips_key("2026-05-01", SHA)) == SHA[:32]
     for key in (L.drive_record_key("v", "d"), L.labels_record_key("v", "d")):
         assert L.parse_drive_record_key(key) == ("v", "d")
     assert L.parse_drive_record_key("ingest/hours/x.json") is None

@@ -157,7 +157,7 @@ def _subscribe(client, target: Target, queue_arn: str) -> None:
         ["s3:ObjectCreated:*"],
         config_id="dataloop-committed-manifests",
         prefix_filter_rule=PrefixFilterRule(f"{target.prefix}{L.RAW_UPLOADS}"),
-        suffix_filter_rule=SuffixFilterRule(".manifest.json"),
+        suffix_filter_rule=SuffixFilterRule(L.MANIFEST_SUFFIX),
         queue=queue_arn,
     )
     client.set_bucket_notification(target.bucket, NotificationConfig(queue_config_list=[config]))

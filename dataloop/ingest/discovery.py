@@ -60,7 +60,7 @@ def find_new_manifests(
     floor = cursor.high_water - overlap if cursor.high_water else None
     listed: list[ObjectInfo] = []
     for prefix in recent_days(now, late_days):
-        listed.extend(o for o in store.list(prefix) if o.key.endswith(".manifest.json"))
+        listed.extend(o for o in store.list(prefix) if L.is_manifest_key(o.key))
     # Objects "from the future" (clock skew) wait for a later tick rather than move the mark.
     listed = [o for o in listed if o.last_modified <= now + FUTURE_SKEW]
     new = [

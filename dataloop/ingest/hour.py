@@ -24,7 +24,7 @@ def manifests_in_hour(store: ObjectStore, hour: str) -> Iterator[ObjectInfo]:
     days = sorted({(start - KEY_DAY_SLACK).date(), start.date(), (end - timedelta(0, 1)).date()})
     for day in days:
         for info in store.list(L.raw_day_prefix(day)):
-            if info.key.endswith(".manifest.json") and start <= info.last_modified < end:
+            if L.is_manifest_key(info.key) and start <= info.last_modified < end:
                 yield info
 
 
@@ -40,7 +40,7 @@ def arrival_hours(store: ObjectStore, days: list[str]) -> list[str]:
             L.utc_hour_key(o.last_modified.astimezone(UTC))
             for day in days
             for o in store.list(L.raw_day_prefix(day))
-            if o.key.endswith(".manifest.json")
+            if L.is_manifest_key(o.key)
         }
     )
 

@@ -66,8 +66,9 @@ class Zone:
     name: str
     prefixes: tuple[str, ...]
     aged: bool = False
-    """Objects expire by age, as ``assets/quality/retention.yaml`` sets per zone; the other
-    zones are the lake's indexes and history and are never swept."""
+    """Objects expire by age: ``assets/quality/retention.yaml`` may name the zone and its days
+    (Dagster's step logs expire without it too: infra/policies.py). The other zones are the
+    lake's indexes, history, artefacts and releases, never swept."""
     doc: str = ""
 
 
@@ -141,6 +142,8 @@ _RAW_KEY = re.compile(
     r"(?P<drive>[^/]+?)(?P<suffix>\.mcap|\.manifest\.json)$"
 )
 _ONE_DATE = "date=????-??-??"  # exactly one date segment: '*' would also match '.../vehicle=x/...'
+MANIFEST_SUFFIX = ".manifest.json"
+"""The commit marker of an upload: no manifest, no drive."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ class RawKeys:
 
     @property
     def manifest(self) -> str:
-        return f"{self.prefix}{self.drive}.manifest.json"
+        return f"{self.prefix}{self.drive}{MANIFEST_SUFFIX}"
 
 
 RAW_UPLOADS = f"{RAW}/"
@@ -189,6 +192,10 @@ def vehicle_upload_patterns(vehicle: str) -> tuple[str, str]:
         f"{RAW}/{_ONE_DATE}/vehicle={vehicle}/*",
         f"{TELEMETRY}/{_ONE_DATE}/vehicle={vehicle}/*",
     )
+
+
+def is_manifest_key(key: str) -> bool:
+    return key.endswith(MANIFEST_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,11 @@ def belongs_to(key: str, vehicle: str, drive: str | None = None) -> bool:
     if drive is None:
         return True
     return f"drive={drive}" in parts or parts[-1].startswith(f"{drive}.")
+
+
+def key_digest(key: str) -> str:
+    """The content hash (32 hex digits) a content-addressed key is named by."""
+    return key.rsplit("/", 1)[-1][:32]
 
 
 def rehashed_key(key: str, sha256: str) -> str:

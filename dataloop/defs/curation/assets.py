@@ -8,6 +8,7 @@ from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.layout import key_digest
 from dataloop.rules import snapshot
 from dataloop.search.index import index_code_version
 
@@ -41,7 +42,7 @@ def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     record = mine_day(lake.store(), context.partition_key, SCENARIOS)
     rows = [{"scenario": s, "clips": n} for s, n in sorted(record["per_scenario"].items())]
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(record["clips_key"].rsplit("/", 1)[-1][:32]),
+        data_version=dg.DataVersion(key_digest(record["clips_key"])),
         metadata={
             "clips": dg.MetadataValue.int(record["clips"]),
             "drives": dg.MetadataValue.int(record["drives"]),

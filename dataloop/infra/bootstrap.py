@@ -97,6 +97,7 @@ class BootstrapReport:
     vehicles: list[dict[str, Any]] = field(default_factory=list)
     policies_written: list[str] = field(default_factory=list)
     public_access_block: str = ""  # "on", or why the server has none
+    object_ownership: str = ""  # "BucketOwnerEnforced", or why the server has none
     notifications: str = ""  # the queue or topic ARN committed manifests are announced to
 
 
@@ -179,17 +180,13 @@ RADOSGW_PUBLIC_ACCESS_BLOCK = {
 }
 
 
-def _block_public_access(target: Target, *, radosgw: bool) -> str:
-    """Make public ACLs and policies grant nothing, whoever owns an object. The vehicle policy
-    denies public ACLs too, but radosgw 16 evaluates no ACL condition on
-    CreateMultipartUpload: without this block a car could still publish a raw upload.
-    AWS and radosgw have the API; MinIO, which has no ACLs, answers NotImplemented."""
+def _s3_client(target: Target):
+    """boto3 for the calls the minio SDK lacks (public access block, object ownership)."""
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import ClientError
 
     scheme = "https" if target.secure else "http"
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=None if target.is_aws else f"{scheme}://{target.endpoint}",
         region_name=target.region,
@@ -200,18 +197,47 @@ def _block_public_access(target: Target, *, radosgw: bool) -> str:
             s3={"addressing_style": "path"}, request_checksum_calculation="when_required"
         ),
     )
+
+
+def _unsupported(e: Exception, codes: tuple[str, ...]) -> str | None:
+    from botocore.exceptions import ClientError
+
+    code = e.response.get("Error", {}).get("Code", "") if isinstance(e, ClientError) else ""
+    return code if code in codes else None
+
+
+def _block_public_access(s3, target: Target, *, radosgw: bool) -> str:
+    """Make public ACLs and policies grant nothing, whoever owns an object. The vehicle policy
+    denies public ACLs too, but radosgw 16 evaluates no ACL condition on
+    CreateMultipartUpload: without this block a car could still publish a raw upload.
+    AWS and radosgw have the API; MinIO, which has no ACLs, answers NotImplemented."""
     wanted = RADOSGW_PUBLIC_ACCESS_BLOCK if radosgw else PUBLIC_ACCESS_BLOCK
     try:
         s3.put_public_access_block(Bucket=target.bucket, PublicAccessBlockConfiguration=wanted)
-    except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "")
-        if code in ("NotImplemented", "501"):
+    except Exception as e:
+        if code := _unsupported(e, ("NotImplemented", "501")):
             return f"unsupported by {target.endpoint} ({code})"
         raise
     got = s3.get_public_access_block(Bucket=target.bucket)["PublicAccessBlockConfiguration"]
     if got != wanted:
         raise BootstrapError(f"the server kept a different public access block: {got}")
     return "on"
+
+
+def _enforce_bucket_ownership(s3, target: Target) -> str:
+    """Where the server can (AWS S3), the bucket owns every object and ACLs are off: no
+    uploader keeps rights over what it wrote. radosgw 16 and MinIO lack the API; on radosgw
+    the bucket policy's owner statement and the explicit denies stand in for it."""
+    try:
+        s3.put_bucket_ownership_controls(
+            Bucket=target.bucket,
+            OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+        )
+    except Exception as e:
+        if code := _unsupported(e, ("NotImplemented", "501", "InvalidArgument", "InvalidRequest")):
+            return f"unsupported by {target.endpoint} ({code})"
+        raise
+    return "BucketOwnerEnforced"
 
 
 def _radosgw(target: Target) -> RadosgwAdmin | None:
@@ -332,13 +358,15 @@ def bootstrap(
     client.set_bucket_policy(target.bucket, json.dumps(policy))
     applied = json.loads(client.get_bucket_policy(target.bucket))
     report.bucket_policy_statements = [s.get("Sid", "") for s in applied["Statement"]]
-    report.public_access_block = _block_public_access(target, radosgw=gw is not None)
+    s3 = _s3_client(target)
+    report.public_access_block = _block_public_access(s3, target, radosgw=gw is not None)
+    report.object_ownership = _enforce_bucket_ownership(s3, target)
 
     if notify_endpoint and gw is None:
         raise BootstrapError("--notify-endpoint needs radosgw; use --notify-queue elsewhere")
     if notify_endpoint and gw:
         report.notifications = gw.subscribe(
-            target.bucket, f"{target.prefix}{L.RAW_UPLOADS}", notify_endpoint
+            target.bucket, f"{target.prefix}{L.RAW_UPLOADS}", L.MANIFEST_SUFFIX, notify_endpoint
         )
     elif notify_queue:
         _subscribe(client, target, notify_queue)

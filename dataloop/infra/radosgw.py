@@ -125,10 +125,11 @@ class RadosgwAdmin:
         tenant, _, uid = owner.rpartition("$")
         return f"arn:aws:iam::{tenant}:user/{uid}"
 
-    def subscribe(self, bucket: str, key_prefix: str, push_endpoint: str) -> str:
-        """Announce every committed manifest (``<key_prefix>...manifest.json`` created) to
-        ``push_endpoint`` (http(s)://, amqp://, kafka://) through a topic named after the
-        bucket. Replaces the bucket's notification configuration; returns the topic ARN."""
+    def subscribe(self, bucket: str, key_prefix: str, key_suffix: str, push_endpoint: str) -> str:
+        """Announce every object created under ``key_prefix`` with ``key_suffix`` (committed
+        manifests) to ``push_endpoint`` (http(s)://, amqp://, kafka://) through a topic named
+        after the bucket. Replaces the bucket's notification configuration; returns the topic
+        ARN."""
         topic = self._client("sns").create_topic(
             Name=f"dataloop-{bucket}-manifests",
             Attributes={"push-endpoint": push_endpoint, **TOPIC_ATTRIBUTES},
@@ -145,7 +146,7 @@ class RadosgwAdmin:
                             "Key": {
                                 "FilterRules": [
                                     {"Name": "prefix", "Value": key_prefix},
-                                    {"Name": "suffix", "Value": ".manifest.json"},
+                                    {"Name": "suffix", "Value": key_suffix},
                                 ]
                             }
                         },

@@ -67,13 +67,15 @@ def _bucket(lake: str) -> str:
 
 
 def _outcome(action: Callable[[], Any]) -> str:
+    """ "allowed", "denied (...)" for a 403, else "error (...)": a missing key or a server
+    error is no proof of a denial."""
     try:
         action()
     except ClientError as e:
         code = e.response["Error"].get("Code") or e.response["ResponseMetadata"]["HTTPStatusCode"]
-        return f"denied ({code})"
+        return f"denied ({code})" if str(code) in ("AccessDenied", "403") else f"error ({code})"
     except urllib.error.HTTPError as e:
-        return f"denied (HTTP {e.code})"
+        return f"denied (HTTP {e.code})" if e.code == 403 else f"error (HTTP {e.code})"
     return "allowed"
 
 

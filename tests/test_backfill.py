@@ -25,10 +25,9 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
 
+from dataloop.lake.layout import approved_key, hour_verdicts_key, verdict_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
-from dataloop.quality.compliance import approved_key
-from dataloop.quality.hour import hour_verdicts_key, verdict_key
 from dataloop.quality.suites import load_suites
 from tests.helpers import commit_raw, hourly_assets, materialize_hours
 

@@ -262,8 +262,8 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
 
 def test_a_label_review_is_a_new_drive_version_in_lineage(curated):
     from dataloop.curation.scenarios import current_drive_version, load_scenarios, mine_day
-    from dataloop.labeling.hour import labels_record_key
     from dataloop.labeling.review import import_reviewed
+    from dataloop.lake.layout import labels_record_key
 
     store, _, _, days, _ = curated
     clips = read_scenario_index(store)

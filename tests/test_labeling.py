@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dataloop.fleet.simulator.config import SimConfig
-from dataloop.labeling.hour import METRICS, labels_record_key
+from dataloop.labeling.hour import METRICS
+from dataloop.lake.layout import labels_record_key
 from dataloop.lake.pointers import read_json
 from tests.helpers import hourly_assets, materialize_hours, simulated_lake
 

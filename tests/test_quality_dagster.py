@@ -17,9 +17,9 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dataloop.defs.ingest.assets import decoded_drives, raw_drive_logs
 from dataloop.defs.resources import LakeResource
 from dataloop.fleet.uploader import upload_drive
+from dataloop.lake.layout import hour_verdicts_key, verdict_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
-from dataloop.quality.hour import hour_verdicts_key, verdict_key
 from tests.helpers import commit_raw
 
 REPO = Path(__file__).resolve().parents[1]

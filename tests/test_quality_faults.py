@@ -11,9 +11,10 @@ from pathlib import Path
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
 from dataloop.ingest.hour import arrival_hours
+from dataloop.lake.layout import verdict_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
-from dataloop.quality.hour import check_hour, verdict_key
+from dataloop.quality.hour import check_hour
 from dataloop.quality.suites import load_suites
 from tests.helpers import ingest_hour, upload_days
 

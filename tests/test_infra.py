@@ -244,21 +244,33 @@ def test_bootstrap_refuses_a_local_lake_and_a_bad_vehicle_id(tmp_path, capsys, m
     assert "invalid vehicle id" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DATALOOP_TEST_S3_ENDPOINT"),
-    reason="needs a server that enforces IAM policies (MinIO via DATALOOP_TEST_S3_ENDPOINT, "
-    "with its root credentials in AWS_*); moto accepts every request",
-)
-def test_a_vehicle_cannot_write_another_vehicles_prefix(s3_endpoint, make_log, capsys):
+@pytest.fixture
+def enforcing_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A server that enforces IAM policies, its admin credentials in the environment: MinIO
+    when DATALOOP_TEST_S3_ENDPOINT names one (root credentials in AWS_*), else radosgw (moto
+    accepts every request)."""
+    if os.environ.get("DATALOOP_TEST_S3_ENDPOINT"):
+        return request.getfixturevalue("s3_endpoint")
+    gw = request.getfixturevalue("radosgw")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", gw.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", gw.secret_key)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    return gw.endpoint
+
+
+def test_a_vehicle_cannot_write_another_vehicles_prefix(enforcing_server, make_log, capsys):
+    """The uploader itself, with one vehicle's identity (tests/test_radosgw.py has the whole
+    allow/deny matrix on radosgw)."""
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
     from dataloop.fleet.uploader import upload_drive
     from dataloop.lake.s3 import S3Store
 
+    s3_endpoint = enforcing_server
     bucket = f"fleet-{uuid.uuid4().hex[:10]}"
     lake = ["--lake", f"s3://{bucket}/lake", "--endpoint", s3_endpoint]
-    report = _bootstrap_cli(capsys, *lake, "--vehicle", "veh-a", "--vehicle", "veh-b")
+    report = _bootstrap_cli(capsys, *lake, "--vehicle", "veh-x1", "--vehicle", "veh-x2")
     creds = {v["vehicle"]: v for v in report["vehicles"]}
     admin = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     admin.put_object(Bucket=bucket, Key="lake/releases/targets/model.bin", Body=b"weights")
@@ -273,20 +285,20 @@ def test_a_vehicle_cannot_write_another_vehicles_prefix(s3_endpoint, make_log, c
             config=Config(s3={"addressing_style": "path"}),
         )
 
-    car_a = client_of("veh-a")
+    car_a = client_of("veh-x1")
     store_a = S3Store(bucket, "lake", client=car_a)
-    own = upload_drive(store_a, make_log(vehicle="veh-a", drive="a1"), vehicle="veh-a")
+    own = upload_drive(store_a, make_log(vehicle="veh-x1", drive="a1"), vehicle="veh-x1")
     assert own.status == "uploaded"
     with pytest.raises(ClientError) as denied:  # the same uploader, another vehicle's prefix
-        upload_drive(store_a, make_log(vehicle="veh-b", drive="b1"), vehicle="veh-b")
+        upload_drive(store_a, make_log(vehicle="veh-x2", drive="b1"), vehicle="veh-x2")
     assert denied.value.response["Error"]["Code"] == "AccessDenied"
     with pytest.raises(ClientError):
         car_a.put_object(Bucket=bucket, Key="lake/releases/targets/model.bin", Body=b"evil")
     with pytest.raises(ClientError):
-        car_a.get_object(Bucket=bucket, Key=own.log_key.replace("veh-a", "veh-b"))
+        car_a.get_object(Bucket=bucket, Key=own.log_key.replace("veh-x1", "veh-x2"))
     assert car_a.get_object(Bucket=bucket, Key="lake/releases/targets/model.bin")["Body"].read()
-    store_b = S3Store(bucket, "lake", client=client_of("veh-b"))
-    assert upload_drive(store_b, make_log(vehicle="veh-b", drive="b1"), vehicle="veh-b").status
+    store_b = S3Store(bucket, "lake", client=client_of("veh-x2"))
+    assert upload_drive(store_b, make_log(vehicle="veh-x2", drive="b1"), vehicle="veh-x2").status
 
 
 # -- docker compose ----------------------------------------------------------------------

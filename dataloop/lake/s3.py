@@ -340,8 +340,8 @@ class S3Store(ObjectStore):
         prefixes. A listing of exactly this key tells (a denied listing re-raises the 403)."""
         try:
             page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._k(key), MaxKeys=1)
-        except ClientError:
-            raise denied from None
+        except ClientError as listing:
+            raise listing from denied  # its body says why (a HEAD's 403 has none)
         for o in page.get("Contents", []):
             if o["Key"] == self._k(key):
                 return self._info(key, o["Size"], o["LastModified"], o["ETag"])

@@ -154,7 +154,13 @@ def _private_dagster(i: Import) -> bool:
     ],
 )
 def test_import_graph(breaks):
-    found = sorted({f"{i.where}: {i.module} imports {i.name}" for i in _all_imports() if breaks(i)})
+    bad = {(i.where, i.module, i.name) for i in _all_imports() if breaks(i)}
+    # `from a.b import c` breaks as a.b and as a.b.c: name the module once
+    found = sorted(
+        f"{where}: {module} imports {name}"
+        for where, module, name in bad
+        if (where, module, name.rpartition(".")[0]) not in bad
+    )
     assert not found, "\n".join(found)
 
 

@@ -423,7 +423,15 @@ def test_dagster_yaml_loads_through_dagsters_schema(tmp_path):
     from dataloop.definitions import defs
 
     config = _instance_config(tmp_path, (INFRA / "dagster.yaml").read_text())
-    assert set(config["storage"]) == {"postgres"}
+    storages = {
+        k: config[k]["class"] for k in ("run_storage", "event_log_storage", "schedule_storage")
+    }
+    assert storages == {
+        "run_storage": "PostgresRunStorage",
+        "event_log_storage": "PoolSafePostgresEventLogStorage",  # pool slots claimed once (#19)
+        "schedule_storage": "PostgresScheduleStorage",
+    }
+    assert "storage" not in config
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert validate_config(
         QueuedRunCoordinator.config_type(), config["run_coordinator"]["config"]
@@ -576,7 +584,7 @@ def test_helm_values_make_a_valid_instance_and_run_launcher(tmp_path, monkeypatc
     }
     config = _instance_config(tmp_path, yaml.safe_dump(instance))
     dagster_yaml = yaml.safe_load((INFRA / "dagster.yaml").read_text())
-    assert pg["postgresqlScheme"] == dagster_yaml["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert pg["postgresqlScheme"] == dagster_yaml["run_storage"]["config"]["postgres_db"]["scheme"]
     # The same run limits as compose's instance, sized up.
     helm_limits = {(t["key"], str(t.get("value"))) for t in queued["tagConcurrencyLimits"]}
     yaml_limits = dagster_yaml["concurrency"]["runs"]["tag_concurrency_limits"]

@@ -133,6 +133,69 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
+def _claimer(home: str, pool: str, worker: int, rounds: int, barrier, results) -> None:
+    """One run worker's slot traffic, as the executor makes it: claim (polling while blocked),
+    hold, free. Reports the intervals it held a slot, each inside the claim and the free."""
+    import dagster as dg
+
+    held: list[tuple[float, float]] = []
+    try:
+        with dg.DagsterInstance.from_config(home) as instance:
+            storage = instance.event_log_storage
+            for r in range(rounds):
+                run_id = f"claimer-{worker}-{r}"
+                barrier.wait(timeout=120)
+                while not storage.claim_concurrency_slot(pool, run_id, "decoded_drives").is_claimed:
+                    time.sleep(0.005)
+                start = time.time()
+                time.sleep(0.3)
+                held.append((start, time.time()))
+                storage.free_concurrency_slot_for_step(run_id, "decoded_drives")
+        results.put({"worker": worker, "held": held})
+    except BaseException as e:  # noqa: BLE001 - reported to the test, which fails on it
+        results.put({"worker": worker, "error": repr(e)})
+
+
+def test_racing_slot_claims_never_exceed_the_pool(postgres, tmp_path, monkeypatch):
+    """The root of #19, measured on the slots themselves: six workers claim a 2-slot pool at
+    the same instant, round after round. Dagster-postgres's own storage hands one slot row to
+    two claimers (its SELECT ... FOR UPDATE runs in autocommit, so the row lock is gone before
+    the UPDATE); infra/dagster.yaml's event log storage serialises claims and frees."""
+    import dagster as dg
+
+    from dataloop.infra.event_log import PoolSafePostgresEventLogStorage
+
+    for name, value in postgres.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "infra" / "dagster.yaml", home / "dagster.yaml")
+    pool, workers, rounds = "claims", 6, 6
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, PoolSafePostgresEventLogStorage)
+        instance.event_log_storage.set_concurrency_slots(pool, DECODE_SLOTS)
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    procs = [
+        ctx.Process(target=_claimer, args=(str(home), pool, w, rounds, barrier, results))
+        for w in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    reports = [results.get(timeout=300) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert [r for r in reports if "error" in r] == []
+    held = [interval for r in reports for interval in r["held"]]
+    assert len(held) == workers * rounds
+    assert _max_overlap(held) == DECODE_SLOTS  # the pool was full, and never more than full
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        info = instance.event_log_storage.get_concurrency_info(pool)
+        assert info.slot_count == DECODE_SLOTS and info.active_slot_count == 0
+        assert info.pending_step_count == 0
+
+
 def test_concurrent_hour_runs_on_postgres(postgres, tmp_path, make_log, monkeypatch):
     import dagster as dg
     from dagster import DagsterEventType, DagsterRunStatus
@@ -168,6 +231,7 @@ def test_concurrent_hour_runs_on_postgres(postgres, tmp_path, make_log, monkeypa
     # The schema is created once, as `dagster instance migrate` does before a deployment.
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PoolSafePostgresEventLogStorage"
         # Every pool is stored before runs start, as `dataloop infra pools` does at deploy
         # time: left to each run, concurrent first claims of a pool race to insert its
         # default limit, and on Postgres the loser's transaction aborts (a failed run).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def ingest_everything(store: ObjectStore) -> dict[str, HourReport]:
     return {hour: ingest_hour(store, hour) for hour in arrival_hours(store, upload_days(store))}
 
 
+@dataclass(frozen=True)
+class ForeignChannel:
+    """A channel outside the contract, as another logger would record it."""
+
+    topic: str
+    schema: str
+    schema_encoding: str
+    message_encoding: str
+    payload: bytes
+    messages: int = 3
+    schema_data: bytes = b""
+
+
 def write_minimal_log(
     path: Path,
     *,
@@ -60,10 +74,14 @@ def write_minimal_log(
     seconds: float = 1.0,
     channels=contract.CHANNELS,
     extra_channel=None,
+    foreign=(),
+    raw_messages=(),
     **writer_options,
 ) -> Path:
     """A short log with every contract channel (or a subset), optionally one extra channel
-    ``(topic, message)``; ``writer_options`` go to DriveLogWriter (compression, chunking)."""
+    ``(topic, message)``, ``foreign`` channels ``ForeignChannel`` written as raw payloads and
+    ``raw_messages`` ``(contract topic, payload bytes)`` written as they are;
+    ``writer_options`` go to DriveLogWriter (compression, chunking)."""
     t0 = time.time_ns()
     with DriveLogWriter(
         path, vehicle=vehicle, drive=drive, channels=channels, **writer_options
@@ -72,6 +90,14 @@ def write_minimal_log(
             topic, message = extra_channel
             log._register(topic, type(message))
             log.write(topic, t0, message)
+        mcap = log._writer
+        for ch in foreign:
+            schema = mcap.register_schema(ch.schema, ch.schema_encoding, ch.schema_data)
+            channel = mcap.register_channel(ch.topic, ch.message_encoding, schema)
+            for k in range(ch.messages):
+                mcap.add_message(channel, t0 + k, ch.payload, t0 + k, sequence=k)
+        for topic, payload in raw_messages:
+            mcap.add_message(log._channel_ids[topic], t0, payload, t0)
         topics = {c.topic for c in channels}
         for k in range(int(seconds * 100)):
             t = t0 + k * 10_000_000

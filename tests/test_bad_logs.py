@@ -4,10 +4,15 @@ proceeds, and nothing already stored is lost or overwritten."""
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from foxglove_schemas_protobuf.Log_pb2 import Log
+from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from foxglove_schemas_protobuf.PackedElementField_pb2 import PackedElementField
+from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
+from mcap.reader import make_reader
 from mcap.writer import CompressionType
 
 from dataloop.fleet import contract
@@ -15,7 +20,7 @@ from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.catalog import drives_overview
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
-from tests.helpers import commit_raw, ingest_everything, write_minimal_log
+from tests.helpers import ForeignChannel, commit_raw, ingest_everything, write_minimal_log
 
 
 def _flip_inside_first_chunk(path):
@@ -53,10 +58,10 @@ def bad_uploads(tmp_path):
         ("checksum", log("checksum"), {"sha256": "0" * 64}, "checksum_mismatch"),
         ("size", log("size"), {"size": 12}, "checksum_mismatch"),
         (
-            "unknown-schema",
-            log("unknown-schema", extra_channel=("/diagnostics", Log(message="hi"))),
+            "undecodable-imu",
+            log("undecodable-imu", raw_messages=[(contract.IMU.topic, b"\x0a\x10abc")]),
             {},
-            "unknown_schema",
+            "undecodable_message",
         ),
         ("missing-channel", log("missing-channel", channels=no_imu), {}, "missing_channel"),
         ("wrong-identity", log("someone-else"), {}, "identity_mismatch"),
@@ -87,6 +92,73 @@ def test_each_bad_upload_is_quarantined_with_its_reason(store, tmp_path, make_lo
     assert {o.key: store.get(o.key) for o in store.list("raw/")} == raw_before
     overview = {r["drive"]: r for r in drives_overview(store)}
     assert overview["bad-crc"]["reasons"][0]["code"] == "crc_mismatch"
+    # A mapped payload that does not decode names its topic and where the message lies.
+    detail = status["undecodable-imu"]["reasons"][0]["detail"]
+    assert re.search(r"topic '/imu': message at byte \d+ of the zstd chunk at byte \d+", detail)
+
+
+def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
+    """A contract drive that also records what real vehicles do (a ROS 2 /tf, a JSON
+    /diagnostics, a lidar, a second camera) ingests; each extra channel is listed with its
+    schema, encodings and message count, and stays in the raw log as recorded."""
+    lidar = PackedElementField(name="x", offset=0, type=PackedElementField.FLOAT32)
+    foreign = [
+        ForeignChannel("/tf", "tf2_msgs/msg/TFMessage", "ros2msg", "cdr", b"\x00\x01\x00\x00"),
+        ForeignChannel("/diagnostics", "Diag", "jsonschema", "json", b'{"level": 0}', messages=5),
+        ForeignChannel(
+            "/lidar/top",
+            "foxglove.PointCloud",
+            "protobuf",
+            "protobuf",
+            PointCloud(fields=[lidar], point_stride=4, data=b"\0" * 40).SerializeToString(),
+            messages=2,
+        ),
+    ]
+    rear = ("/camera/rear/image", CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xd9"))
+    path = write_minimal_log(
+        tmp_path / "mixed.mcap", drive="mixed", seconds=2.0, foreign=foreign, extra_channel=rear
+    )
+    commit_raw(store, path, vehicle="veh-1", drive="mixed")
+    raw = {o.key: store.get(o.key) for o in store.list("raw/")}
+
+    (record,) = [d for r in ingest_everything(store).values() for d in r.drives]
+
+    assert record["status"] == "ingested", record["reasons"]
+    assert record["unmapped_topics"] == [
+        {
+            "topic": "/camera/rear/image",
+            "schema": "foxglove.CompressedImage",
+            "schema_encoding": "protobuf",
+            "message_encoding": "protobuf",
+            "messages": 1,
+        },
+        {
+            "topic": "/diagnostics",
+            "schema": "Diag",
+            "schema_encoding": "jsonschema",
+            "message_encoding": "json",
+            "messages": 5,
+        },
+        {
+            "topic": "/lidar/top",
+            "schema": "foxglove.PointCloud",
+            "schema_encoding": "protobuf",
+            "message_encoding": "protobuf",
+            "messages": 2,
+        },
+        {
+            "topic": "/tf",
+            "schema": "tf2_msgs/msg/TFMessage",
+            "schema_encoding": "ros2msg",
+            "message_encoding": "cdr",
+            "messages": 3,
+        },
+    ]
+    assert record["tables"]["imu"]["rows"] == 200 and record["tables"]["frames"]["rows"] == 20
+    assert {o.key: store.get(o.key) for o in store.list("raw/")} == raw
+    with store.open(record["log_key"]) as f:  # every channel is still readable as recorded
+        topics = Counter(c.topic for _, c, _ in make_reader(f).iter_messages())
+    assert topics["/tf"] == 3 and topics["/diagnostics"] == 5 and topics["/lidar/top"] == 2
 
 
 def test_truncated_log_is_recovered_and_says_so(store, tmp_path):

@@ -1,9 +1,12 @@
 """Decode one drive log into columnar tables in a single streaming pass.
 
-The pass hashes every byte (to check the manifest's SHA-256), validates chunk CRCs, checks each
-channel against the contract and decodes messages per chunk. It reads top-level records with
-the ``mcap`` library and parses the records inside each chunk with a tight ``struct`` loop: the
-library's per-message objects cost more than the decoding itself (benchmarks/ingest.py).
+The pass hashes every byte (to check the manifest's SHA-256), validates chunk CRCs, maps each
+channel to its table and decodes messages per chunk. A channel that no table maps (another
+schema, another encoding, a topic outside the contract) is kept in the raw log and listed with
+its message count; it is never on its own a reason to quarantine a drive. It reads top-level
+records with the ``mcap`` library and parses the records inside each chunk with a tight
+``struct`` loop: the library's per-message objects cost more than the decoding itself
+(benchmarks/ingest.py).
 
 A log that ends early (no footer, a partial chunk) keeps every complete chunk, as
 ``mcap recover`` does, and says so in ``DecodedLog.truncated``.
@@ -32,7 +35,7 @@ from dataloop.ingest.jpeg import jpeg_header
 from dataloop.ingest.tables import SCHEMAS
 from dataloop.lake.hashing import HashingReader, sha256_bytes
 
-DECODER_VERSION = "3"
+DECODER_VERSION = "4"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded."""
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024
@@ -79,7 +82,8 @@ class DecodedLog:
     truncation_detail: str = ""
     chunks: int = 0
     messages: Counter = field(default_factory=Counter)
-    ignored_topics: list[str] = field(default_factory=list)
+    unmapped: list[dict[str, Any]] = field(default_factory=list)
+    """Channels no table maps: topic, schema, schema and message encodings, messages."""
     drive_metadata: dict[str, str] = field(default_factory=dict)
     start_ns: int | None = None
     end_ns: int | None = None
@@ -113,6 +117,20 @@ class _Columns:
         return pa.Table.from_pydict(self.cols, schema=self.schema)
 
 
+def _undecodable(spec: contract.ChannelSpec, loc: tuple, err: Exception) -> DecodeError:
+    chunk_offset, compression, *_, offset, _length = loc
+    where = (
+        f"message at byte {offset} of the {compression or 'uncompressed'} chunk at byte "
+        f"{chunk_offset}"
+        if compression or offset
+        else f"message at byte {chunk_offset}"
+    )
+    return DecodeError(
+        "undecodable_message",
+        f"topic {spec.topic!r}: {where} does not decode as {spec.schema}: {err}",
+    )
+
+
 class _Decoder:
     """Per-table decode of one message payload into its columns."""
 
@@ -122,7 +140,10 @@ class _Decoder:
 
     def decode(self, spec: contract.ChannelSpec, t: int, data: memoryview, loc: tuple) -> None:
         msg = self._msgs[spec.schema]
-        msg.ParseFromString(data)
+        try:
+            msg.ParseFromString(data)
+        except ProtobufDecodeError as err:
+            raise _undecodable(spec, loc, err) from err
         c = self.columns[spec.table].cols
         if spec.table == "imu":
             c["t"].append(t)
@@ -198,7 +219,7 @@ class _LogState:
     def __init__(self) -> None:
         self.schemas: dict[int, Schema] = {}
         self.channels: dict[int, contract.ChannelSpec | None] = {}
-        self.ignored: set[str] = set()
+        self.unmapped: dict[int, dict[str, Any]] = {}
 
     def add_schema(self, schema: Schema) -> None:
         if schema.id != 0:
@@ -208,26 +229,22 @@ class _LogState:
         if channel.id in self.channels:
             return
         schema = self.schemas.get(channel.schema_id)
-        schema_name = schema.name if schema else "<no schema>"
         spec = contract.BY_TOPIC.get(channel.topic)
         if (
-            schema_name not in contract.KNOWN_SCHEMAS
+            spec is None
+            or schema is None
+            or schema.name != spec.schema
             or schema.encoding != "protobuf"
             or channel.message_encoding != "protobuf"
         ):
-            raise DecodeError(
-                "unknown_schema",
-                f"channel {channel.topic!r} uses schema {schema_name!r} "
-                f"({schema.encoding if schema else '-'}/{channel.message_encoding}), "
-                "which is not in the drive-log contract",
-            )
-        if spec is not None and spec.schema != schema_name:
-            raise DecodeError(
-                "unknown_schema",
-                f"channel {channel.topic!r} must use {spec.schema}, not {schema_name}",
-            )
-        if spec is None:
-            self.ignored.add(channel.topic)
+            self.unmapped[channel.id] = {
+                "topic": channel.topic,
+                "schema": schema.name if schema else "",
+                "schema_encoding": schema.encoding if schema else "",
+                "message_encoding": channel.message_encoding,
+                "messages": 0,
+            }
+            spec = None
         self.channels[channel.id] = spec
 
 
@@ -270,6 +287,7 @@ def _decode_chunk(
     unpack_header = _RECORD_HEADER.unpack_from
     unpack_message = _MESSAGE_HEADER.unpack_from
     channels = state.channels
+    unmapped = state.unmapped
     counts = log.messages
     while pos < n:
         if pos + 9 > n:
@@ -284,7 +302,9 @@ def _decode_chunk(
             if channel_id not in channels:
                 raise DecodeError("corrupt", f"message on unknown channel {channel_id}")
             spec = channels[channel_id]
-            if spec is not None:
+            if spec is None:
+                unmapped[channel_id]["messages"] += 1
+            else:
                 counts[spec.topic] += 1
                 loc = (
                     chunk_offset,
@@ -367,7 +387,9 @@ def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, lo
             if msg.channel_id not in state.channels:
                 raise DecodeError("corrupt", f"message on unknown channel {msg.channel_id}")
             spec = state.channels[msg.channel_id]
-            if spec is not None:
+            if spec is None:
+                state.unmapped[msg.channel_id]["messages"] += 1
+            else:
                 log.messages[spec.topic] += 1
                 # An unchunked message is its own uncompressed "chunk" in the file.
                 record_start = reader.bytes_read - length - 9
@@ -405,13 +427,11 @@ def decode_log(stream: BinaryIO, *, vehicle: str, drive: str) -> DecodedLog:
         )
     except DecodeError:
         raise
-    except ProtobufDecodeError as err:
-        raise DecodeError("corrupt", f"undecodable protobuf message: {err}") from err
     except (McapError, struct.error, UnicodeDecodeError, ValueError, zstandard.ZstdError) as err:
         raise DecodeError("corrupt", f"{type(err).__name__}: {err}") from err
     reader.drain()
     log.sha256, log.size = reader.hexdigest(), reader.bytes_read
-    log.ignored_topics = sorted(state.ignored)
+    log.unmapped = sorted(state.unmapped.values(), key=lambda c: c["topic"])
     present = {spec.topic for spec in state.channels.values() if spec is not None}
     missing = [
         c.topic

@@ -183,7 +183,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
             "duration_s": round(duration, 3),
             "messages": dict(log.messages),
             "chunks": log.chunks,
-            "ignored_topics": log.ignored_topics,
+            "unmapped_topics": log.unmapped,
             "log_metadata": log.drive_metadata,
             "software_version": upload.software_version,
             "model_version": upload.model_version,

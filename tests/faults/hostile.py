@@ -210,7 +210,7 @@ def _cases(folder: Path) -> list[Hostile]:
         ),
         Hostile(
             "deeply-nested-json-message",
-            "unknown_schema",
+            "missing_channel",  # the JSON channel is listed, never parsed
             _nested_json_log(folder / "deeply-nested-json-message.mcap"),
         ),
         Hostile(

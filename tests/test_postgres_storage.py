@@ -202,10 +202,9 @@ def test_concurrent_hour_runs_on_postgres(postgres, tmp_path, make_log, monkeypa
 
     from dataloop.fleet.uploader import upload_drive
     from dataloop.infra.pools import POOLS, apply_pools
-    from dataloop.lake.keys import hour_record_key
+    from dataloop.lake.layout import approved_key, hour_record_key
     from dataloop.lake.local import LocalStore
     from dataloop.lake.pointers import read_json
-    from dataloop.quality.compliance import approved_key
 
     for name, value in postgres.items():
         monkeypatch.setenv(name, value)
@@ -323,7 +322,7 @@ def test_compose_flow_sensor_queue_code_server_run_worker(
 
     from dataloop.fleet.uploader import upload_drive
     from dataloop.infra.pools import apply_pools
-    from dataloop.lake.keys import hour_record_key
+    from dataloop.lake.layout import hour_record_key
     from dataloop.lake.local import LocalStore
     from dataloop.lake.pointers import read_json
 

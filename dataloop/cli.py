@@ -26,6 +26,7 @@ from rich.table import Table
 
 from dataloop.curation.cli import add_curation_parsers
 from dataloop.infra.cli import add_infra_parser
+from dataloop.ingest.cli import add_adapters_parser
 from dataloop.release.cli import add_release_parser  # OTA release (#8)
 from dataloop.search.cli import add_search_parser  # search (#5)
 
@@ -428,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("drives", help="every drive: stage reached, verdict, reasons")
     d.add_argument("--json", action="store_true", help=JSON_HELP)
     d.set_defaults(func=cmd_drives)
+    add_adapters_parser(sub)
     add_infra_parser(sub)
     add_curation_parsers(sub)
     add_search_parser(sub)

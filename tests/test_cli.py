@@ -175,3 +175,30 @@ def test_fleet_simulate_writes_logs_and_uploads(env, tmp_path):
         len(r["drive_files"]) for r in reports
     )
     assert len(list(lake.glob("telemetry/date=*/vehicle=*/*.json"))) == 2
+
+
+def test_adapters_check_dry_runs_a_foreign_log_without_a_lake(env, tmp_path):
+    """`dataloop adapters check` reports rows per table and the unmapped topics of a log that
+    carries channels outside the contract, and the quarantine reason of one whose mapped
+    payload is garbage (exit 1); it never creates or touches a lake."""
+    from dataloop.fleet import contract
+    from tests.helpers import ForeignChannel, write_minimal_log
+
+    tf = ForeignChannel("/tf", "tf2_msgs/msg/TFMessage", "ros2msg", "cdr", b"\x00\x01\x00\x00")
+    good = write_minimal_log(tmp_path / "mixed.mcap", drive="mixed", seconds=1.0, foreign=[tf])
+    report = json.loads(run(env, "adapters", "check", str(good), "--json").stdout)
+    assert report["ok"] and report["error"] is None
+    assert report["identity"] == {"vehicle": "veh-1", "drive": "mixed"}
+    assert report["tables"]["imu"] == 100 and report["tables"]["frames"] == 10
+    assert [(c["topic"], c["messages"]) for c in report["unmapped_topics"]] == [("/tf", 3)]
+    table = run(env, "adapters", "check", str(good)).stdout
+    assert "unmapped topics" in table and "tf2_msgs/msg/TFMessage" in table
+
+    bad = write_minimal_log(
+        tmp_path / "bad.mcap", drive="bad", raw_messages=[(contract.IMU.topic, b"\xff\xff")]
+    )
+    proc = run(env, "adapters", "check", str(bad), "--json", check=False)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["error"]["code"] == "undecodable_message"
+    assert "would be quarantined: undecodable_message: topic '/imu'" in proc.stderr
+    assert not Path(env["DATALOOP_LAKE"]).exists()

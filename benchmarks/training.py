@@ -13,9 +13,10 @@ import time
 
 import numpy as np
 
-from dataloop.fleet.simulator.policy import EGO_FEATURES, HISTORY, MAX_OBJECTS, OBJECT_FEATURES
+from dataloop.policy.network import OUTPUTS, features, members, output_inputs
+from dataloop.policy.observation import EGO_FEATURES, HISTORY, MAX_OBJECTS, OBJECT_FEATURES
 from dataloop.training.config import model_config
-from dataloop.training.model import OUTPUTS, _net, _torch, features, fit, members, output_inputs
+from dataloop.training.model import _net, _torch, fit
 from dataloop.training.samples import Samples
 
 

@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from dataloop.fleet.simulator.policy import (
+from dataloop.fleet.simulator.traffic import time_to_collision
+from dataloop.policy.bundle import Bundle
+from dataloop.policy.bundle_policy import BundlePolicy
+from dataloop.policy.observation import (
     BASELINE,
     EGO_FEATURES,
     HISTORY,
     MAX_OBJECTS,
     OBJECT_FEATURES,
 )
-from dataloop.fleet.simulator.traffic import time_to_collision
 from dataloop.simulation.batched import ego
 from dataloop.simulation.batched.initial import initial
 from dataloop.simulation.batched.metrics import boxes_collide
@@ -32,8 +34,6 @@ from dataloop.simulation.gate import decide, load_gate
 from dataloop.simulation.policies import AlwaysAccelerate, RegressesOn, Timid
 from dataloop.simulation.runner import run_suite
 from dataloop.simulation.scenario import Agent, Scenario, stock, variations
-from dataloop.training.bundle import Bundle
-from dataloop.training.policy import BundlePolicy
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

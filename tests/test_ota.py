@@ -15,9 +15,9 @@ from dataloop.lake import layout as L
 from dataloop.lake.layout import PRODUCTION_KEY
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
+from dataloop.policy.bundle import write_bundle
 from dataloop.release import repository as R
 from dataloop.release import rollout as RO
-from dataloop.training.bundle import write_bundle
 
 
 @pytest.fixture

@@ -177,7 +177,7 @@ def test_valid_rules_load_exactly_as_parsed():
 def test_the_schemas_enumerations_agree_with_the_code():
     from dataloop.fleet.simulator import policy as P
     from dataloop.fleet.simulator.traffic import ROADS
-    from dataloop.training.model import OUTPUTS
+    from dataloop.policy.network import OUTPUTS
 
     assert S.EGO_FEATURES == P.EGO_FEATURES
     assert (S.HISTORY, S.MAX_OBJECTS) == (P.HISTORY, P.MAX_OBJECTS)

@@ -12,10 +12,10 @@ import pytest
 
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.simulation.assets import gate_passed, simulation_report
-from dataloop.fleet.simulator.policy import BASELINE, BaselineExpert
 from dataloop.lake.layout import PRODUCTION_KEY
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json, write_json
+from dataloop.policy.observation import BASELINE, BaselineExpert
 from dataloop.simulation.episode import build_world, run_episode
 from dataloop.simulation.gate import decide, load_gate, production_version
 from dataloop.simulation.open_loop import rollout_errors, summarise

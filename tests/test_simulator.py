@@ -16,8 +16,8 @@ from dataloop.fleet import contract
 from dataloop.fleet.simulator.camera import CONDITIONS, Camera, luma, render_frame
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
-from dataloop.fleet.simulator.policy import load_policy
 from dataloop.ingest.decode import decode_log
+from dataloop.policy.bundle_policy import load_policy
 
 START = datetime(2026, 11, 25, 8, tzinfo=UTC)
 HIGHWAY = {"highway": 1.0}

@@ -20,7 +20,7 @@ from dataloop.fleet.simulator.fleet import simulate_fleet
 from dataloop.lake import layout as L
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
-from dataloop.training import bundle as B
+from dataloop.policy import bundle as B
 from dataloop.training.config import TRIGGER_TAG, model_config, trigger_policy
 from dataloop.training.train import train
 from dataloop.training.trigger import decide
@@ -192,7 +192,7 @@ def test_steering_labels_and_networks_follow_the_model_config(curated, trained):
     their mean."""
     import numpy as np
 
-    from dataloop.training.model import OUTPUTS, members, net_name, predict
+    from dataloop.policy.network import OUTPUTS, members, net_name, predict
     from dataloop.training.samples import LANE_KEEPING_MIN_MPS, build_samples
 
     store, *_ = curated

@@ -107,9 +107,9 @@ def _record_outcome(
 ) -> None:
     """What this iteration's runs left in the lake: dataset, model, gate, release."""
     from dataloop.lake.layout import dataset_latest_key, dataset_version_key
+    from dataloop.policy.bundle import latest
     from dataloop.release import rollout as RO
     from dataloop.simulation.gate import production_version
-    from dataloop.training.bundle import latest
 
     pointer = read_json(store, dataset_latest_key("training"))
     if pointer:
@@ -157,8 +157,8 @@ def run_iteration(
     store: ObjectStore, cfg: LoopConfig, index: int, say: Progress = lambda _: None
 ) -> Iteration:
     """One turn of the loop (see the module docstring)."""
+    from dataloop.policy.bundle import latest
     from dataloop.release.rollout import history, load_policy, state
-    from dataloop.training.bundle import latest
 
     it = Iteration(index)
     before = (latest(store) or {}).get("version")

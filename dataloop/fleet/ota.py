@@ -101,31 +101,14 @@ class OtaClient:
 
     def policy(self):
         """The installed bundle as a driving policy (the baseline before any install)."""
-        from dataloop.fleet.simulator.policy import BaselineExpert
+        from dataloop.policy.bundle import load_installed
+        from dataloop.policy.bundle_policy import BundlePolicy
+        from dataloop.policy.observation import BASELINE, BaselineExpert
 
         current = self.running()
-        if current is None or current["model_version"] == "baseline":
+        if current is None or current["model_version"] == BASELINE:
             return BaselineExpert()
-        from dataloop.training.policy import BundlePolicy
-
         return BundlePolicy(load_installed(Path(current["path"]), current["model_version"]))
-
-
-def load_installed(folder: Path, version: str):
-    """A Bundle read from an installed release folder (same format as the lake bundle)."""
-    import numpy as np
-
-    from dataloop.training.bundle import Bundle
-
-    model = json.loads((folder / "model.json").read_text())
-    raw = (folder / "weights.bin").read_bytes()
-    weights = {}
-    for t in model["tensors"]:
-        n = int(np.prod(t["shape"]))
-        arr = np.frombuffer(raw, dtype="<f4", count=n, offset=t["offset"])
-        weights[t["name"]] = arr.reshape(t["shape"]).astype(np.float64)
-    card = json.loads((folder / "model_card.json").read_text())
-    return Bundle(version, weights, model["normalisation"], model["config"], card)
 
 
 OTA = "ota"
@@ -145,7 +128,7 @@ def vehicle_policy(store: ObjectStore, vehicle: str, home: str | Path):
     target = assign(store, vehicle)
     root_file = os.environ.get("DATALOOP_TUF_ROOT")
     if target["release"] is None:
-        from dataloop.fleet.simulator.policy import load_policy
+        from dataloop.policy.bundle_policy import load_policy
 
         return load_policy(target["model_version"], store)
     trusted = Path(root_file).read_bytes() if root_file else Repository(store, {}).root_bytes()

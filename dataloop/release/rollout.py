@@ -22,9 +22,9 @@ from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json, update_json, write_json
 from dataloop.lake.store import ObjectNotFound, ObjectStore
 from dataloop.lineage.graph import record_node
+from dataloop.policy.bundle import FILES
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
-from dataloop.training.bundle import FILES
 
 BASELINE = "baseline"
 

@@ -13,9 +13,9 @@ import math
 from dataclasses import asdict, dataclass
 
 from dataloop.fleet.simulator.drive import _observe, _yaw_rate
-from dataloop.fleet.simulator.features import History
-from dataloop.fleet.simulator.policy import Control, DrivingPolicy
 from dataloop.fleet.simulator.traffic import DT, SIM_HZ, World, time_to_collision
+from dataloop.policy.features import History
+from dataloop.policy.observation import Control, DrivingPolicy
 from dataloop.simulation.scenario import CONDITIONS, FOG_RANGE_M, Scenario
 
 TAKEOVER_TTC_S = 1.5

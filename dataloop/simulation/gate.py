@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from dataloop import rules
-from dataloop.fleet.simulator.policy import BASELINE
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.layout import PRODUCTION_KEY
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
+from dataloop.policy.observation import BASELINE
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from dataloop.fleet.simulator.features import window
-from dataloop.fleet.simulator.policy import Control, DrivingPolicy, Observation
 from dataloop.fleet.simulator.traffic import DT
 from dataloop.lake import layout as L
+from dataloop.policy.features import window
+from dataloop.policy.observation import Control, DrivingPolicy, Observation
 
 HORIZON_S = 3.0
 STRIDE_S = 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataloop.fleet.simulator.policy import Control, Observation
+from dataloop.policy.observation import Control, Observation
 from dataloop.simulation.scenario import Scenario
 
 # ``act_batch(observation)``: the same decision for every scenario of a batched simulation

@@ -8,7 +8,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from dataloop.fleet.simulator.policy import BASELINE, BaselineExpert, DrivingPolicy
+from dataloop.policy.observation import BASELINE, BaselineExpert, DrivingPolicy
 from dataloop.simulation.episode import run_episode
 from dataloop.simulation.scenario import Scenario
 from dataloop.simulation.score import score, subscores
@@ -24,8 +24,8 @@ def resolve(spec: PolicySpec, lake: str | None = None) -> DrivingPolicy:
     if spec.startswith("py:"):
         module, attr = spec[3:].split(":")
         return getattr(importlib.import_module(module), attr)()
-    from dataloop.fleet.simulator.policy import load_policy
     from dataloop.lake.store import open_store
+    from dataloop.policy.bundle_policy import load_policy
 
     return load_policy(spec, open_store(lake) if lake else None)
 

@@ -33,13 +33,10 @@ def trigger_policy(path: Path | None = None, data: bytes | None = None) -> dict[
 
 
 def code_version() -> str:
-    """Hash of the training code and of the feature construction it shares with the
-    simulator: a model card names it."""
+    """Hash of the training code and of what it shares with the car (``dataloop/policy``:
+    observation, features, forward pass, bundle format): a model card names it."""
     here = Path(__file__).parent
-    sources = sorted(here.glob("*.py")) + [
-        here.parent / "fleet" / "simulator" / "features.py",
-        here.parent / "fleet" / "simulator" / "policy.py",
-    ]
+    sources = sorted(here.glob("*.py")) + sorted((here.parent / "policy").glob("*.py"))
     return sha256_bytes(b"".join(p.read_bytes() for p in sources))[:16]
 
 

@@ -24,11 +24,11 @@ import pyarrow.compute as pc
 
 from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import connect, current_drive_version
-from dataloop.fleet.simulator.features import ego_row, object_frame, window
 from dataloop.ingest.tables import read_table
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
+from dataloop.policy.features import ego_row, object_frame, window
 
 ACCEL_PER_PEDAL = 3.0
 BRAKE_PER_PEDAL = 8.0

@@ -16,7 +16,7 @@ from dataloop.curation import datasets as D
 from dataloop.lake import layout as L
 from dataloop.lake.store import ObjectStore, open_store
 from dataloop.lineage.graph import record_node
-from dataloop.training import bundle as B
+from dataloop.policy import bundle as B
 from dataloop.training.config import code_version
 from dataloop.training.model import fit, open_loop, output_inputs
 from dataloop.training.samples import build_samples

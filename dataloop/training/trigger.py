@@ -10,7 +10,7 @@ from dataloop.curation import datasets as D
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
-from dataloop.training.bundle import latest
+from dataloop.policy.bundle import latest
 
 
 def _clips(store: ObjectStore, version: str | None) -> list[dict]:

@@ -54,13 +54,13 @@ def simulation_report(
     """Closed-loop scores of the latest trained model and of production on the same suite
     (stock, rebuilt from held-out clips, variations), the per-category comparison and the
     gate's verdict. Per-scenario results are stored in the lake."""
+    from dataloop.policy.bundle import latest
     from dataloop.simulation import gate as G
     from dataloop.simulation import report as R
     from dataloop.simulation import suite as S
     from dataloop.simulation.batched import gate as BG
     from dataloop.simulation.open_loop import evaluate
     from dataloop.simulation.runner import resolve
-    from dataloop.training.bundle import latest
 
     store = lake.store()
     candidate = config.candidate or (latest(store) or {}).get("version")

@@ -16,8 +16,6 @@ from dataloop.fleet.logwriter import DriveLogWriter
 from dataloop.fleet.simulator import faults as F
 from dataloop.fleet.simulator.camera import Camera, render_frame
 from dataloop.fleet.simulator.config import CORNER_CASES, SimConfig
-from dataloop.fleet.simulator.features import History, ego_row, object_frame
-from dataloop.fleet.simulator.policy import Control, DrivingPolicy, Observation
 from dataloop.fleet.simulator.scenarios import INJECT
 from dataloop.fleet.simulator.sensors import Sensors
 from dataloop.fleet.simulator.traffic import (
@@ -28,6 +26,8 @@ from dataloop.fleet.simulator.traffic import (
     time_to_collision,
 )
 from dataloop.fleet.simulator.witness import Witness
+from dataloop.policy.features import History, ego_row, object_frame
+from dataloop.policy.observation import Control, DrivingPolicy, Observation
 
 GROUND_TRUTH = "dataloop.ground_truth"
 """MCAP metadata record with what the simulator injected, for scoring later stages."""

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.drive import DriveResult, simulate_drive
-from dataloop.fleet.simulator.policy import load_policy
 from dataloop.fleet.simulator.traffic import rng_for
+from dataloop.policy.bundle_policy import load_policy
 
 SEGMENT_GAP_S = 2.0
 NS = 1_000_000_000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataloop.fleet.simulator.policy import HISTORY, MAX_OBJECTS, OBJECT_FEATURES
+from dataloop.policy.observation import HISTORY, MAX_OBJECTS, OBJECT_FEATURES
 from dataloop.simulation.batched.agents import LENGTH, Traffic
 
 MAX_SPEED = 40.0

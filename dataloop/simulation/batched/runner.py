@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dataloop.fleet.simulator.policy import BASELINE, BaselineExpert, Control, Observation
 from dataloop.fleet.simulator.traffic import DT, SIM_HZ
+from dataloop.policy.observation import BASELINE, BaselineExpert, Control, Observation
 from dataloop.simulation.batched import agents, ego, metrics
 from dataloop.simulation.batched.agents import Traffic
 from dataloop.simulation.batched.initial import heading_of, initial

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from dataloop.fleet.simulator.policy import HISTORY, MAX_OBJECTS, OBJECT_FEATURES
+from dataloop.policy.observation import HISTORY, MAX_OBJECTS, OBJECT_FEATURES
 
 
 def ego_row(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,17 +77,29 @@ class Bundle:
     card: dict
 
 
+def _from_files(version: str, model_json: bytes, weights: bytes, card_json: bytes) -> Bundle:
+    model = json.loads(model_json)
+    tensors = {}
+    for t in model["tensors"]:
+        n = int(np.prod(t["shape"]))
+        arr = np.frombuffer(weights, dtype="<f4", count=n, offset=t["offset"])
+        tensors[t["name"]] = arr.reshape(t["shape"]).astype(np.float64)
+    return Bundle(version, tensors, model["normalisation"], model["config"], json.loads(card_json))
+
+
 def load_bundle(store: ObjectStore, version: str) -> Bundle:
     """A bundle by its version; raises LookupError when the lake has none."""
     try:
-        model = json.loads(store.get(bundle_key(version, "model.json")))
+        model = store.get(bundle_key(version, "model.json"))
     except ObjectNotFound as err:
         raise LookupError(f"no model bundle {version!r} in the lake") from err
-    raw = store.get(bundle_key(version, "weights.bin"))
-    weights = {}
-    for t in model["tensors"]:
-        n = int(np.prod(t["shape"]))
-        arr = np.frombuffer(raw, dtype="<f4", count=n, offset=t["offset"])
-        weights[t["name"]] = arr.reshape(t["shape"]).astype(np.float64)
-    card = json.loads(store.get(bundle_key(version, "model_card.json")))
-    return Bundle(version, weights, model["normalisation"], model["config"], card)
+    weights, card = (store.get(bundle_key(version, n)) for n in ("weights.bin", "model_card.json"))
+    return _from_files(version, model, weights, card)
+
+
+def load_installed(folder: Path, version: str) -> Bundle:
+    """A bundle from a release installed in a vehicle's folder (the same three files)."""
+    model, weights, card = (
+        (folder / n).read_bytes() for n in ("model.json", "weights.bin", "model_card.json")
+    )
+    return _from_files(version, model, weights, card)

@@ -2,18 +2,15 @@
 
 The baseline is the expert driver (highway-env's IDM for speed, MOBIL for lane changes, a
 pursuit controller for steering). Models the loop trains (#6) and releases (#8) implement the
-same interface, loaded from their release bundle by ``load_policy``.
+same interface, loaded from their bundle by ``dataloop.policy.bundle_policy.load_policy``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from dataloop.lake.store import ObjectStore
 
 HISTORY = 10
 """Observation history: the last second at 10 Hz."""
@@ -59,15 +56,3 @@ class BaselineExpert:
 
     def act(self, observation: Observation) -> Control:
         return observation.expert
-
-
-def load_policy(model_version: str, store: ObjectStore | None = None) -> DrivingPolicy:
-    """The policy a vehicle runs for ``model_version``: the baseline driver, or the model
-    bundle of that version in the lake (``store``, default ``$DATALOOP_LAKE``)."""
-    if model_version == BASELINE:
-        return BaselineExpert()
-    from dataloop.lake.store import open_store
-    from dataloop.training.bundle import load_bundle
-    from dataloop.training.policy import BundlePolicy
-
-    return BundlePolicy(load_bundle(store or open_store(), model_version))

@@ -3,11 +3,22 @@ simulation gate's interface)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from dataloop.fleet.simulator.policy import Control, Observation
-from dataloop.training.bundle import Bundle
-from dataloop.training.model import predict
+from dataloop.policy.bundle import Bundle, load_bundle
+from dataloop.policy.network import predict
+from dataloop.policy.observation import (
+    BASELINE,
+    BaselineExpert,
+    Control,
+    DrivingPolicy,
+    Observation,
+)
+
+if TYPE_CHECKING:
+    from dataloop.lake.store import ObjectStore
 
 
 class BundlePolicy:
@@ -32,3 +43,13 @@ class BundlePolicy:
     def _predict(self, ego: np.ndarray, objects: np.ndarray) -> np.ndarray:
         b = self.bundle
         return predict(b.weights, b.normalisation, b.config, ego, objects)
+
+
+def load_policy(model_version: str, store: ObjectStore | None = None) -> DrivingPolicy:
+    """The policy a vehicle runs for ``model_version``: the baseline driver, or the model
+    bundle of that version in the lake (``store``, default ``$DATALOOP_LAKE``)."""
+    if model_version == BASELINE:
+        return BaselineExpert()
+    from dataloop.lake.store import open_store
+
+    return BundlePolicy(load_bundle(store or open_store(), model_version))

@@ -45,6 +45,7 @@ STAGES = (
     "lineage",
     "lake",
     "fleet",
+    "policy",
 )
 """The data plane: plain Python that the matching ``defs/`` folder calls."""
 CLOUD_STAGES = (
@@ -125,6 +126,21 @@ def _fleet_imports_the_cloud(i: Import) -> bool:
     return i.package == "fleet" and i.target in CLOUD_STAGES
 
 
+def _policy_imports_more_than_the_lake(i: Import) -> bool:
+    """What the car runs (``policy/``) is shared by training and simulation: it may import
+    the lake and itself, nothing else of dataloop."""
+    return (
+        i.package == "policy"
+        and i.name.startswith("dataloop")
+        and i.target
+        not in (
+            "",
+            "lake",
+            "policy",
+        )
+    )
+
+
 def _private_dagster(i: Import) -> bool:
     return _is_dagster(i.name) and any(p.startswith("_") for p in i.name.split(".")[1:])
 
@@ -134,15 +150,8 @@ def _private_dagster(i: Import) -> bool:
     [
         pytest.param(_stage_imports_dagster, id="no-dagster-in-the-stage-packages"),
         pytest.param(_lake_imports_a_stage, id="the-lake-imports-no-stage"),
-        pytest.param(
-            _fleet_imports_the_cloud,
-            id="the-fleet-imports-no-cloud-stage",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="#22 item 3: fleet/ota.py and fleet/simulator/policy.py import "
-                "dataloop.training (bundle, policy) until dataloop/policy/ holds them",
-            ),
-        ),
+        pytest.param(_fleet_imports_the_cloud, id="the-fleet-imports-no-cloud-stage"),
+        pytest.param(_policy_imports_more_than_the_lake, id="the-policy-imports-only-the-lake"),
         pytest.param(
             _private_dagster,
             id="no-private-dagster-names",
@@ -196,6 +205,8 @@ def test_the_import_rules_see_what_they_look_for(tmp_path):
     }
     assert _stage_imports_dagster(Import("dataloop.lake.s3", "dagster_aws.s3"))
     assert not _stage_imports_dagster(Import("dataloop.training.train", "dagster_pipes"))
+    assert _policy_imports_more_than_the_lake(Import("dataloop.policy.x", "dataloop.training"))
+    assert not _policy_imports_more_than_the_lake(Import("dataloop.policy.x", "dataloop.lake.s3"))
     assert _lake_imports_a_stage(Import("dataloop.lake.x", "dataloop.quality.hour"))
     assert not _lake_imports_a_stage(Import("dataloop.lake.x", "dataloop.lake.layout"))
     assert Import("dataloop.defs.resources", "dagster") in {

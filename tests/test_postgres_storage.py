@@ -160,10 +160,17 @@ def test_racing_slot_claims_never_exceed_the_pool(postgres, tmp_path, monkeypatc
     """The root of #19, measured on the slots themselves: six workers claim a 2-slot pool at
     the same instant, round after round. Dagster-postgres's own storage hands one slot row to
     two claimers (its SELECT ... FOR UPDATE runs in autocommit, so the row lock is gone before
-    the UPDATE); infra/dagster.yaml's event log storage serialises claims and frees."""
+    the UPDATE); infra/dagster.yaml's event log storage serialises the claims of slot rows."""
     import dagster as dg
+    from dagster_postgres import PostgresEventLogStorage
 
     from dataloop.infra.event_log import PoolSafePostgresEventLogStorage
+
+    # The override only works while Dagster's semaphore step keeps its name.
+    claim = "_claim_concurrency_slot"
+    assert (
+        getattr(PostgresEventLogStorage, claim) is not vars(PoolSafePostgresEventLogStorage)[claim]
+    )
 
     for name, value in postgres.items():
         monkeypatch.setenv(name, value)

@@ -309,7 +309,7 @@ def test_a_committed_upload_is_announced_exactly_once(
     store.put(f"telemetry/date={datetime.now(UTC).date()}/vehicle=veh-n/t.json", b"{}")
     # radosgw 16 looks for new persistent queues every 30 s: the first event of a new topic
     # takes up to that long (later ones are pushed within a second).
-    deadline = time.monotonic() + 45
+    deadline = time.monotonic() + 90  # 30 s discovery, with room for a loaded machine
     while not events and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(2)  # a duplicate (or the log's own event) would arrive by now

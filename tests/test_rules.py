@@ -175,7 +175,7 @@ def test_valid_rules_load_exactly_as_parsed():
 
 
 def test_the_schemas_enumerations_agree_with_the_code():
-    from dataloop.fleet.simulator import policy as P
+    from dataloop.policy import observation as P
     from dataloop.fleet.simulator.traffic import ROADS
     from dataloop.policy.network import OUTPUTS
 

@@ -118,12 +118,13 @@ class _Columns:
 
 
 def _undecodable(spec: contract.ChannelSpec, loc: tuple, err: Exception) -> DecodeError:
-    chunk_offset, compression, *_, offset, _length = loc
+    chunk_offset, compression, chunk_length, _size, offset, length = loc
+    unchunked = not compression and offset == 0 and chunk_length == length  # see _walk_records
     where = (
-        f"message at byte {offset} of the {compression or 'uncompressed'} chunk at byte "
+        f"message at byte {chunk_offset}"
+        if unchunked
+        else f"message at byte {offset} of the {compression or 'uncompressed'} chunk at byte "
         f"{chunk_offset}"
-        if compression or offset
-        else f"message at byte {chunk_offset}"
     )
     return DecodeError(
         "undecodable_message",

@@ -337,14 +337,15 @@ class S3Store(ObjectStore):
 
     def _head_by_listing(self, key: str, denied: ClientError) -> ObjectInfo | None:
         """A HEAD answered 403: the key may be missing and this identity may list only some
-        prefixes. A listing of exactly this key tells (a denied listing re-raises the 403)."""
+        prefixes (S3 answers 403, not 404, for a missing key without ListBucket). A listing of
+        exactly this key tells: absent is ``None``; present means the read was really denied,
+        and that 403 is raised (as is a denied listing's)."""
         try:
             page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._k(key), MaxKeys=1)
         except ClientError as listing:
             raise listing from denied  # its body says why (a HEAD's 403 has none)
-        for o in page.get("Contents", []):
-            if o["Key"] == self._k(key):
-                return self._info(key, o["Size"], o["LastModified"], o["ETag"])
+        if any(o["Key"] == self._k(key) for o in page.get("Contents", [])):
+            raise denied
         return None
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:

@@ -125,7 +125,7 @@ class Geofence(Rule):
 
 class RetentionZone(Rule):
     prefixes: list[str] = Field(min_length=1)
-    days: float = Field(ge=0)
+    days: int = Field(ge=1)  # S3 lifecycle rules count whole days, at least one
 
     @field_validator("prefixes")
     @classmethod

@@ -17,8 +17,9 @@ from dataloop.lake import layout as L
 from dataloop.lake.store import ObjectStore, open_store
 from dataloop.lineage.graph import record_node
 from dataloop.policy import bundle as B
+from dataloop.policy.network import output_inputs
 from dataloop.training.config import code_version
-from dataloop.training.model import fit, open_loop, output_inputs
+from dataloop.training.model import fit, open_loop
 from dataloop.training.samples import build_samples
 
 

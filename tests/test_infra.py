@@ -634,3 +634,56 @@ def test_vehicles_file_refuses_an_id_that_escapes_its_prefix(tmp_path):
     (tmp_path / "v.txt").write_text("veh-1\nveh-1/../veh-2\n")
     with pytest.raises(ValueError, match="invalid vehicle id"):
         read_vehicles(tmp_path / "v.txt")
+
+
+def test_heavy_jobs_take_their_executor_from_the_one_switch(tmp_path, make_log):
+    """ingest_job under DATALOOP_EXECUTOR=multiprocess, as `dagster job execute` runs it in a
+    fresh process: it succeeds, and each step ran in a process of its own (in process, every
+    step shares the run's pid)."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+    from dagster import DagsterEventType, DagsterRunStatus
+
+    from dataloop.fleet.uploader import upload_drive
+    from dataloop.lake.layout import HOUR_FORMAT
+    from dataloop.lake.local import LocalStore
+
+    store = LocalStore(tmp_path / "lake")
+    up = upload_drive(store, make_log(vehicle="veh-x", drive="mp", seconds=2.0), vehicle="veh-x")
+    arrived = store.head(up.manifest_key).last_modified
+    hour = arrived.replace(minute=0).strftime(HOUR_FORMAT)
+    home = tmp_path / "dagster"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DATALOOP_LAKE": str(store.root)}
+    env.update(DATALOOP_EXECUTOR="multiprocess")
+    env.pop("DATALOOP_RULES", None)
+    command = ["job", "execute", "-m", "dataloop.definitions", "-j", "ingest_job"]
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), *command, "--tags",
+         json.dumps({"dagster/partition": hour})],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == DagsterRunStatus.SUCCESS
+        assert run.tags["dagster/partition"] == hour
+        logs = instance.all_logs(run.run_id)
+        starts = [
+            e.dagster_event for e in logs if e.dagster_event_type == DagsterEventType.STEP_START
+        ]
+        assert "decoded_drives" in {s.step_key for s in starts} and len(starts) >= 3
+        assert len({s.pid for s in starts}) == len(starts), [(s.step_key, s.pid) for s in starts]
+
+    # Every heavy job follows the switch; the light ones stay in process.
+    show = (
+        "from dataloop.definitions import defs; d = defs(); print(*[d.resolve_job_def(j)"
+        ".executor_def.name for j in ('ingest_job', 'curation_job', 'training_job', "
+        "'dataset_job', 'release_job')])"
+    )
+    names = subprocess.run(
+        [sys.executable, "-c", show], env=env, cwd=REPO, capture_output=True, text=True
+    ).stdout.split()
+    assert names == ["multiprocess"] * 3 + ["in_process"] * 2

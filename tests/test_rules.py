@@ -175,8 +175,8 @@ def test_valid_rules_load_exactly_as_parsed():
 
 
 def test_the_schemas_enumerations_agree_with_the_code():
-    from dataloop.policy import observation as P
     from dataloop.fleet.simulator.traffic import ROADS
+    from dataloop.policy import observation as P
     from dataloop.policy.network import OUTPUTS
 
     assert S.EGO_FEATURES == P.EGO_FEATURES

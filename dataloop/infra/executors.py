@@ -1,10 +1,12 @@
-"""How a heavy stage's job executes its steps.
+"""How a heavy stage's job executes its steps: one switch, ``DATALOOP_EXECUTOR``.
 
-By default a run executes its steps in its own process (``in_process_executor``): each run is
-already one Kubernetes Job (K8sRunLauncher), and a step per pod would cost more than small
-steps do. A stage whose steps are long and need different resources (decode at fleet scale,
-the simulation gate, training) switches to one Kubernetes Job per step by building its job with
-``executor_def=stage_executor()`` and deploying with ``DATALOOP_EXECUTOR=k8s``.
+The heavy jobs (ingest, curation, training with its gate) are built with
+``executor_def=stage_executor()``. By default a run executes its steps in its own process
+(``in_process``): each run is already one Kubernetes Job or one worker process, and on a small
+machine a process per step costs more (~2.8 s per step here) than small steps do.
+``multiprocess`` runs each step in a process of its own on the run's machine; ``k8s`` runs one
+Kubernetes Job per step, for steps that are long and need other resources (decode at fleet
+scale, the simulation gate, training). Light jobs (the dataset, the release) stay in process.
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ def k8s_executor_config() -> dict[str, Any]:
     }
 
 
+EXECUTORS = ("in_process", "multiprocess", "k8s")
+
+
 def stage_executor() -> dg.ExecutorDefinition:
-    """``in_process_executor``, or ``k8s_job_executor`` when ``DATALOOP_EXECUTOR=k8s``."""
+    """The executor ``DATALOOP_EXECUTOR`` names (read when the code location loads)."""
     kind = os.environ.get("DATALOOP_EXECUTOR", "in_process")
     if kind == "in_process":
         return dg.in_process_executor
+    if kind == "multiprocess":
+        return dg.multiprocess_executor
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor.configured(k8s_executor_config(), name="k8s_step_executor")
-    raise ValueError(f"DATALOOP_EXECUTOR must be in_process or k8s, not {kind!r}")
+    raise ValueError(f"DATALOOP_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {kind!r}")

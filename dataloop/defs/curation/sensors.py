@@ -15,6 +15,7 @@ from dataloop.defs.curation.assets import (
 )
 from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
+from dataloop.infra.executors import stage_executor
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.layout import day_index_key
 from dataloop.lake.pointers import read_json
@@ -24,7 +25,7 @@ curation_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(scenario_index, clip_embeddings),
     partitions_def=arrival_days,
     tags={"dataloop/stage": "curation"},
-    executor_def=dg.in_process_executor,
+    executor_def=stage_executor(),
     description="Mine one arrival day's drives for scenarios and index them for search.",
 )
 dataset_job = dg.define_asset_job(

@@ -5,6 +5,7 @@ import dagster as dg
 from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
 from dataloop.fleet.contract import CONTRACT_VERSION
+from dataloop.infra.executors import stage_executor
 from dataloop.ingest.decode import DECODER_VERSION
 from dataloop.ingest.hour import HourReport, ingest_hour
 
@@ -91,8 +92,8 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(decoded_drives).downstream()
     & dg.AssetSelection.groups("ingest", "quality", "labeling"),
     tags={"dataloop/stage": "ingest"},
-    # One step that parallelises inside: a subprocess per step would cost more than the work.
-    executor_def=dg.in_process_executor,
+    # In process by default (a process per step costs ~2.8 s here); DATALOOP_EXECUTOR switches.
+    executor_def=stage_executor(),
     # Run events are stored for the UI whatever this says; it only quiets the console.
     config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     description="Decode, check and approve the drives that arrived in one hour.",

@@ -5,6 +5,7 @@ import dagster as dg
 
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.training.assets import trained_model
+from dataloop.infra.executors import stage_executor
 from dataloop.release.rollout import rolling
 from dataloop.rules import snapshot
 from dataloop.training.config import TRIGGER_TAG, trigger_file, trigger_policy
@@ -21,7 +22,7 @@ training_job = dg.define_asset_job(
     # The new model is gated in the same run: simulation_report and its blocking check.
     selection=dg.AssetSelection.assets(trained_model, "simulation_report"),
     tags={"dataloop/stage": "training"},
-    executor_def=dg.in_process_executor,
+    executor_def=stage_executor(),
     description="Train the driving model on the latest dataset version, then run the "
     "simulation gate on it (a failed gate fails the run and nothing is released).",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -211,3 +212,26 @@ def curate(store, instance, days: list[str]):
     return dg.materialize(
         assets, instance=instance, resources=resources, selection=[training_dataset]
     )
+
+
+def at_once(n: int, fn) -> list:
+    """Run ``fn(i)`` in n threads released at the same instant; re-raise any failure."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except BaseException as err:  # noqa: BLE001 - re-raised below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

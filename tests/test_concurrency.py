@@ -3,8 +3,6 @@ compare-and-swap, so concurrent read-modify-writes lose nothing (both backends).
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from dataloop.fleet.uploader import upload_drive
@@ -13,30 +11,8 @@ from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json, update_json
 from dataloop.lake.store import PreconditionFailed, open_store
 from tests.faults.loop import audit
+from tests.helpers import at_once
 from tests.test_crash import _strip
-
-
-def _together(n: int, fn) -> list:
-    """Run ``fn(i)`` in n threads released at the same instant; re-raise any failure."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except BaseException as err:  # noqa: BLE001 - re-raised below
-            errors.append(err)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 def test_lost_update_is_refused(store):
@@ -58,7 +34,7 @@ def test_concurrent_read_modify_writes_lose_nothing(store):
         for _ in range(3):
             update_json(own, "p/seen.json", lambda v, i=i: {"n": (v or {"n": 0})["n"] + 1}, 200)
 
-    _together(4, bump)
+    at_once(4, bump)
     assert read_json(store, "p/seen.json") == {"n": 12}
 
 
@@ -69,7 +45,7 @@ def test_two_ingests_of_the_same_hour_at_once(store, make_log):
     (hour,) = arrival_hours(store, upload_days(store))
     url = store.url
 
-    reports = _together(2, lambda i: ingest_hour(open_store(url), hour))
+    reports = at_once(2, lambda i: ingest_hour(open_store(url), hour))
 
     assert [r.count("ingested") for r in reports] == [2, 2]
     result = audit(store, logs, curate=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from dataloop.lake.pointers import read_json, update_json
 from dataloop.lake.s3 import S3Store
 from dataloop.lake.store import PART_SIZE, ObjectStore, open_store
 from tests.conftest import STORE_KINDS, store_of
+from tests.helpers import at_once
 
 WRITERS = 6
 ROUNDS = 4
@@ -38,24 +38,18 @@ def _twin(store: ObjectStore) -> ObjectStore:
 def _race(store: ObjectStore, write) -> tuple[list[int], list[Exception]]:
     """``WRITERS`` writers call ``write(store, n)`` at the same instant; (winners, losses)."""
     stores = [_twin(store) for _ in range(WRITERS)]
-    start = threading.Barrier(WRITERS)
-    wins: list[int] = []
-    losses: list[Exception] = []
 
-    def run(n: int) -> None:
-        start.wait()
+    def attempt(n: int) -> int | Exception:
         try:
             write(stores[n], n)
-            wins.append(n)
         except (PreconditionFailed, ObjectExists) as e:
-            losses.append(e)
+            return e
+        return n
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(WRITERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return wins, losses
+    outcomes = at_once(WRITERS, attempt)
+    return [o for o in outcomes if isinstance(o, int)], [
+        o for o in outcomes if isinstance(o, Exception)
+    ]
 
 
 def test_write_once(store):

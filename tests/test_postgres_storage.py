@@ -124,6 +124,21 @@ def _run_hour(home: str, lake: str, hour: str, barrier, results) -> None:
         results.put({"hour": hour, "error": repr(e)})
 
 
+def _spawned(target, worker_args: list[tuple]) -> list[dict]:
+    """One spawned process per ``worker_args`` entry, as run workers are: each gets its args
+    plus a shared barrier and result queue; returns their reports (none may be an error)."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(worker_args)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, barrier, results)) for a in worker_args]
+    for proc in procs:
+        proc.start()
+    reports = [results.get(timeout=300) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert [r for r in reports if "error" in r] == []
+    return reports
+
+
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
     level = peak = 0
@@ -182,18 +197,7 @@ def test_racing_slot_claims_never_exceed_the_pool(postgres, tmp_path, monkeypatc
         assert isinstance(instance.event_log_storage, PoolSafePostgresEventLogStorage)
         instance.event_log_storage.set_concurrency_slots(pool, DECODE_SLOTS)
 
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(workers), ctx.Queue()
-    procs = [
-        ctx.Process(target=_claimer, args=(str(home), pool, w, rounds, barrier, results))
-        for w in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
-    reports = [results.get(timeout=300) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-    assert [r for r in reports if "error" in r] == []
+    reports = _spawned(_claimer, [(str(home), pool, w, rounds) for w in range(workers)])
     held = [interval for r in reports for interval in r["held"]]
     assert len(held) == workers * rounds
     assert _max_overlap(held) == DECODE_SLOTS  # the pool was full, and never more than full
@@ -246,18 +250,7 @@ def test_concurrent_hour_runs_on_postgres(postgres, tmp_path, make_log, monkeypa
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert {"key": "dagster/backfill", "limit": 4} in limits
 
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(HOURS), ctx.Queue()
-    workers = [
-        ctx.Process(target=_run_hour, args=(str(home), str(store.root), h, barrier, results))
-        for h in expected
-    ]
-    for w in workers:
-        w.start()
-    reports = [results.get(timeout=300) for _ in workers]
-    for w in workers:
-        w.join(timeout=60)
-    assert [r for r in reports if "error" in r] == []
+    reports = _spawned(_run_hour, [(str(home), str(store.root), h) for h in expected])
     assert all(r["success"] for r in reports), reports
     # The runs were in progress at the same time (each waited at the barrier first).
     assert max(r["start"] for r in reports) < min(r["end"] for r in reports)

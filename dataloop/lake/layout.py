@@ -305,7 +305,7 @@ VERDICTS = f"{QUALITY}/drives/"
 
 
 def verdict_key(vehicle: str, drive: str) -> str:
-    return f"{QUALITY}/drives/vehicle={vehicle}/{drive}.json"
+    return f"{VERDICTS}vehicle={vehicle}/{drive}.json"
 
 
 def hour_verdicts_key(hour: str) -> str:

@@ -164,9 +164,13 @@ def materialize_hours(store, hours, assets, instance, selection=None):
     return result
 
 
-def simulated_lake(root: Path, config, *, vehicles: int, minutes: float, seed: int):
-    """A fleet-simulator fleet driven a few minutes ago (``config``), uploaded to a local lake
-    under ``root`` and taken through every hourly asset: (store, reports, instance, hours)."""
+def simulated_lake(
+    root: Path, config, *, vehicles: int, minutes: float, seed: int, start: datetime | None = None
+):
+    """A fleet-simulator fleet driven at ``start`` (default: a few minutes ago) with ``config``,
+    uploaded now to a local lake under ``root`` and taken through every hourly asset:
+    (store, reports, instance, hours). Drive ids are the drives' start times, so a fixed
+    ``start`` makes everything keyed by drive (the dataset's split) the same in every run."""
     from datetime import timedelta
 
     import dagster as dg
@@ -175,7 +179,7 @@ def simulated_lake(root: Path, config, *, vehicles: int, minutes: float, seed: i
     from dataloop.lake.local import LocalStore
 
     store = LocalStore(root / "lake")
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes + 7)
+    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes + 7)
     reports = simulate_fleet(
         vehicles=vehicles,
         minutes=minutes,

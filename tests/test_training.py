@@ -28,6 +28,12 @@ from tests.helpers import curate, simulated_lake
 
 EPOCHS = 8
 TOLERANCE = 1e-6
+DRIVEN_AT = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
+"""The drives' fixed start. Drive ids are start times and the dataset splits by a hash of the
+drive, so a start taken from the clock drew a new held-out set in every run: of 11 drives, the
+held-out samples were under 100 in 1.8 % of 5,000 draws and none at all in 1.2 % (CI failed on
+one with 26), and the open-loop test judged the draw, not the model. This start is the first
+hour of its day whose draw holds out close to the policy's 30 % of the samples (29 %)."""
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +45,9 @@ def curated(tmp_path_factory):
         camera_size=(160, 96),
         corner_cases_per_hour={"cut_in": 120.0, "hard_brake": 90.0, "stalled_vehicle": 60.0},
     )
-    store, _, instance, hours = simulated_lake(root, config, vehicles=4, minutes=2.0, seed=5)
+    store, _, instance, hours = simulated_lake(
+        root, config, vehicles=4, minutes=2.0, seed=5, start=DRIVEN_AT
+    )
     assert curate(store, instance, sorted({h[:10] for h in hours})).success
     return store, root, instance
 

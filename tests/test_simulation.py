@@ -12,12 +12,13 @@ import pytest
 
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.simulation.assets import gate_passed, simulation_report
-from dataloop.lake.layout import PRODUCTION_KEY
+from dataloop.lake.layout import GATE_RESULT_KEY, PRODUCTION_KEY
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.policy.observation import BASELINE, BaselineExpert
 from dataloop.simulation.episode import build_world, run_episode
-from dataloop.simulation.gate import decide, load_gate, production_version
+from dataloop.simulation.gate import decide, gate_result, load_gate, production_version
+from dataloop.simulation.gate_run import GateOptions, NoCandidate, gate_candidate
 from dataloop.simulation.open_loop import rollout_errors, summarise
 from dataloop.simulation.policies import AlwaysAccelerate, RegressesOn, Timid
 from dataloop.simulation.runner import run_suite
@@ -122,6 +123,36 @@ def test_rebuilt_scenario_places_logged_neighbours_and_variations_differ():
     assert {v.origin["variation"] for v in varied} == {"add", "remove", "perturb", "condition"}
     assert len({suite_version([v]) for v in varied}) == 4
     assert varied == variations(sc, 4, seed=3)
+
+
+def test_gate_candidate_records_the_result_without_dagster(tmp_path):
+    """The stage's entry point, called as plain Python: it gates the candidate against
+    production, stores the record (with every row) once and points the latest result at it;
+    ``gate_result`` reads either back."""
+    store = LocalStore(tmp_path / "lake")
+    with pytest.raises(NoCandidate):  # no candidate given, no trained model in the lake
+        gate_candidate(store, None)
+    spec = "py:dataloop.simulation.policies:AlwaysAccelerate"
+    options = GateOptions(spec, ["highway"], [1, 2, 3, 4, 5, 6], 4.0, max_clips=0, workers=1)
+    gated = gate_candidate(store, str(tmp_path / "lake"), options)
+    record = read_json(store, gated.key)
+    assert record["candidate"] == spec and record["production"] == BASELINE
+    assert record["passed"] is False and gated.verdict.passed is False
+    assert any("at-fault collision rate" in r for r in record["reasons"])
+    rows = record["results"]
+    assert len(rows) == 12
+    assert {r["model_version"] for r in rows} == {BROKEN.model_version, BASELINE}
+    assert gated.versions == (BROKEN.model_version, BASELINE) and gated.scenarios == 6
+    assert record["backends"]["batched_scenarios"] == 0  # a run that overrides seeds
+    assert [s.id for s in load_suite(store, record["suite"])] == [
+        f"stock-highway-{i}" for i in range(1, 7)
+    ]
+    summary = {k: v for k, v in record.items() if k != "results"}
+    latest = {**summary, "results_key": gated.key}
+    assert read_json(store, GATE_RESULT_KEY) == latest
+    assert gate_result(store) == gate_result(store, gated.key) == latest
+    assert gate_result(store, rows=True)["results"] == rows
+    assert gate_result(LocalStore(tmp_path / "empty")) is None
 
 
 @dg.asset(deps=[simulation_report], group_name="release")

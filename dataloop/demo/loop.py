@@ -109,7 +109,7 @@ def _record_outcome(
     from dataloop.lake.layout import dataset_latest_key, dataset_version_key
     from dataloop.policy.bundle import latest
     from dataloop.release import rollout as RO
-    from dataloop.simulation.gate import production_version
+    from dataloop.simulation.gate import gate_result, production_version
 
     pointer = read_json(store, dataset_latest_key("training"))
     if pointer:
@@ -119,8 +119,8 @@ def _record_outcome(
     model = (latest(store) or {}).get("version")
     if model and model != models_before:
         it.model = model
-        gate = _gate_record(store, model)
-        if gate is not None:
+        gate = gate_result(store, rows=True)
+        if gate is not None and gate["candidate"] == model:
             it.gate_passed = gate["passed"]
             it.gate_reasons = gate["reasons"]
             it.score = _stock_score(gate["results"], model)
@@ -141,16 +141,6 @@ def _record_outcome(
             outcome = "published"
         it.releases.append(f"{h['release']}: {outcome}")
     it.production = production_version(store)
-
-
-def _gate_record(store: ObjectStore, model: str) -> dict | None:
-    """The stored gate result (with per-scenario rows) of ``model``'s latest gate run."""
-    from dataloop.lake.layout import GATE_RESULT_KEY
-
-    summary = read_json(store, GATE_RESULT_KEY)
-    if not summary or summary["candidate"] != model:
-        return None
-    return read_json(store, summary["results_key"])
 
 
 def run_iteration(

@@ -1,9 +1,11 @@
 """The release gate (``assets/gates/release.yaml``): absolute thresholds on the candidate,
 and no regression against production per scenario category, judged by a one-sided Wilcoxon
-signed-rank test on the paired per-scenario scores (same scenarios, same seeds)."""
+signed-rank test on the paired per-scenario scores (same scenarios, same seeds); and the
+gate's records in the lake, written and read here only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from dataloop import rules
-from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import PRODUCTION_KEY
-from dataloop.lake.pointers import read_json
-from dataloop.lake.store import ObjectStore
+from dataloop.lake import layout as L
+from dataloop.lake.hashing import canonical_json, sha256_json
+from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.policy.observation import BASELINE
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
@@ -37,7 +39,7 @@ def gate_version(gate: dict[str, Any]) -> str:
 
 def production_version(store: ObjectStore) -> str:
     """The production model version, or the fleet's baseline driver before the first release."""
-    record = read_json(store, PRODUCTION_KEY)
+    record = read_json(store, L.PRODUCTION_KEY)
     return (record or {}).get("model_version") or BASELINE
 
 
@@ -125,3 +127,34 @@ def decide(rows: list[dict], candidate: str, production: str, gate: dict[str, An
             }
         )
     return Verdict(not reasons, reasons, categories, c_sum, p_sum)
+
+
+def record_result(store: ObjectStore, record: dict[str, Any]) -> str:
+    """Store a gate run's record once at its results key (per-scenario ``results`` included)
+    and replace the latest result (``GATE_RESULT_KEY``) with its summary; returns the key."""
+    key = L.results_key(record["candidate"], record["production"], record["suite"], record["gate"])
+    with contextlib.suppress(ObjectExists):  # the same run again: the same bytes
+        store.put(key, canonical_json(record))
+    summary = {k: v for k, v in record.items() if k != "results"}
+    write_json(store, L.GATE_RESULT_KEY, {**summary, "results_key": key})
+    return key
+
+
+def gate_result(
+    store: ObjectStore, key: str | None = None, *, rows: bool = False
+) -> dict[str, Any] | None:
+    """The one reader of a gate result: the latest one, or the one stored at ``key``; None
+    when there is none. Its summary (candidate, production, suite, gate, passed, reasons,
+    categories, summary, open_loop, backends) and ``results_key``; with ``rows`` also the
+    per-scenario ``results``."""
+    if key is None:
+        latest = read_json(store, L.GATE_RESULT_KEY)
+        if latest is None or not rows:
+            return latest
+        key = latest["results_key"]
+    record = read_json(store, key)
+    if record is None:
+        return None
+    if not rows:
+        record.pop("results", None)
+    return {**record, "results_key": key}

@@ -1,14 +1,18 @@
 """Simulation: the release gate. Runs the scenario suite for the latest trained bundle
 against the model in production; a blocking check stops the release when the gate fails."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_failures
 from dataloop.defs.training.assets import trained_model
-from dataloop.lake.hashing import sha256_bytes, sha256_json
-from dataloop.lake.layout import GATE_RESULT_KEY, results_key
-from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake.hashing import sha256_bytes
+from dataloop.simulation.gate import gate_result
+
+if TYPE_CHECKING:
+    from dataloop.simulation.gate_run import GateReport
 
 
 class SimulationRunConfig(dg.Config):
@@ -41,6 +45,27 @@ def _code_version() -> str:
     return "simulation-" + sha256_bytes(raw + b"".join(p.read_bytes() for p in sources))[:16]
 
 
+def _metadata(gated: "GateReport") -> dict[str, dg.MetadataValue]:
+    """The report's metadata: the verdict, its scores per category and their distributions."""
+    from dataloop.simulation import report as R
+
+    record, verdict, versions = gated.record, gated.verdict, gated.versions
+    return {
+        "candidate": dg.MetadataValue.text(record["candidate"]),
+        "production": dg.MetadataValue.text(record["production"]),
+        "suite_version": dg.MetadataValue.text(record["suite"]),
+        "scenarios": dg.MetadataValue.int(gated.scenarios),
+        "results_key": dg.MetadataValue.text(gated.key),
+        "gate_passed": dg.MetadataValue.bool(verdict.passed),
+        "open_loop": dg.MetadataValue.json(record["open_loop"]),
+        "backends": dg.MetadataValue.json(record["backends"]),
+        "candidate_mean_score": dg.MetadataValue.float(verdict.candidate["mean_score"]),
+        "production_mean_score": dg.MetadataValue.float(verdict.production["mean_score"]),
+        "categories": dg.MetadataValue.md(R.category_table(verdict, *versions)),
+        "score_distributions": dg.MetadataValue.md(R.score_plot(record["results"], *versions)),
+    }
+
+
 @dg.asset(
     deps=[trained_model],
     group_name="simulation",
@@ -54,76 +79,17 @@ def simulation_report(
     """Closed-loop scores of the latest trained model and of production on the same suite
     (stock, rebuilt from held-out clips, variations), the per-category comparison and the
     gate's verdict. Per-scenario results are stored in the lake."""
-    from dataloop.policy.bundle import latest
-    from dataloop.simulation import gate as G
-    from dataloop.simulation import report as R
-    from dataloop.simulation import suite as S
-    from dataloop.simulation.batched import gate as BG
-    from dataloop.simulation.open_loop import evaluate
-    from dataloop.simulation.runner import resolve
+    from dataloop.simulation.gate_run import GateOptions, NoCandidate, gate_candidate
 
-    store = lake.store()
-    candidate = config.candidate or (latest(store) or {}).get("version")
-    if not candidate:
-        raise dg.Failure("no trained model yet: materialize trained_model first")
-    production = G.production_version(store)
-    with rules_failures():
-        gate = G.load_gate()
-    suite_cfg = gate["suite"]
-    stock = {
-        **suite_cfg["stock"],
-        **{k: getattr(config, k) for k in ("roads", "seeds", "seconds") if getattr(config, k)},
-    }
-    logs = dict(suite_cfg.get("from_logs") or {})
-    if config.max_clips is not None:
-        logs["max_clips"] = config.max_clips
-    scenarios = S.build_suite(store, {"stock": stock, "from_logs": logs})
-    suite = S.store_suite(store, scenarios)
-    specs = list(dict.fromkeys([candidate, production]))
-    batched = dict(suite_cfg.get("batched") or {})
-    if config.batched_seeds is not None or config.seeds:
-        batched["seeds"] = config.batched_seeds or 0
-    run = BG.run_gate_suites(scenarios, specs, batched, lake=lake.url, workers=config.workers)
-    rows = run.rows
-    # Rows name each policy by its model version (a py: spec resolves to its class's).
-    policies = [resolve(spec, lake.url) for spec in (candidate, production)]
-    versions = [p.model_version for p in policies]
-    verdict = BG.decide(run, *versions, gate)
-    open_loop = evaluate(store, policies, int(logs.get("max_clips", 0)))
-    record = {
-        "candidate": candidate,
-        "production": production,
-        "suite": suite,
-        "gate": G.gate_version(gate),
-        "passed": verdict.passed,
-        "reasons": verdict.reasons,
-        "categories": verdict.categories,
-        "summary": {"candidate": verdict.candidate, "production": verdict.production},
-        "open_loop": open_loop,
-        "backends": run.metadata(),
-        "results": rows,
-    }
-    key = results_key(candidate, production, suite, G.gate_version(gate))
-    S.put_once(store, key, record)
-    summary = {k: v for k, v in record.items() if k != "results"}
-    write_json(store, GATE_RESULT_KEY, {**summary, "results_key": key})
+    try:
+        with rules_failures():
+            gated = gate_candidate(lake.store(), lake.url, GateOptions(**config.model_dump()))
+    except NoCandidate:
+        raise dg.Failure("no trained model yet: materialize trained_model first") from None
+    verdict = gated.verdict
     context.log.info(f"gate {'passed' if verdict.passed else 'FAILED'}: {verdict.reasons}")
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(sha256_json(record)[:32]),
-        metadata={
-            "candidate": dg.MetadataValue.text(candidate),
-            "production": dg.MetadataValue.text(production),
-            "suite_version": dg.MetadataValue.text(suite),
-            "scenarios": dg.MetadataValue.int(len(scenarios)),
-            "results_key": dg.MetadataValue.text(key),
-            "gate_passed": dg.MetadataValue.bool(verdict.passed),
-            "open_loop": dg.MetadataValue.json(open_loop),
-            "backends": dg.MetadataValue.json(run.metadata()),
-            "candidate_mean_score": dg.MetadataValue.float(verdict.candidate["mean_score"]),
-            "production_mean_score": dg.MetadataValue.float(verdict.production["mean_score"]),
-            "categories": dg.MetadataValue.md(R.category_table(verdict, *versions)),
-            "score_distributions": dg.MetadataValue.md(R.score_plot(rows, *versions)),
-        },
+        data_version=dg.DataVersion(gated.data_version), metadata=_metadata(gated)
     )
 
 
@@ -138,7 +104,7 @@ def gate_passed(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> d
     event = context.instance.get_latest_materialization_event(simulation_report.key)
     materialization = event.asset_materialization if event else None
     key = materialization.metadata.get("results_key") if materialization else None
-    record = (read_json(lake.store(), key.value) if key else None) or {
+    record = (gate_result(lake.store(), key.value) if key else None) or {
         "passed": False,
         "reasons": ["no gate result recorded"],
     }

@@ -140,3 +140,27 @@ def test_verdict_severity_and_hour_fitness():
     assert not fit and "quarantine rate 75%" in reasons[0]
     assert not hour_fitness([], policy, [])[0]
     assert "schema drift" in hour_fitness(ok, policy, ["v/d (imu)"])[1][0]
+
+
+def test_approved_drives_are_the_hours_unquarantined_verdicts_sorted(tmp_path):
+    """The selection as plain Python: pass and warn are approved, quarantine is not; the
+    list written for the hour is what later stages read back."""
+    from dataloop.lake.layout import approved_key, hour_verdicts_key
+    from dataloop.lake.local import LocalStore
+    from dataloop.lake.pointers import read_json, write_json
+    from dataloop.quality.approved import approve_hour, read_approved
+
+    store, hour = LocalStore(tmp_path / "lake"), "2026-05-01-13:00"
+    assert approve_hour(store, hour) == [] and read_approved(store, hour) == []
+    verdicts = [
+        {"vehicle": "veh-b", "drive": "d2", "verdict": "warn"},
+        {"vehicle": "veh-a", "drive": "d9", "verdict": "quarantine"},
+        {"vehicle": "veh-a", "drive": "d1", "verdict": "pass"},
+    ]
+    write_json(store, hour_verdicts_key(hour), {"hour": hour, "drives": verdicts})
+    assert approve_hour(store, hour) == [("veh-a", "d1"), ("veh-b", "d2")]
+    assert read_json(store, approved_key(hour)) == {
+        "hour": hour,
+        "drives": [["veh-a", "d1"], ["veh-b", "d2"]],
+    }
+    assert read_approved(store, hour) == [("veh-a", "d1"), ("veh-b", "d2")]

@@ -18,10 +18,11 @@ import pyarrow as pa
 from dataloop.ingest.frames import iter_frames
 from dataloop.ingest.tables import T, put_table, read_table
 from dataloop.lake import layout as L
-from dataloop.lake.layout import approved_key, compliance_key, compliant_hour_key
+from dataloop.lake.layout import compliance_key, compliant_hour_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.anonymise import Detector, anonymise_jpeg
+from dataloop.quality.approved import read_approved
 from dataloop.quality.geofence import Zone, apply_geofence
 
 FRAME_INDEX = pa.schema(
@@ -127,10 +128,9 @@ def comply_hour(
     store: ObjectStore, hour: str, detector: Detector, zones: list[Zone], version: str
 ) -> list[dict[str, Any]]:
     """Make every approved drive of the hour compliant; index the ones downstream may use."""
-    approved = read_json(store, approved_key(hour)) or {"drives": []}
     results = [
         make_compliant(store, read_json(store, L.drive_record_key(v, d)), detector, zones, version)
-        for v, d in approved["drives"]
+        for v, d in read_approved(store, hour)
     ]
     write_json(
         store,

@@ -8,8 +8,9 @@ from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import approved_key, hour_verdicts_key
-from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake.layout import hour_verdicts_key
+from dataloop.lake.pointers import read_json
+from dataloop.quality.approved import approve_hour
 from dataloop.quality.hour import HourQuality, check_hour
 from dataloop.quality.suites import suites_snapshot
 from dataloop.quality.verdicts import QUARANTINE
@@ -106,13 +107,7 @@ def hour_fit_for_use(context: dg.AssetCheckExecutionContext, lake: LakeResource)
 )
 def approved_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The hour's drives that passed or only warned: the one list later stages read."""
-    store = lake.store()
-    hour = context.partition_key
-    record = read_json(store, hour_verdicts_key(hour)) or {"drives": []}
-    drives = sorted(
-        (d["vehicle"], d["drive"]) for d in record["drives"] if d["verdict"] != QUARANTINE
-    )
-    write_json(store, approved_key(hour), {"hour": hour, "drives": [list(d) for d in drives]})
+    drives = approve_hour(lake.store(), context.partition_key)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(sha256_json(drives)[:32]),
         metadata={"drives": dg.MetadataValue.int(len(drives))},

@@ -5,14 +5,11 @@ decide, evaluate open loop, and record the result."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.store import ObjectStore
 from dataloop.simulation import gate as G
-
-if TYPE_CHECKING:
-    from dataloop.simulation.batched.gate import GateRun
 
 
 class NoCandidate(LookupError):
@@ -43,7 +40,6 @@ class GateReport:
     key: str
     scenarios: int
     verdict: G.Verdict
-    run: GateRun
     versions: tuple[str, str]
     """The model versions the rows name the candidate and production by (a ``py:`` spec
     resolves to its class's)."""
@@ -110,4 +106,4 @@ def gate_candidate(
         "results": run.rows,
     }
     key = G.record_result(store, record)
-    return GateReport(record, key, len(scenarios), verdict, run, versions)
+    return GateReport(record, key, len(scenarios), verdict, versions)

@@ -4,21 +4,49 @@ The vehicle is provisioned with a trusted root (``bootstrap``); every update ver
 timestamp → snapshot → targets (signatures, thresholds, versions, expiries, lengths) and the
 target's length and sha256 before anything is installed. Installed bundles live under
 ``<home>/installed/release-<N>/``; ``current.json`` says what the vehicle runs.
+
+What to run is not decided here: the cloud's director publishes each cohort's assignment as
+a delegated TUF targets role (``cohort-NN``, see ``dataloop.release.repository``), and the car
+reads its own cohort's through the same updater, so the assignment is verified like a bundle:
+signed by the key top-level targets delegates it to, its version no older than the snapshot
+says (no rollback), not expired (no freeze), its bytes matching. On top of TUF the car refuses
+an assignment that names an older release than the one it runs (the director never moves a
+car backwards: a rollback is a new, higher release of the previous model) and a release
+whose signed notes name another model than the assignment does. A refused assignment leaves
+the car on its current policy. The car needs only this package, the lake and ``policy``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from tuf.api.exceptions import DownloadHTTPError
+from tuf.api.exceptions import DownloadError, DownloadHTTPError, RepositoryError
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from dataloop.lake.layout import TUF_METADATA, TUF_TARGETS, release_target
+from dataloop.lake.layout import (
+    TUF_METADATA,
+    TUF_TARGETS,
+    assignment_target,
+    cohort,
+    release_target,
+    tuf_metadata_key,
+)
 from dataloop.lake.store import ObjectNotFound, ObjectStore
+
+log = logging.getLogger(__name__)
+ROOT_ENV = "DATALOOP_TUF_ROOT"
+"""A file holding the trusted root a simulated vehicle is provisioned with."""
+
+
+class AssignmentRefused(Exception):
+    """The car's signed assignment did not verify (forged, stale, rolled back, or naming
+    another model than its release): the car keeps running what it runs."""
 
 SCHEME = "lake://"
 
@@ -63,8 +91,40 @@ class OtaClient:
             bootstrap=None,
         )
 
-    def install(self, release: int) -> dict:
-        """Verify and install release ``release``; raises a tuf exception on any attack."""
+    def assignment(self, vehicle: str) -> dict | None:
+        """The director's signed assignment for ``vehicle``'s cohort, verified through TUF
+        (None: the director has published none yet). Raises AssignmentRefused."""
+        number = cohort(vehicle)
+        path = assignment_target(number)
+        downloads = self.home / "downloads"
+        downloads.mkdir(parents=True, exist_ok=True)
+        try:
+            updater = self._updater()
+            updater.refresh()
+            info = updater.get_targetinfo(path)
+            if info is None:
+                return None
+            fetched = updater.download_target(info, str(downloads / "assignment.json"))
+            body = json.loads(Path(fetched).read_bytes())
+        except (RepositoryError, DownloadError) as err:
+            raise AssignmentRefused(
+                f"{vehicle}: the assignment of cohort {number} is refused: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        if body.get("kind") != "assignment" or body.get("cohort") != number:
+            raise AssignmentRefused(f"{vehicle}: {path} is not cohort {number}'s assignment")
+        current = self.running()
+        if current is not None and (body["release"] or 0) < current["release"]:
+            raise AssignmentRefused(
+                f"{vehicle}: the assignment names release {body['release']}, older than "
+                f"release {current['release']} that the vehicle runs (a rollback is a new "
+                "release; an older one is refused)"
+            )
+        return body
+
+    def install(self, release: int, model_version: str | None = None) -> dict:
+        """Verify and install release ``release``; raises a tuf exception on any attack (and
+        AssignmentRefused when its signed notes name another model than ``model_version``)."""
         updater = self._updater()
         updater.refresh()
         staging = self.home / "staging" / f"release-{release}"
@@ -84,6 +144,12 @@ class OtaClient:
                 raise LookupError(f"release {release} has no signed target {path}")
             updater.download_target(info, str(staging / name))
         notes = json.loads((staging / "release_notes.json").read_text())
+        if model_version is not None and notes["model_version"] != model_version:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise AssignmentRefused(
+                f"release {release} is model {notes['model_version']}, not the assigned "
+                f"{model_version}"
+            )
         final = self.home / "installed" / f"release-{release}"
         shutil.rmtree(final, ignore_errors=True)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -115,25 +181,36 @@ OTA = "ota"
 """The fleet's ``--model ota``: each vehicle runs what the director assigns it, via TUF."""
 
 
+def provisioned_root(store: ObjectStore) -> bytes | None:
+    """The trusted root a simulated vehicle starts from: ``$DATALOOP_TUF_ROOT`` (a file), else
+    root v1 from the lake on first use (a real vehicle gets it at the factory)."""
+    if root_file := os.environ.get(ROOT_ENV):
+        return Path(root_file).read_bytes()
+    try:
+        return store.get(tuf_metadata_key("1.root.json"))
+    except ObjectNotFound:
+        return None
+
+
 def vehicle_policy(store: ObjectStore, vehicle: str, home: str | Path):
-    """Ask the director which release ``vehicle`` runs, install it through TUF (verified),
-    and return the installed bundle as the vehicle's driving policy. The simulated vehicle is
-    provisioned with root v1 from ``$DATALOOP_TUF_ROOT`` (a file), else from the lake on
-    first use (a real vehicle gets it at the factory)."""
-    import os
+    """Read ``vehicle``'s signed assignment through TUF, install the assigned release
+    (verified) when it is not the one installed, and return the installed bundle as the
+    vehicle's driving policy. A refused assignment or release is logged and the vehicle keeps
+    driving its current policy (the baseline before any install); so does a vehicle the
+    director has assigned nothing yet."""
+    home = Path(home)
+    root = provisioned_root(store)
+    if root is None and not (home / "tuf" / "root.json").exists():
+        from dataloop.policy.observation import BaselineExpert
 
-    from dataloop.release.repository import Repository
-    from dataloop.release.rollout import assign
-
-    target = assign(store, vehicle)
-    root_file = os.environ.get("DATALOOP_TUF_ROOT")
-    if target["release"] is None:
-        from dataloop.policy.bundle_policy import load_policy
-
-        return load_policy(target["model_version"], store)
-    trusted = Path(root_file).read_bytes() if root_file else Repository(store, {}).root_bytes()
-    client = OtaClient(store, home, trusted_root=trusted)
-    current = client.running()
-    if current is None or current["release"] != target["release"]:
-        client.install(target["release"])
+        return BaselineExpert()  # no release was ever published: nothing to verify
+    client = OtaClient(store, home, trusted_root=root)
+    try:
+        target = client.assignment(vehicle)
+        current = client.running()
+        if target is not None and target["release"] is not None:
+            if current is None or current["release"] != target["release"]:
+                client.install(target["release"], target["model_version"])
+    except (AssignmentRefused, RepositoryError, DownloadError) as err:
+        log.warning("%s keeps running %s: %s", vehicle, client.running(), err)
     return client.policy()

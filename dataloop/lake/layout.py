@@ -485,6 +485,26 @@ def release_target(release: int | str, name: str) -> str:
     return f"driving/release-{release}/{name}"
 
 
+COHORTS = 100
+"""The fleet is cut into 100 cohorts, one per percent of a staged rollout."""
+
+
+def cohort(vehicle: str) -> int:
+    """A vehicle's rollout cohort (sha256 of its id, mod 100): fixed for the vehicle's life, so
+    the car knows it without asking the cloud, and a stage of p % is cohorts below p."""
+    return int(hashlib.sha256(vehicle.encode()).hexdigest(), 16) % COHORTS
+
+
+def cohort_role(number: int) -> str:
+    """The delegated TUF targets role that signs one cohort's assignment (``cohort-07``)."""
+    return f"cohort-{number:02d}"
+
+
+def assignment_target(number: int) -> str:
+    """The TUF target path of one cohort's assignment (the only path its role may sign)."""
+    return f"assignments/{cohort_role(number)}.json"
+
+
 # -- lineage and audit ----------------------------------------------------------------------
 def node_key(kind: str, version: str) -> str:
     return f"{LINEAGE}/{kind}/{version}.json"

@@ -6,7 +6,32 @@ Layout (consistent snapshots)::
     releases/tuf/metadata/N.targets.json
     releases/tuf/metadata/N.snapshot.json
     releases/tuf/metadata/timestamp.json  the only mutable file, signed by the online key
+    releases/tuf/metadata/N.cohort-07.json  the director's assignment of cohort 07
     releases/tuf/targets/<path>/<sha256>.<name>
+
+**What each vehicle runs is signed too (the director's assignments).** Top-level targets (the
+offline release key) delegates one targets role per rollout cohort, ``cohort-00`` ...
+``cohort-99``, each allowed to sign exactly one path, ``assignments/cohort-NN.json``: a small
+JSON that names the release (and model) the cohort's vehicles run, and why (the rollout's
+release, stage and status). The car computes its cohort from its own id
+(``lake.layout.cohort``), asks its TUF updater for that one path and so verifies the
+assignment like any target: signature and threshold of the delegated role, its version against
+the snapshot (no rollback), its expiry (no freeze) and the file's length and sha256.
+
+Why a delegated role per cohort rather than custom fields in top-level targets:
+
+- *Key separation.* The director re-assigns cohorts at every rollout decision, from the
+  release step, which holds only online keys in production; top-level targets is signed by
+  the offline release key and changes only when a release is published. The delegation lets
+  the online key (the timestamp key, ``ASSIGNMENT_KEYS``: a second key on the same host would
+  add a file, not a barrier) sign assignments and nothing else: it can point a cohort at a
+  release the offline key signed, never at a model it did not, because the car installs only
+  targets of top-level targets and checks that the release notes name the assigned model.
+- *Cost per car and per decision.* A car fetches its own cohort's role (a few hundred bytes),
+  not the whole fleet's assignment table; a decision re-signs only the cohorts whose
+  assignment changed, and each cohort's version moves only when its own assignment does.
+- *Cohorts, not vehicles.* The director assigns by cohort (a stage of p % is cohorts below
+  p), so 100 roles cover any fleet size and the cloud needs no list of vehicles.
 
 Private keys come from a folder (``$DATALOOP_TUF_KEYS_DIR``, PEM files made by
 ``dataloop release keys init``); they are never written to the lake nor logged. Only the
@@ -24,6 +49,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
     Metadata,
     MetaFile,
     Root,
@@ -34,7 +61,13 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from dataloop.lake.layout import tuf_metadata_key, tuf_target_key
+from dataloop.lake.layout import (
+    COHORTS,
+    assignment_target,
+    cohort_role,
+    tuf_metadata_key,
+    tuf_target_key,
+)
 from dataloop.lake.store import ObjectExists, ObjectNotFound, ObjectStore
 
 KEYS_ENV = "DATALOOP_TUF_KEYS_DIR"
@@ -50,7 +83,13 @@ EXPIRY = {
     "targets": timedelta(days=90),
     "snapshot": timedelta(days=7),
     "timestamp": timedelta(days=1),
+    "assignment": timedelta(days=7),
 }
+ASSIGNMENT_KEYS = "timestamp"
+"""The role whose keys (in root) sign the director's cohort roles: the online key."""
+ASSIGNMENT_REFRESH = timedelta(days=1)
+"""An unchanged assignment is re-signed (new version, new expiry) once it expires within
+this: the release step runs at least every 18 h (its sensor keeps the timestamp fresh)."""
 _SER = JSONSerializer(compact=False)
 
 
@@ -147,7 +186,7 @@ class Repository:
     def _sign(self, md: Metadata, role: str) -> bytes:
         md.signatures.clear()
         if len(self.signers.get(role, [])) < (ROOT_THRESHOLD if role == "root" else 1):
-            raise KeysMissing(f"not enough {role} keys here to sign {role} metadata")
+            raise KeysMissing(f"not enough {role} keys here to sign {md.signed.type} metadata")
         for signer in self.signers[role]:
             md.sign(signer, append=True)
         return md.to_bytes(_SER)
@@ -184,6 +223,9 @@ class Repository:
         old_root_signers = self.signers.get("root", [])
         if len(old_root_signers) < ROOT_THRESHOLD:
             raise KeysMissing("rotating a key needs the current root keys (threshold)")
+        assignments = self._assignments() if role == ASSIGNMENT_KEYS else {}
+        if assignments and not self.signers.get("targets"):
+            raise KeysMissing(f"rotating the {role} key re-delegates the cohorts: targets key")
         new = Metadata(root)
         signers = [*old_root_signers, *(new_signers if role == "root" else [])]
         for signer in {s.public_key.keyid: s for s in signers}.values():
@@ -195,7 +237,10 @@ class Repository:
         elif role == "snapshot":
             self.refresh_snapshot()
         elif role == "timestamp":
-            self.refresh_timestamp()
+            if assignments:  # the cohorts are re-delegated to the new key and re-signed with it
+                self.publish_assignments(assignments, force=True)
+            else:
+                self.refresh_timestamp()
         return root.version
 
     def publish(self, files: dict[str, bytes]) -> int:
@@ -221,11 +266,16 @@ class Repository:
         # publisher that signed the same version fails here instead of being lost
         return self.refresh_snapshot(targets.version)
 
-    def refresh_snapshot(self, targets_version: int | None = None) -> int:
+    def refresh_snapshot(
+        self, targets_version: int | None = None, roles: dict[str, int] | None = None
+    ) -> int:
+        """Sign a new snapshot (``roles``: delegated roles' new versions), then timestamp."""
         old = self.latest("snapshot")
         snap = old.signed if old else Snapshot()
         if targets_version is not None:
             snap.meta["targets.json"] = MetaFile(version=targets_version)
+        for role, version in (roles or {}).items():
+            snap.meta[f"{role}.json"] = MetaFile(version=version)
         if old:
             snap.version += 1
         snap.expires = _now() + EXPIRY["snapshot"]
@@ -248,6 +298,107 @@ class Repository:
         current = self.store.read_pointer(key)
         self.store.swap_pointer(key, data, current[1] if current else None)
         return ts.version
+
+    # -- the director's assignments (delegated roles, one per cohort) -----------------------
+    def _delegations(self) -> Delegations:
+        """Top-level targets' delegation of each cohort's assignment path to the online key
+        (as root names it now, so a rotation re-delegates)."""
+        root = self.root().signed
+        keyids = sorted(root.roles[ASSIGNMENT_KEYS].keyids)
+        roles = {}
+        for number in range(COHORTS):
+            name = cohort_role(number)
+            roles[name] = DelegatedRole(
+                name=name,
+                keyids=keyids,
+                threshold=1,
+                terminating=True,
+                paths=[assignment_target(number)],
+            )
+        return Delegations(keys={k: root.keys[k] for k in keyids}, roles=roles)
+
+    def _assignments(self) -> dict[int, bytes]:
+        """The assignment each cohort's role signs now (empty before the first)."""
+        snap = self.latest("snapshot")
+        out = {}
+        for number in range(COHORTS):
+            role = cohort_role(number)
+            meta = snap.signed.meta.get(f"{role}.json") if snap else None
+            md = self._get(f"{meta.version}.{role}.json") if meta else None
+            if md is None:
+                continue
+            info = md.signed.targets[assignment_target(number)]
+            out[number] = self.store.get(tuf_target_key(info.path, info.hashes["sha256"]))
+        return out
+
+    def assignment(self, number: int) -> Metadata | None:
+        """Cohort ``number``'s signed assignment role as published (None: never)."""
+        return self.latest(cohort_role(number)) if self._has_role(number) else None
+
+    def _has_role(self, number: int) -> bool:
+        snap = self.latest("snapshot")
+        return snap is not None and f"{cohort_role(number)}.json" in snap.signed.meta
+
+    def publish_assignments(self, bodies: dict[int, bytes], force: bool = False) -> dict[int, int]:
+        """Sign each cohort's assignment (``cohort -> bytes``) whose bytes changed, or whose
+        role expires within ``ASSIGNMENT_REFRESH`` (``force``: all of them), as a new version
+        of its role with a new expiry, then one snapshot and timestamp for all of them (a car
+        never sees half a decision). The first call also delegates the cohort roles from
+        top-level targets (it needs the offline targets key once). Returns the new versions."""
+        self.init()
+        for role in (ASSIGNMENT_KEYS, "snapshot", "timestamp"):  # before anything is written
+            if not self.signers.get(role):
+                raise KeysMissing(f"no {role} key here: cannot publish assignments")
+        old_targets = self.latest("targets").signed
+        delegated = old_targets.delegations == self._delegations()
+        if not delegated and set(bodies) != set(range(COHORTS)):
+            raise ValueError("the first assignment (or a re-delegation) covers every cohort")
+        snap = self.latest("snapshot").signed
+        now = _now()
+        versions: dict[str, int] = {}
+        for number, body in sorted(bodies.items()):
+            role, path = cohort_role(number), assignment_target(number)
+            target = TargetFile.from_data(path, body, ["sha256"])
+            meta = snap.meta.get(f"{role}.json")
+            old = self._get(f"{meta.version}.{role}.json") if meta else None
+            if (
+                not force
+                and delegated
+                and old is not None
+                and old.signed.targets.get(path) == target
+                and old.signed.expires > now + ASSIGNMENT_REFRESH
+            ):
+                continue
+            self._put_once(tuf_target_key(path, target.hashes["sha256"]), body)
+            md = Metadata(
+                Targets(
+                    version=meta.version + 1 if meta else 1,
+                    expires=now + EXPIRY["assignment"],
+                    targets={path: target},
+                )
+            )
+            while True:  # a version left unpublished by a crashed run is skipped, not reused
+                data = self._sign(md, ASSIGNMENT_KEYS)
+                try:
+                    self.store.put(tuf_metadata_key(f"{md.signed.version}.{role}.json"), data)
+                    break
+                except ObjectExists:
+                    md.signed.version += 1
+            versions[role] = md.signed.version
+        if not versions and delegated:
+            return {}
+        targets_version = None
+        if not delegated:  # once (and after the online key rotates): needs the targets key
+            if not self.signers.get("targets"):
+                raise KeysMissing("no targets key here: cannot delegate the cohort roles")
+            old_targets.delegations = self._delegations()
+            old_targets.version += 1
+            old_targets.expires = now + EXPIRY["targets"]
+            t_bytes = self._sign(Metadata(old_targets), "targets")
+            self.store.put(tuf_metadata_key(f"{old_targets.version}.targets.json"), t_bytes)
+            targets_version = old_targets.version
+        self.refresh_snapshot(targets_version, versions)
+        return {int(role.rpartition("-")[2]): v for role, v in versions.items()}
 
     def target_paths(self) -> list[str]:
         md = self.latest("targets")

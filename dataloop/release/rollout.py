@@ -1,9 +1,12 @@
 """Releases, the director and the staged rollout (``assets/release/rollout.yaml``).
 
 A release is a number N: TUF targets ``driving/release-N/<file>`` (the gated model bundle
-plus ``release_notes.json``). The director assigns each vehicle release N when its bucket
-(sha256 of its id, mod 100) is below the current stage's percentage, else the previous
-release. Each evaluation reads fleet telemetry (``telemetry/date=/vehicle=/``) not counted at
+plus ``release_notes.json``). The director assigns each vehicle release N when its cohort
+(sha256 of its id, mod 100: ``lake.layout.cohort``) is below the current stage's percentage,
+else the previous release, and *publishes* every cohort's assignment as signed TUF metadata
+(a delegated targets role per cohort, see ``repository``) whenever it changes: a rollout
+starts, advances, completes or halts and rolls back. The car reads its cohort's assignment
+through its TUF client (``fleet.ota``); it never runs the director. Each evaluation reads fleet telemetry (``telemetry/date=/vehicle=/``) not counted at
 an earlier stage and decides ``wait``, ``advance``, ``complete`` or ``halt``; a halt publishes
 a NEW release pointing at the previous model (a higher number, never a TUF rollback).
 """
@@ -11,7 +14,6 @@ a NEW release pointing at the previous model (a higher number, never a TUF rollb
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,25 +123,56 @@ def start_rollout(store: ObjectStore, repo, model_version: str, notes: dict) -> 
         "started": _now(),
     }
     write_json(store, L.ROLLOUT_KEY, value)
+    publish_assignments(store, repo)
     return value
 
 
 def bucket(vehicle: str) -> int:
-    return int(hashlib.sha256(vehicle.encode()).hexdigest(), 16) % 100
+    """The vehicle's rollout cohort (the car computes the same: ``lake.layout.cohort``)."""
+    return L.cohort(vehicle)
 
 
-def assign(store: ObjectStore, vehicle: str, policy: dict | None = None) -> dict:
-    """The director: which release (and model) ``vehicle`` should run now."""
-    st = state(store)
-    prod = production(store)
+def _assign(st: dict | None, prod: dict, pct: int, cohort: int) -> dict:
     if st is None:
         return {"release": prod.get("release"), "model_version": prod["model_version"]}
-    pct = (policy or load_policy())["stages"][st["stage"]]
-    if st["status"] in ("rolling", "complete") and bucket(vehicle) < pct:
+    if st["status"] in ("rolling", "complete") and cohort < pct:
         return {"release": st["release"], "model_version": st["model_version"]}
     if st["status"] == "rolled_back":
         return {"release": st["rollback_release"], "model_version": st["previous_model"]}
     return {"release": st["previous_release"], "model_version": st["previous_model"]}
+
+
+def assign(store: ObjectStore, vehicle: str, policy: dict | None = None) -> dict:
+    """The director: which release (and model) ``vehicle`` should run now."""
+    return {
+        k: v
+        for k, v in assignments(store, policy)[L.cohort(vehicle)].items()
+        if k in ("release", "model_version")
+    }
+
+
+def assignments(store: ObjectStore, policy: dict | None = None) -> dict[int, dict]:
+    """The director: every cohort's assignment now, with the rollout that explains it."""
+    st = state(store)
+    prod = production(store)
+    pct = (policy or load_policy())["stages"][st["stage"]] if st is not None else 0
+    why = None
+    if st is not None:
+        why = {"release": st["release"], "status": st["status"], "stage_percent": pct}
+    return {
+        c: {"kind": "assignment", "cohort": c, **_assign(st, prod, pct, c), "rollout": why}
+        for c in range(L.COHORTS)
+    }
+
+
+def publish_assignments(store: ObjectStore, repo, policy: dict | None = None) -> dict[int, int]:
+    """Sign every cohort's assignment that changed (or nears its expiry) into the TUF
+    repository; returns the cohorts re-signed, with their new role versions."""
+    bodies = {
+        c: json.dumps(a, sort_keys=True, separators=(",", ":")).encode()
+        for c, a in assignments(store, policy).items()
+    }
+    return repo.publish_assignments(bodies)
 
 
 def _telemetry(store: ObjectStore) -> list[tuple[str, dict]]:
@@ -256,6 +289,7 @@ def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | Non
     write_json(store, L.ROLLOUT_KEY, st)
     if st["status"] != "rolling":  # the rollout is over: its decisions stay in the history
         _record_rollout(store, st)
+    publish_assignments(store, repo, policy)  # the cohorts that moved: new signed versions
     return record
 
 

@@ -39,7 +39,9 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     """The OTA release: publishes a gated candidate (signed TUF targets: bundle + release
     notes) and starts its staged rollout (assets/release/rollout.yaml); every materialization
     re-signs the timestamp (online key) and takes one rollout decision from fleet telemetry
-    (advance, halt + rollback release, or complete → production)."""
+    (advance, halt + rollback release, or complete → production). Each vehicle's assignment
+    is published as signed TUF metadata (a delegated role per cohort), re-signed whenever it
+    changes or nears its expiry; the car reads it through its TUF client."""
     from dataloop.release import rollout as RO
     from dataloop.release.repository import KeysMissing, Repository, load_signers
 
@@ -65,6 +67,10 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
             context.log.info(f"release {started['release']}: {candidate} at stage 1")
     repo.refresh_timestamp()
     decision = RO.evaluate(store, repo)
+    RO.publish_assignments(store, repo)  # the first run, expiring ones, after a crashed run
+    cohorts: dict[str, int] = {}
+    for a in RO.assignments(store).values():
+        cohorts[str(a["release"])] = cohorts.get(str(a["release"]), 0) + 1
     status = RO.status(store)
     rollout = status["rollout"] or {}
     if decision:
@@ -78,6 +84,7 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
             "status": dg.MetadataValue.text(str(rollout.get("status"))),
             "stage_percent": dg.MetadataValue.int(int(rollout.get("stage_percent") or 0)),
             "started_release": dg.MetadataValue.bool(started is not None),
+            "cohorts_per_release": dg.MetadataValue.json(cohorts),
             "decision": dg.MetadataValue.json(decision or {}),
             "decisions": dg.MetadataValue.md(_decision_table(rollout.get("decisions", []))),
         },

@@ -381,3 +381,245 @@ def test_no_judgement_without_the_previous_release_numbers(env):
     assert decision["decision"] == "wait" and "previous release" in decision["reasons"][0]
     _seed_previous(store, RO.BASELINE)
     assert RO.evaluate(store, repo)["decision"] == "halt"  # 50 vs 20 per 1000 km
+
+
+# -- the director's signed assignments (#22 item 3): the car reads, the cloud decides -----------
+def _vehicle_in(cohorts) -> str:
+    """A vehicle id whose cohort is in ``cohorts``."""
+    return next(v for i in range(10_000) if L.cohort(v := f"veh-{i:04d}") in cohorts)
+
+
+def _roll_to_production(store, repo, model, policy):
+    RO.start_rollout(store, repo, model, {})
+    for i in range(len(policy["stages"])):
+        _telemetry(store, f"veh-{i:04d}", model, km=policy["min_km_per_stage"], dis=1, i=i)
+        RO.evaluate(store, repo, policy)
+    assert RO.state(store)["status"] == "complete"
+
+
+def _running(store, repo, tmp, vehicle) -> tuple[OtaClient, dict]:
+    """A car that has read its assignment and installed release 1 (production)."""
+    from dataloop.fleet.ota import vehicle_policy
+
+    policy = RO.load_policy()
+    _seed_previous(store, RO.BASELINE)
+    model = _model(store, 1)
+    _roll_to_production(store, repo, model, policy)
+    assert vehicle_policy(store, vehicle, tmp / vehicle).model_version == model
+    client = _client(store, repo, tmp, vehicle)
+    assert client.running()["release"] == 1
+    return client, {"model": model, "policy": policy}
+
+
+def _cohort_file(repo, number) -> str:
+    return L.tuf_metadata_key(
+        f"{repo.assignment(number).signed.version}.{L.cohort_role(number)}.json"
+    )
+
+
+def _keeps_running(store, tmp, vehicle, model, error, match):
+    """The car refuses (``error`` behind a clear AssignmentRefused) and drives on ``model``."""
+    from dataloop.fleet.ota import AssignmentRefused, vehicle_policy
+
+    client = OtaClient(store, tmp / vehicle)
+    with pytest.raises(AssignmentRefused, match=match) as refused:
+        client.assignment(vehicle)
+    if error is not None:
+        assert isinstance(refused.value.__cause__, error)
+    assert vehicle_policy(store, vehicle, tmp / vehicle).model_version == model
+    assert client.running()["model_version"] == model
+
+
+def test_the_director_publishes_every_cohorts_assignment_signed(env):
+    store, repo, tmp = env
+    policy = RO.load_policy()
+    stages = policy["stages"]
+    _seed_previous(store, RO.BASELINE)
+    model = _model(store, 1)
+    st = RO.start_rollout(store, repo, model, {})
+    # top-level targets (offline key) delegates each cohort's one path to the online key
+    delegations = repo.latest("targets").signed.delegations
+    assert len(delegations.roles) == L.COHORTS
+    online = set(repo.root().signed.roles["timestamp"].keyids)
+    for number in range(L.COHORTS):
+        role = delegations.roles[L.cohort_role(number)]
+        assert set(role.keyids) == online and role.paths == [L.assignment_target(number)]
+    first = {c: repo.assignment(c).signed for c in range(L.COHORTS)}
+    inside, outside = _vehicle_in(range(stages[0])), _vehicle_in(range(stages[1], 100))
+    car = _client(store, repo, tmp, inside)
+    assert car.assignment(inside) | {"rollout": None} == {
+        "kind": "assignment",
+        "cohort": L.cohort(inside),
+        "release": st["release"],
+        "model_version": model,
+        "rollout": None,
+    }
+    assert car.assignment(inside)["rollout"]["stage_percent"] == stages[0]
+    assert _client(store, repo, tmp, outside).assignment(outside)["model_version"] == RO.BASELINE
+    assert RO.publish_assignments(store, repo, policy) == {}  # unchanged: nothing re-signed
+    # an advance re-signs each cohort: a new version and a new expiry
+    _telemetry(store, "veh-0001", model, km=policy["min_km_per_stage"], dis=1)
+    assert RO.evaluate(store, repo, policy)["decision"] == "advance"
+    for number in range(L.COHORTS):
+        now = repo.assignment(number).signed
+        assert now.version == first[number].version + 1
+        assert now.expires >= first[number].expires
+    moved = _vehicle_in(range(stages[0], stages[1]))
+    assert car.assignment(moved)["release"] == st["release"]
+    # a halt and its rollback release: the cohorts move to the rollback, again re-signed
+    _telemetry(store, "veh-0002", model, km=policy["min_km_per_stage"], dis=50, i=1)
+    decision = RO.evaluate(store, repo, policy)
+    assert decision["decision"] == "halt"
+    assert car.assignment(inside)["release"] == decision["rollback_release"]
+    assert car.assignment(inside)["rollout"]["status"] == "rolled_back"
+    assert repo.assignment(0).signed.version == first[0].version + 2
+
+
+def test_an_assignment_signed_by_a_wrong_key_is_refused(env):
+    from securesystemslib.signer import CryptoSigner
+    from tuf.api.metadata import Metadata, TargetFile, Targets
+
+    store, repo, tmp = env
+    vehicle = _vehicle_in(range(50, 100))
+    client, seen = _running(store, repo, tmp, vehicle)
+    RO.start_rollout(store, repo, _model(store, 2), {})  # new versions: the car fetches them
+    number = L.cohort(vehicle)
+    real = repo.assignment(number).signed
+    path = L.assignment_target(number)
+    body = json.dumps({"kind": "assignment", "cohort": number, "release": 2}).encode()
+    store.put(L.tuf_target_key(path, R.sha256(body)), body)
+    forged = Metadata(
+        Targets(
+            version=real.version,
+            expires=real.expires,
+            targets={path: TargetFile.from_data(path, body, ["sha256"])},
+        )
+    )
+    forged.sign(CryptoSigner.generate_ed25519())
+    _overwrite(store, _cohort_file(repo, number), forged.to_bytes())
+    _keeps_running(store, tmp, vehicle, seen["model"], tx.UnsignedMetadataError, "refused")
+
+
+def test_a_tampered_assignment_is_refused(env):
+    store, repo, tmp = env
+    vehicle = _vehicle_in(range(50, 100))
+    _, seen = _running(store, repo, tmp, vehicle)
+    RO.start_rollout(store, repo, _model(store, 2), {})
+    number = L.cohort(vehicle)
+    key = _cohort_file(repo, number)
+    signed = store.get(key)
+    doc = json.loads(signed)
+    doc["signed"]["targets"][L.assignment_target(number)]["length"] += 1  # bytes, not re-signed
+    _overwrite(store, key, json.dumps(doc).encode())
+    _keeps_running(store, tmp, vehicle, seen["model"], tx.UnsignedMetadataError, "refused")
+    _overwrite(store, key, signed)  # the role intact, the assignment file itself altered
+    info = repo.assignment(number).signed.targets[L.assignment_target(number)]
+    target = L.tuf_target_key(info.path, info.hashes["sha256"])
+    body = store.get(target)
+    assert b'"release":1,' in body
+    _overwrite(store, target, body.replace(b'"release":1,', b'"release":2,'))  # same length
+    _keeps_running(store, tmp, vehicle, seen["model"], tx.LengthOrHashMismatchError, "refused")
+
+
+def test_a_stale_assignment_is_refused(env, monkeypatch):
+    store, repo, tmp = env
+    vehicle = _vehicle_in(range(50, 100))
+    _, seen = _running(store, repo, tmp, vehicle)
+    monkeypatch.setitem(R.EXPIRY, "assignment", timedelta(seconds=-60))
+    RO.start_rollout(store, repo, _model(store, 2), {})  # signed already expired: frozen
+    assert (
+        repo.assignment(L.cohort(vehicle)).signed.expires < repo.latest("timestamp").signed.expires
+    )
+    _keeps_running(store, tmp, vehicle, seen["model"], tx.ExpiredMetadataError, "Expired")
+    monkeypatch.setitem(R.EXPIRY, "assignment", timedelta(days=7))
+    assert len(RO.publish_assignments(store, repo)) == L.COHORTS  # expired ones: re-signed
+    assert OtaClient(store, tmp / vehicle).assignment(vehicle)["release"] == 1
+
+
+def test_an_older_assignment_is_refused(env):
+    from tuf.api.metadata import MetaFile
+
+    store, repo, tmp = env
+    vehicle = _vehicle_in(range(50, 100))
+    client, seen = _running(store, repo, tmp, vehicle)
+    number = L.cohort(vehicle)
+    role = L.cohort_role(number)
+    older = repo.assignment(number).signed.version - 1
+    # a snapshot (validly signed: a compromised online host) that points the cohort back at
+    # its previous, validly signed assignment: TUF's rollback protection refuses it
+    snap = repo.latest("snapshot")
+    snap.signed.meta[f"{role}.json"] = MetaFile(version=older)
+    snap.signed.version += 1
+    store.put(
+        L.tuf_metadata_key(f"{snap.signed.version}.snapshot.json"), repo._sign(snap, "snapshot")
+    )
+    repo.refresh_timestamp(snap.signed.version)
+    _keeps_running(store, tmp, vehicle, seen["model"], tx.BadVersionNumberError, "refused")
+
+
+def test_an_assignment_to_an_older_release_is_refused(env):
+    store, repo, tmp = env
+    vehicle = _vehicle_in(range(50, 100))
+    client, seen = _running(store, repo, tmp, vehicle)
+    RO.publish_release(store, repo, _model(store, 2), {})  # release 2, then the car runs it
+    body = {"kind": "assignment", "cohort": L.cohort(vehicle), "release": 2, "rollout": None}
+    model2 = RO.history(store)[-1]["model_version"]
+    repo.publish_assignments(
+        {L.cohort(vehicle): json.dumps(body | {"model_version": model2}).encode()}
+    )
+    assert client.assignment(vehicle)["release"] == 2
+    client.install(2, model2)
+    # a validly signed, fresh assignment back to release 1 (a director gone wrong, or its key
+    # stolen): a rollback is always a new, higher release, so the car refuses an older one
+    repo.publish_assignments(
+        {
+            L.cohort(vehicle): json.dumps(
+                body | {"release": 1, "model_version": seen["model"]}
+            ).encode()
+        }
+    )
+    _keeps_running(store, tmp, vehicle, model2, None, "older than release 2")
+
+
+def test_an_assignment_that_relabels_a_release_is_refused(env):
+    """The online key can point a cohort at a release the offline key signed, never at a
+    model it did not: the release's signed notes must name the assigned model."""
+    store, repo, tmp = env
+    vehicle = _vehicle_in(range(50, 100))
+    client, seen = _running(store, repo, tmp, vehicle)
+    RO.publish_release(store, repo, _model(store, 2), {})
+    body = {"kind": "assignment", "cohort": L.cohort(vehicle), "release": 2, "rollout": None}
+    repo.publish_assignments(
+        {L.cohort(vehicle): json.dumps(body | {"model_version": "evil"}).encode()}
+    )
+    from dataloop.fleet.ota import AssignmentRefused, vehicle_policy
+
+    with pytest.raises(AssignmentRefused, match="not the assigned evil"):
+        client.install(2, "evil")
+    assert vehicle_policy(store, vehicle, tmp / vehicle).model_version == seen["model"]
+    assert client.running()["release"] == 1
+
+
+def test_rotating_the_online_key_re_delegates_the_assignments(env):
+    from securesystemslib.signer import CryptoSigner
+    from tuf.api.metadata import Metadata
+
+    store, repo, tmp = env
+    vehicle = _vehicle_in(range(50, 100))
+    client, seen = _running(store, repo, tmp, vehicle)
+    number = L.cohort(vehicle)
+    before = repo.assignment(number).signed.version
+    stolen = repo.signers["timestamp"]
+    repo.rotate("timestamp", [CryptoSigner.generate_ed25519()])
+    assert repo.assignment(number).signed.version == before + 1  # re-signed with the new key
+    assert client.assignment(vehicle)["release"] == 1  # walks root 1 → 2, follows the key
+    md = Metadata.from_bytes(store.get(_cohort_file(repo, number)))
+    md.sign(stolen[0])  # re-signed by the stolen key: no longer delegated
+    _overwrite(store, _cohort_file(repo, number), md.to_bytes())
+    fresh = _client(store, repo, tmp / "fresh", vehicle)  # one that has not read it yet
+    from dataloop.fleet.ota import AssignmentRefused
+
+    with pytest.raises(AssignmentRefused) as refused:
+        fresh.assignment(vehicle)
+    assert isinstance(refused.value.__cause__, tx.UnsignedMetadataError)
+    assert client.assignment(vehicle)["release"] == 1  # the car that read it keeps its own

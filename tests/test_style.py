@@ -167,16 +167,7 @@ def _private_dagster(i: Import) -> bool:
         pytest.param(_stage_imports_dagster, id="no-dagster-in-the-stage-packages"),
         pytest.param(_lake_imports_a_stage, id="the-lake-imports-no-stage"),
         pytest.param(_fleet_imports_the_cloud, id="the-fleet-imports-no-cloud-stage"),
-        pytest.param(
-            _fleet_imports_more_than_the_car,
-            id="the-fleet-imports-only-policy-and-lake",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="#22 item 3, second half: fleet/ota.py's vehicle_policy runs the "
-                "director (release.rollout.assign, which imports lineage and curation) and "
-                "reads the trusted root through release.repository",
-            ),
-        ),
+        pytest.param(_fleet_imports_more_than_the_car, id="the-fleet-imports-only-policy-and-lake"),
         pytest.param(_policy_imports_more_than_the_lake, id="the-policy-imports-only-the-lake"),
         pytest.param(
             _private_dagster,

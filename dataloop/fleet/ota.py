@@ -48,6 +48,7 @@ class AssignmentRefused(Exception):
     """The car's signed assignment did not verify (forged, stale, rolled back, or naming
     another model than its release): the car keeps running what it runs."""
 
+
 SCHEME = "lake://"
 
 
@@ -208,9 +209,9 @@ def vehicle_policy(store: ObjectStore, vehicle: str, home: str | Path):
     try:
         target = client.assignment(vehicle)
         current = client.running()
-        if target is not None and target["release"] is not None:
-            if current is None or current["release"] != target["release"]:
-                client.install(target["release"], target["model_version"])
+        release = target["release"] if target is not None else None
+        if release is not None and (current is None or current["release"] != release):
+            client.install(release, target["model_version"])
     except (AssignmentRefused, RepositoryError, DownloadError) as err:
         log.warning("%s keeps running %s: %s", vehicle, client.running(), err)
     return client.policy()

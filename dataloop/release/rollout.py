@@ -6,9 +6,11 @@ plus ``release_notes.json``). The director assigns each vehicle release N when i
 else the previous release, and *publishes* every cohort's assignment as signed TUF metadata
 (a delegated targets role per cohort, see ``repository``) whenever it changes: a rollout
 starts, advances, completes or halts and rolls back. The car reads its cohort's assignment
-through its TUF client (``fleet.ota``); it never runs the director. Each evaluation reads fleet telemetry (``telemetry/date=/vehicle=/``) not counted at
-an earlier stage and decides ``wait``, ``advance``, ``complete`` or ``halt``; a halt publishes
-a NEW release pointing at the previous model (a higher number, never a TUF rollback).
+through its TUF client (``fleet.ota``); it never runs the director.
+
+Each evaluation reads fleet telemetry (``telemetry/date=/vehicle=/``) not counted at an
+earlier stage and decides ``wait``, ``advance``, ``complete`` or ``halt``; a halt publishes a
+NEW release pointing at the previous model (a higher number, never a TUF rollback).
 """
 
 from __future__ import annotations

@@ -187,3 +187,15 @@ def test_retention_prefixes_are_the_layouts(tmp_path):
         match="zone 'derived': prefixes tables/; the lake layout's are tables/, derived/",
     ):
         load_retention(path)
+
+
+def test_cohorts_and_their_assignment_paths():
+    """The car computes its cohort as the director does (the director's buckets of #8)."""
+    import hashlib
+
+    assert L.cohort_role(7) == "cohort-07"
+    assert L.assignment_target(7) == "assignments/cohort-07.json"
+    for i in range(200):
+        vehicle = f"veh-{i:04d}"
+        assert L.cohort(vehicle) == int(hashlib.sha256(vehicle.encode()).hexdigest(), 16) % 100
+    assert {L.cohort(f"veh-{i:04d}") for i in range(2000)} == set(range(L.COHORTS))

@@ -446,33 +446,34 @@ def test_the_director_publishes_every_cohorts_assignment_signed(env):
         assert set(role.keyids) == online and role.paths == [L.assignment_target(number)]
     first = {c: repo.assignment(c).signed for c in range(L.COHORTS)}
     inside, outside = _vehicle_in(range(stages[0])), _vehicle_in(range(stages[1], 100))
+    moved = _vehicle_in(range(stages[0], stages[1]))
     car = _client(store, repo, tmp, inside)
-    assert car.assignment(inside) | {"rollout": None} == {
+    assert car.assignment(inside) == {
         "kind": "assignment",
         "cohort": L.cohort(inside),
         "release": st["release"],
         "model_version": model,
-        "rollout": None,
     }
-    assert car.assignment(inside)["rollout"]["stage_percent"] == stages[0]
-    assert _client(store, repo, tmp, outside).assignment(outside)["model_version"] == RO.BASELINE
+    assert car.assignment(outside)["model_version"] == RO.BASELINE
+    assert car.assignment(moved)["model_version"] == RO.BASELINE
     assert RO.publish_assignments(store, repo, policy) == {}  # unchanged: nothing re-signed
-    # an advance re-signs each cohort: a new version and a new expiry
+    # an advance re-signs the cohorts it moves (a new version, a new expiry), only those
     _telemetry(store, "veh-0001", model, km=policy["min_km_per_stage"], dis=1)
     assert RO.evaluate(store, repo, policy)["decision"] == "advance"
     for number in range(L.COHORTS):
-        now = repo.assignment(number).signed
-        assert now.version == first[number].version + 1
-        assert now.expires >= first[number].expires
-    moved = _vehicle_in(range(stages[0], stages[1]))
+        now, before = repo.assignment(number).signed, first[number]
+        if stages[0] <= number < stages[1]:
+            assert now.version == before.version + 1 and now.expires >= before.expires
+        else:
+            assert now == before
     assert car.assignment(moved)["release"] == st["release"]
-    # a halt and its rollback release: the cohorts move to the rollback, again re-signed
+    # a halt and its rollback release: every cohort moves onto the rollback, re-signed
     _telemetry(store, "veh-0002", model, km=policy["min_km_per_stage"], dis=50, i=1)
     decision = RO.evaluate(store, repo, policy)
     assert decision["decision"] == "halt"
-    assert car.assignment(inside)["release"] == decision["rollback_release"]
-    assert car.assignment(inside)["rollout"]["status"] == "rolled_back"
-    assert repo.assignment(0).signed.version == first[0].version + 2
+    for vehicle in (inside, outside, moved):
+        assert car.assignment(vehicle)["release"] == decision["rollback_release"]
+    assert repo.assignment(L.cohort(outside)).signed.version == first[0].version + 1
 
 
 def test_an_assignment_signed_by_a_wrong_key_is_refused(env):
@@ -480,7 +481,7 @@ def test_an_assignment_signed_by_a_wrong_key_is_refused(env):
     from tuf.api.metadata import Metadata, TargetFile, Targets
 
     store, repo, tmp = env
-    vehicle = _vehicle_in(range(50, 100))
+    vehicle = _vehicle_in({0})  # the first stage's cohort
     client, seen = _running(store, repo, tmp, vehicle)
     RO.start_rollout(store, repo, _model(store, 2), {})  # new versions: the car fetches them
     number = L.cohort(vehicle)
@@ -502,7 +503,7 @@ def test_an_assignment_signed_by_a_wrong_key_is_refused(env):
 
 def test_a_tampered_assignment_is_refused(env):
     store, repo, tmp = env
-    vehicle = _vehicle_in(range(50, 100))
+    vehicle = _vehicle_in({0})  # the first stage's cohort
     _, seen = _running(store, repo, tmp, vehicle)
     RO.start_rollout(store, repo, _model(store, 2), {})
     number = L.cohort(vehicle)
@@ -516,14 +517,14 @@ def test_a_tampered_assignment_is_refused(env):
     info = repo.assignment(number).signed.targets[L.assignment_target(number)]
     target = L.tuf_target_key(info.path, info.hashes["sha256"])
     body = store.get(target)
-    assert b'"release":1,' in body
-    _overwrite(store, target, body.replace(b'"release":1,', b'"release":2,'))  # same length
+    assert b'"release":2}' in body
+    _overwrite(store, target, body.replace(b'"release":2}', b'"release":1}'))  # same length
     _keeps_running(store, tmp, vehicle, seen["model"], tx.LengthOrHashMismatchError, "refused")
 
 
 def test_a_stale_assignment_is_refused(env, monkeypatch):
     store, repo, tmp = env
-    vehicle = _vehicle_in(range(50, 100))
+    vehicle = _vehicle_in({0})  # the first stage's cohort
     _, seen = _running(store, repo, tmp, vehicle)
     monkeypatch.setitem(R.EXPIRY, "assignment", timedelta(seconds=-60))
     RO.start_rollout(store, repo, _model(store, 2), {})  # signed already expired: frozen
@@ -532,15 +533,15 @@ def test_a_stale_assignment_is_refused(env, monkeypatch):
     )
     _keeps_running(store, tmp, vehicle, seen["model"], tx.ExpiredMetadataError, "Expired")
     monkeypatch.setitem(R.EXPIRY, "assignment", timedelta(days=7))
-    assert len(RO.publish_assignments(store, repo)) == L.COHORTS  # expired ones: re-signed
-    assert OtaClient(store, tmp / vehicle).assignment(vehicle)["release"] == 1
+    assert list(RO.publish_assignments(store, repo)) == [0]  # the expired one: re-signed
+    assert OtaClient(store, tmp / vehicle).assignment(vehicle)["release"] == 2
 
 
 def test_an_older_assignment_is_refused(env):
     from tuf.api.metadata import MetaFile
 
     store, repo, tmp = env
-    vehicle = _vehicle_in(range(50, 100))
+    vehicle = _vehicle_in(range(50, 100))  # moved at the last stage: two versions
     client, seen = _running(store, repo, tmp, vehicle)
     number = L.cohort(vehicle)
     role = L.cohort_role(number)
@@ -559,10 +560,10 @@ def test_an_older_assignment_is_refused(env):
 
 def test_an_assignment_to_an_older_release_is_refused(env):
     store, repo, tmp = env
-    vehicle = _vehicle_in(range(50, 100))
+    vehicle = _vehicle_in({0})  # the first stage's cohort
     client, seen = _running(store, repo, tmp, vehicle)
     RO.publish_release(store, repo, _model(store, 2), {})  # release 2, then the car runs it
-    body = {"kind": "assignment", "cohort": L.cohort(vehicle), "release": 2, "rollout": None}
+    body = {"kind": "assignment", "cohort": L.cohort(vehicle), "release": 2}
     model2 = RO.history(store)[-1]["model_version"]
     repo.publish_assignments(
         {L.cohort(vehicle): json.dumps(body | {"model_version": model2}).encode()}
@@ -585,10 +586,10 @@ def test_an_assignment_that_relabels_a_release_is_refused(env):
     """The online key can point a cohort at a release the offline key signed, never at a
     model it did not: the release's signed notes must name the assigned model."""
     store, repo, tmp = env
-    vehicle = _vehicle_in(range(50, 100))
+    vehicle = _vehicle_in({0})  # the first stage's cohort
     client, seen = _running(store, repo, tmp, vehicle)
     RO.publish_release(store, repo, _model(store, 2), {})
-    body = {"kind": "assignment", "cohort": L.cohort(vehicle), "release": 2, "rollout": None}
+    body = {"kind": "assignment", "cohort": L.cohort(vehicle), "release": 2}
     repo.publish_assignments(
         {L.cohort(vehicle): json.dumps(body | {"model_version": "evil"}).encode()}
     )
@@ -605,7 +606,7 @@ def test_rotating_the_online_key_re_delegates_the_assignments(env):
     from tuf.api.metadata import Metadata
 
     store, repo, tmp = env
-    vehicle = _vehicle_in(range(50, 100))
+    vehicle = _vehicle_in({0})  # the first stage's cohort
     client, seen = _running(store, repo, tmp, vehicle)
     number = L.cohort(vehicle)
     before = repo.assignment(number).signed.version
@@ -623,3 +624,22 @@ def test_rotating_the_online_key_re_delegates_the_assignments(env):
         fresh.assignment(vehicle)
     assert isinstance(refused.value.__cause__, tx.UnsignedMetadataError)
     assert client.assignment(vehicle)["release"] == 1  # the car that read it keeps its own
+
+
+def test_the_online_host_re_assigns_cohorts_without_the_offline_key(env):
+    """Why a delegated role: once top-level targets (offline key) has delegated the cohorts,
+    a rollout decision re-signs assignments with the online keys alone."""
+    store, repo, tmp = env
+    policy = RO.load_policy()
+    online = R.Repository(store, {k: repo.signers[k] for k in ("snapshot", "timestamp")})
+    with pytest.raises(R.KeysMissing, match="delegate"):  # the first delegation needs it
+        RO.publish_assignments(store, online, policy)
+    _seed_previous(store, RO.BASELINE)
+    model = _model(store, 1)
+    RO.start_rollout(store, repo, model, {})
+    targets = repo.latest("targets").signed.version
+    _telemetry(store, "veh-0001", model, km=policy["min_km_per_stage"], dis=1)
+    assert RO.evaluate(store, online, policy)["decision"] == "advance"
+    assert repo.latest("targets").signed.version == targets  # top-level targets untouched
+    moved = _vehicle_in(range(policy["stages"][0], policy["stages"][1]))
+    assert _client(store, repo, tmp, moved).assignment(moved)["model_version"] == model

@@ -12,11 +12,11 @@ Layout (consistent snapshots)::
 **What each vehicle runs is signed too (the director's assignments).** Top-level targets (the
 offline release key) delegates one targets role per rollout cohort, ``cohort-00`` ...
 ``cohort-99``, each allowed to sign exactly one path, ``assignments/cohort-NN.json``: a small
-JSON that names the release (and model) the cohort's vehicles run, and why (the rollout's
-release, stage and status). The car computes its cohort from its own id
-(``lake.layout.cohort``), asks its TUF updater for that one path and so verifies the
-assignment like any target: signature and threshold of the delegated role, its version against
-the snapshot (no rollback), its expiry (no freeze) and the file's length and sha256.
+JSON that names the release (and model) the cohort's vehicles run. The car computes its
+cohort from its own id (``lake.layout.cohort``), asks its TUF updater for that one path and so
+verifies the assignment like any target: signature and threshold of the delegated role, its
+version against the snapshot (no rollback), its expiry (no freeze), the file's length and
+sha256. What the car refuses beyond TUF: ``dataloop.fleet.ota``.
 
 Why a delegated role per cohort rather than custom fields in top-level targets:
 
@@ -317,27 +317,26 @@ class Repository:
             )
         return Delegations(keys={k: root.keys[k] for k in keyids}, roles=roles)
 
+    def _delegated(self, snap: Snapshot | None, role: str) -> Metadata | None:
+        """The version of delegated ``role`` that ``snap`` names (None: not published)."""
+        meta = snap.meta.get(f"{role}.json") if snap else None
+        return self._get(f"{meta.version}.{role}.json") if meta else None
+
+    def assignment(self, number: int) -> Metadata | None:
+        """Cohort ``number``'s signed assignment role as published (None: never)."""
+        snap = self.latest("snapshot")
+        return self._delegated(snap.signed if snap else None, cohort_role(number))
+
     def _assignments(self) -> dict[int, bytes]:
         """The assignment each cohort's role signs now (empty before the first)."""
         snap = self.latest("snapshot")
         out = {}
         for number in range(COHORTS):
-            role = cohort_role(number)
-            meta = snap.signed.meta.get(f"{role}.json") if snap else None
-            md = self._get(f"{meta.version}.{role}.json") if meta else None
-            if md is None:
-                continue
-            info = md.signed.targets[assignment_target(number)]
-            out[number] = self.store.get(tuf_target_key(info.path, info.hashes["sha256"]))
+            md = self._delegated(snap.signed if snap else None, cohort_role(number))
+            if md is not None:
+                info = md.signed.targets[assignment_target(number)]
+                out[number] = self.store.get(tuf_target_key(info.path, info.hashes["sha256"]))
         return out
-
-    def assignment(self, number: int) -> Metadata | None:
-        """Cohort ``number``'s signed assignment role as published (None: never)."""
-        return self.latest(cohort_role(number)) if self._has_role(number) else None
-
-    def _has_role(self, number: int) -> bool:
-        snap = self.latest("snapshot")
-        return snap is not None and f"{cohort_role(number)}.json" in snap.signed.meta
 
     def publish_assignments(self, bodies: dict[int, bytes], force: bool = False) -> dict[int, int]:
         """Sign each cohort's assignment (``cohort -> bytes``) whose bytes changed, or whose
@@ -353,14 +352,15 @@ class Repository:
         delegated = old_targets.delegations == self._delegations()
         if not delegated and set(bodies) != set(range(COHORTS)):
             raise ValueError("the first assignment (or a re-delegation) covers every cohort")
+        if not delegated and not self.signers.get("targets"):  # once, and after a rotation
+            raise KeysMissing("no targets key here: cannot delegate the cohort roles")
         snap = self.latest("snapshot").signed
         now = _now()
         versions: dict[str, int] = {}
         for number, body in sorted(bodies.items()):
             role, path = cohort_role(number), assignment_target(number)
             target = TargetFile.from_data(path, body, ["sha256"])
-            meta = snap.meta.get(f"{role}.json")
-            old = self._get(f"{meta.version}.{role}.json") if meta else None
+            old = self._delegated(snap, role)
             if (
                 not force
                 and delegated
@@ -372,7 +372,7 @@ class Repository:
             self._put_once(tuf_target_key(path, target.hashes["sha256"]), body)
             md = Metadata(
                 Targets(
-                    version=meta.version + 1 if meta else 1,
+                    version=old.signed.version + 1 if old else 1,
                     expires=now + EXPIRY["assignment"],
                     targets={path: target},
                 )
@@ -388,9 +388,7 @@ class Repository:
         if not versions and delegated:
             return {}
         targets_version = None
-        if not delegated:  # once (and after the online key rotates): needs the targets key
-            if not self.signers.get("targets"):
-                raise KeysMissing("no targets key here: cannot delegate the cohort roles")
+        if not delegated:
             old_targets.delegations = self._delegations()
             old_targets.version += 1
             old_targets.expires = now + EXPIRY["targets"]

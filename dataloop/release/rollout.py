@@ -154,15 +154,15 @@ def assign(store: ObjectStore, vehicle: str, policy: dict | None = None) -> dict
 
 
 def assignments(store: ObjectStore, policy: dict | None = None) -> dict[int, dict]:
-    """The director: every cohort's assignment now, with the rollout that explains it."""
+    """The director: every cohort's assignment now. It says what to run and nothing else, so
+    a cohort's signed version moves exactly when what its vehicles run does: a start moves
+    the first stage's cohorts, an advance the next ones, a halt every cohort (onto the
+    rollback release), a completion none (they all run it already)."""
     st = state(store)
     prod = production(store)
     pct = (policy or load_policy())["stages"][st["stage"]] if st is not None else 0
-    why = None
-    if st is not None:
-        why = {"release": st["release"], "status": st["status"], "stage_percent": pct}
     return {
-        c: {"kind": "assignment", "cohort": c, **_assign(st, prod, pct, c), "rollout": why}
+        c: {"kind": "assignment", "cohort": c, **_assign(st, prod, pct, c)}
         for c in range(L.COHORTS)
     }
 

@@ -107,17 +107,25 @@ class OtaClient:
                 return None
             fetched = updater.download_target(info, str(downloads / "assignment.json"))
             body = json.loads(Path(fetched).read_bytes())
-        except (RepositoryError, DownloadError) as err:
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+        except (RepositoryError, DownloadError, ValueError) as err:
             raise AssignmentRefused(
                 f"{vehicle}: the assignment of cohort {number} is refused: "
                 f"{type(err).__name__}: {err}"
             ) from err
-        if body.get("kind") != "assignment" or body.get("cohort") != number:
+        release, model = body.get("release"), body.get("model_version")
+        if (
+            body.get("kind") != "assignment"
+            or body.get("cohort") != number
+            or not (release is None or isinstance(release, int))
+            or not isinstance(model, str)
+        ):
             raise AssignmentRefused(f"{vehicle}: {path} is not cohort {number}'s assignment")
         current = self.running()
-        if current is not None and (body["release"] or 0) < current["release"]:
+        if current is not None and (release or 0) < current["release"]:
             raise AssignmentRefused(
-                f"{vehicle}: the assignment names release {body['release']}, older than "
+                f"{vehicle}: the assignment names release {release}, older than "
                 f"release {current['release']} that the vehicle runs (a rollback is a new "
                 "release; an older one is refused)"
             )

@@ -584,7 +584,8 @@ def test_an_assignment_to_an_older_release_is_refused(env):
 
 def test_an_assignment_that_relabels_a_release_is_refused(env):
     """The online key can point a cohort at a release the offline key signed, never at a
-    model it did not: the release's signed notes must name the assigned model."""
+    model it did not: the release's signed notes must name the assigned model, and a release
+    the offline key never signed is not installed."""
     store, repo, tmp = env
     vehicle = _vehicle_in({0})  # the first stage's cohort
     client, seen = _running(store, repo, tmp, vehicle)
@@ -597,6 +598,12 @@ def test_an_assignment_that_relabels_a_release_is_refused(env):
 
     with pytest.raises(AssignmentRefused, match="not the assigned evil"):
         client.install(2, "evil")
+    assert vehicle_policy(store, vehicle, tmp / vehicle).model_version == seen["model"]
+    assert client.running()["release"] == 1
+    body |= {"release": 9, "model_version": seen["model"]}  # a release never signed
+    repo.publish_assignments({L.cohort(vehicle): json.dumps(body).encode()})
+    with pytest.raises(LookupError, match="release 9 has no signed target"):
+        client.install(9, seen["model"])
     assert vehicle_policy(store, vehicle, tmp / vehicle).model_version == seen["model"]
     assert client.running()["release"] == 1
 

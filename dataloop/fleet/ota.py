@@ -220,6 +220,7 @@ def vehicle_policy(store: ObjectStore, vehicle: str, home: str | Path):
         release = target["release"] if target is not None else None
         if release is not None and (current is None or current["release"] != release):
             client.install(release, target["model_version"])
-    except (AssignmentRefused, RepositoryError, DownloadError) as err:
+    except (AssignmentRefused, LookupError, RepositoryError, DownloadError) as err:
+        # LookupError: the assigned release has no target signed by the offline key
         log.warning("%s keeps running %s: %s", vehicle, client.running(), err)
     return client.policy()

@@ -67,6 +67,16 @@ class ForeignChannel:
     schema_data: bytes = b""
 
 
+def ros2_payload(name: str, message: dict) -> bytes:
+    """A ROS 2 message (a dict) as CDR bytes, encoded by mcap-ros2-support's serializer from
+    the standard definition, as its writer does."""
+    from mcap_ros2._dynamic import serialize_dynamic
+
+    from dataloop.fleet.ros2_msgs import definition
+
+    return serialize_dynamic(name, definition(name))[name](message)
+
+
 def write_minimal_log(
     path: Path,
     *,

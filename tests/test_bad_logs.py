@@ -15,12 +15,19 @@ from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
 from mcap.reader import make_reader
 from mcap.writer import CompressionType
 
-from dataloop.fleet import contract
+from dataloop.fleet import contract, ros2_msgs
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.catalog import drives_overview
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
-from tests.helpers import ForeignChannel, commit_raw, ingest_everything, write_minimal_log
+from dataloop.ingest.tables import read_table
+from tests.helpers import (
+    ForeignChannel,
+    commit_raw,
+    ingest_everything,
+    ros2_payload,
+    write_minimal_log,
+)
 
 
 def _flip_inside_first_chunk(path):
@@ -99,11 +106,32 @@ def test_each_bad_upload_is_quarantined_with_its_reason(store, tmp_path, make_lo
 
 def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
     """A contract drive that also records what real vehicles do (a ROS 2 /tf, a JSON
-    /diagnostics, a lidar, a second camera) ingests; each extra channel is listed with its
-    schema, encodings and message count, and stays in the raw log as recorded."""
+    /diagnostics, a lidar, a second camera) ingests: the /tf and the second camera land in
+    their tables by type; each channel no adapter maps is listed with its schema, encodings
+    and message count; everything stays in the raw log as recorded."""
     lidar = PackedElementField(name="x", offset=0, type=PackedElementField.FLOAT32)
+    tf = {
+        "transforms": [
+            {
+                "header": {"stamp": {"sec": 1, "nanosec": 0}, "frame_id": "base_link"},
+                "child_frame_id": frame,
+                "transform": {
+                    "translation": {"x": 1.5, "y": 0.0, "z": 1.2},
+                    "rotation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0},
+                },
+            }
+            for frame in ("camera_front", "lidar_top")
+        ]
+    }
     foreign = [
-        ForeignChannel("/tf", "tf2_msgs/msg/TFMessage", "ros2msg", "cdr", b"\x00\x01\x00\x00"),
+        ForeignChannel(
+            "/tf",
+            "tf2_msgs/msg/TFMessage",
+            "ros2msg",
+            "cdr",
+            ros2_payload("tf2_msgs/msg/TFMessage", tf),
+            schema_data=ros2_msgs.definition("tf2_msgs/msg/TFMessage").encode(),
+        ),
         ForeignChannel("/diagnostics", "Diag", "jsonschema", "json", b'{"level": 0}', messages=5),
         ForeignChannel(
             "/lidar/top",
@@ -126,13 +154,6 @@ def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
     assert record["status"] == "ingested", record["reasons"]
     assert record["unmapped_topics"] == [
         {
-            "topic": "/camera/rear/image",
-            "schema": "foxglove.CompressedImage",
-            "schema_encoding": "protobuf",
-            "message_encoding": "protobuf",
-            "messages": 1,
-        },
-        {
             "topic": "/diagnostics",
             "schema": "Diag",
             "schema_encoding": "jsonschema",
@@ -146,15 +167,17 @@ def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
             "message_encoding": "protobuf",
             "messages": 2,
         },
-        {
-            "topic": "/tf",
-            "schema": "tf2_msgs/msg/TFMessage",
-            "schema_encoding": "ros2msg",
-            "message_encoding": "cdr",
-            "messages": 3,
-        },
     ]
-    assert record["tables"]["imu"]["rows"] == 200 and record["tables"]["frames"]["rows"] == 20
+    assert record["tables"]["imu"]["rows"] == 200 and record["tables"]["frames"]["rows"] == 21
+    frames = read_table(store, record["tables"]["frames"]["key"])
+    assert Counter(frames["camera"].to_pylist()) == {"front": 20, "rear": 1}
+    transforms = read_table(store, record["tables"]["transforms"]["key"]).to_pylist()
+    assert len(transforms) == 6  # 3 messages of 2 transforms
+    assert {(r["parent_frame"], r["child_frame"]) for r in transforms} == {
+        ("base_link", "camera_front"),
+        ("base_link", "lidar_top"),
+    }
+    assert transforms[0]["x"] == 1.5 and transforms[0]["qw"] == 1.0
     assert {o.key: store.get(o.key) for o in store.list("raw/")} == raw
     with store.open(record["log_key"]) as f:  # every channel is still readable as recorded
         topics = Counter(c.topic for _, c, _ in make_reader(f).iter_messages())

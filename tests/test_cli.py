@@ -184,15 +184,19 @@ def test_adapters_check_dry_runs_a_foreign_log_without_a_lake(env, tmp_path):
     from dataloop.fleet import contract
     from tests.helpers import ForeignChannel, write_minimal_log
 
-    tf = ForeignChannel("/tf", "tf2_msgs/msg/TFMessage", "ros2msg", "cdr", b"\x00\x01\x00\x00")
-    good = write_minimal_log(tmp_path / "mixed.mcap", drive="mixed", seconds=1.0, foreign=[tf])
+    diag = ForeignChannel(
+        "/vehicle/diag", "acme_msgs/msg/Diag", "ros2msg", "cdr", b"\x00\x01\x00\x00"
+    )
+    good = write_minimal_log(tmp_path / "mixed.mcap", drive="mixed", seconds=1.0, foreign=[diag])
     report = json.loads(run(env, "adapters", "check", str(good), "--json").stdout)
     assert report["ok"] and report["error"] is None
     assert report["identity"] == {"vehicle": "veh-1", "drive": "mixed"}
     assert report["tables"]["imu"] == 100 and report["tables"]["frames"] == 10
-    assert [(c["topic"], c["messages"]) for c in report["unmapped_topics"]] == [("/tf", 3)]
+    assert [(c["topic"], c["messages"]) for c in report["unmapped_topics"]] == [
+        ("/vehicle/diag", 3)
+    ]
     table = run(env, "adapters", "check", str(good)).stdout
-    assert "unmapped topics" in table and "tf2_msgs/msg/TFMessage" in table
+    assert "unmapped topics" in table and "acme_msgs/msg/Diag" in table
 
     bad = write_minimal_log(
         tmp_path / "bad.mcap", drive="bad", raw_messages=[(contract.IMU.topic, b"\xff\xff")]

@@ -75,10 +75,9 @@ def test_a_new_decoder_version_redecodes_and_keeps_old_tables(store, make_log, m
     before = ingest_everything(store)
     old_tables = {o.key for o in store.list("tables/")}
     monkeypatch.setattr(decode_module, "DECODER_VERSION", "test-2")
-    monkeypatch.setattr("dataloop.ingest.drive.DECODER_VERSION", "test-2")
     after = ingest_everything(store)
     drive = next(d for r in after.values() for d in r.drives)
-    assert not drive.get("skipped") and drive["decoder_version"] == "test-2"
+    assert not drive.get("skipped") and drive["decoder_version"].startswith("test-2.adapters-")
     assert [r.data_version for r in before.values()] != [r.data_version for r in after.values()]
     # Same bytes decoded the same way: same content-addressed files, nothing overwritten.
     assert old_tables <= {o.key for o in store.list("tables/")}

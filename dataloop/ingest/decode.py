@@ -25,18 +25,23 @@ from typing import Any, BinaryIO
 import lz4.frame
 import pyarrow as pa
 import zstandard
-from google.protobuf.message import DecodeError as ProtobufDecodeError
 from mcap.data_stream import ReadDataStream
 from mcap.exceptions import EndOfFile, McapError
 from mcap.records import Channel, Chunk, Message, Metadata, Schema
 
-from dataloop.fleet import contract, schemas
-from dataloop.ingest.jpeg import jpeg_header
-from dataloop.ingest.tables import SCHEMAS
-from dataloop.lake.hashing import HashingReader, sha256_bytes
+from dataloop.fleet import contract
+from dataloop.ingest import adapters as A
+from dataloop.ingest.adapters.codecs import CodecError, codec
+from dataloop.ingest.adapters.extract import Binding, TableRows, bind
+from dataloop.ingest.adapters.fields import PathError
+from dataloop.ingest.tables import CORE_TABLES, SCHEMAS
+from dataloop.lake.hashing import HashingReader
 
-DECODER_VERSION = "4"
-"""Bump when decoding changes what lands in the tables: every drive is then re-decoded."""
+DECODER_VERSION = "5"
+"""Bump when decoding changes what lands in the tables: every drive is then re-decoded (so
+does an edit of the adapters: see :func:`decoder_version`)."""
+REQUIRED_TABLES = tuple(dict.fromkeys(c.table for c in contract.CHANNELS if c.required))
+"""Tables a drive must have rows for."""
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 """Largest record accepted; a hostile length field cannot make us allocate more. The fleet
@@ -89,35 +94,13 @@ class DecodedLog:
     end_ns: int | None = None
 
 
-def _enum_lookup(enum: str) -> list[str]:
-    return schemas.enum_names(enum)
+def decoder_version(adapters: A.AdapterSet | None = None) -> str:
+    """What a drive record's decoding is compared with: the decoder and the adapters' hash."""
+    adapters = adapters or A.installed().get()
+    return f"{DECODER_VERSION}.adapters-{adapters.digest}"
 
 
-_GEARS = _enum_lookup("Gear")
-_TURNS = _enum_lookup("TurnSignal")
-_CLASSES = _enum_lookup("ObjectClass")
-_EVENTS = _enum_lookup("EventType")
-
-
-def _name(names: list[str], value: int) -> str:
-    return names[value] if 0 <= value < len(names) else "unknown"
-
-
-class _Columns:
-    """Column lists for one table, filled message by message."""
-
-    def __init__(self, table: str):
-        self.schema = SCHEMAS[table]
-        self.cols: dict[str, list[Any]] = {f.name: [] for f in self.schema}
-
-    def to_table(self, vehicle: str, drive: str) -> pa.Table:
-        n = len(self.cols["t"])
-        self.cols["vehicle_id"] = [vehicle] * n
-        self.cols["drive_id"] = [drive] * n
-        return pa.Table.from_pydict(self.cols, schema=self.schema)
-
-
-def _undecodable(spec: contract.ChannelSpec, loc: tuple, err: Exception) -> DecodeError:
+def _undecodable(binding: Binding, loc: tuple, err: Exception) -> DecodeError:
     chunk_offset, compression, chunk_length, _size, offset, length = loc
     unchunked = not compression and offset == 0 and chunk_length == length  # see _walk_records
     where = (
@@ -128,99 +111,21 @@ def _undecodable(spec: contract.ChannelSpec, loc: tuple, err: Exception) -> Deco
     )
     return DecodeError(
         "undecodable_message",
-        f"topic {spec.topic!r}: {where} does not decode as {spec.schema}: {err}",
+        f"topic {binding.topic!r}: {where} does not decode as {binding.adapter.schema} "
+        f"({binding.codec.encoding}): {type(err).__name__}: {err}",
     )
 
 
-class _Decoder:
-    """Per-table decode of one message payload into its columns."""
-
-    def __init__(self) -> None:
-        self.columns = {name: _Columns(name) for name in SCHEMAS}
-        self._msgs = {name: cls() for name, cls in schemas.MESSAGE_CLASSES.items()}
-
-    def decode(self, spec: contract.ChannelSpec, t: int, data: memoryview, loc: tuple) -> None:
-        msg = self._msgs[spec.schema]
-        try:
-            msg.ParseFromString(data)
-        except ProtobufDecodeError as err:
-            raise _undecodable(spec, loc, err) from err
-        c = self.columns[spec.table].cols
-        if spec.table == "imu":
-            c["t"].append(t)
-            c["accel_x"].append(msg.accel_x)
-            c["accel_y"].append(msg.accel_y)
-            c["accel_z"].append(msg.accel_z)
-            c["gyro_x"].append(msg.gyro_x)
-            c["gyro_y"].append(msg.gyro_y)
-            c["gyro_z"].append(msg.gyro_z)
-        elif spec.table == "vehicle_state":
-            c["t"].append(t)
-            c["speed_mps"].append(msg.speed_mps)
-            c["steering_angle_rad"].append(msg.steering_angle_rad)
-            c["accelerator"].append(msg.accelerator)
-            c["brake"].append(msg.brake)
-            c["yaw_rate_radps"].append(msg.yaw_rate_radps)
-            c["gear"].append(_name(_GEARS, msg.gear))
-            c["turn_signal"].append(_name(_TURNS, msg.turn_signal))
-        elif spec.table == "frames":
-            jpeg = msg.data
-            c["t"].append(t)
-            c["seq"].append(len(c["seq"]))
-            c["format"].append(msg.format)
-            c["jpeg_bytes"].append(len(jpeg))
-            c["jpeg_sha256"].append(sha256_bytes(jpeg))
-            valid, width, height = jpeg_header(jpeg)
-            c["jpeg_valid"].append(valid)
-            c["width"].append(width)
-            c["height"].append(height)
-            chunk_offset, compression, chunk_length, uncompressed, offset, length = loc
-            c["chunk_offset"].append(chunk_offset)
-            c["chunk_compression"].append(compression)
-            c["chunk_length"].append(chunk_length)
-            c["chunk_uncompressed_size"].append(uncompressed)
-            c["message_offset"].append(offset)
-            c["message_length"].append(length)
-        elif spec.table == "gnss":
-            c["t"].append(t)
-            c["latitude"].append(msg.latitude)
-            c["longitude"].append(msg.longitude)
-            c["altitude"].append(msg.altitude)
-            cov = msg.position_covariance
-            c["horizontal_sigma_m"].append(
-                (max(cov[0], cov[4]) ** 0.5) if len(cov) == 9 else float("nan")
-            )
-        elif spec.table == "objects":
-            for o in msg.objects:
-                c["t"].append(t)
-                c["object_id"].append(o.id)
-                c["object_class"].append(_name(_CLASSES, o.object_class))
-                c["x"].append(o.x)
-                c["y"].append(o.y)
-                c["vx"].append(o.vx)
-                c["vy"].append(o.vy)
-                c["length"].append(o.length)
-                c["width"].append(o.width)
-                c["height"].append(o.height)
-                c["heading"].append(o.heading)
-                c["confidence"].append(o.confidence)
-        elif spec.table == "events":
-            c["t"].append(t)
-            c["type"].append(_name(_EVENTS, msg.type))
-            c["detail"].append(msg.detail)
-        elif spec.table == "lanes":
-            c["t"].append(t)
-            c["lateral_offset_m"].append(msg.lateral_offset_m)
-            c["heading_error_rad"].append(msg.heading_error_rad)
-            c["lane_width_m"].append(msg.lane_width_m)
-            c["confidence"].append(msg.confidence)
-
-
 class _LogState:
-    def __init__(self) -> None:
+    """The log's schemas and channels so far, each channel bound to its adapter (or listed
+    as unmapped), and the rows of every table."""
+
+    def __init__(self, adapters: A.AdapterSet) -> None:
+        self.adapters = adapters
         self.schemas: dict[int, Schema] = {}
-        self.channels: dict[int, contract.ChannelSpec | None] = {}
+        self.channels: dict[int, Binding | None] = {}
         self.unmapped: dict[int, dict[str, Any]] = {}
+        self.tables: dict[str, TableRows] = {}
 
     def add_schema(self, schema: Schema) -> None:
         if schema.id != 0:
@@ -230,14 +135,10 @@ class _LogState:
         if channel.id in self.channels:
             return
         schema = self.schemas.get(channel.schema_id)
-        spec = contract.BY_TOPIC.get(channel.topic)
-        if (
-            spec is None
-            or schema is None
-            or schema.name != spec.schema
-            or schema.encoding != "protobuf"
-            or channel.message_encoding != "protobuf"
-        ):
+        adapter = None
+        if schema is not None:
+            adapter = self.adapters.find(channel.topic, schema.name, channel.message_encoding)
+        if adapter is None or schema is None:
             self.unmapped[channel.id] = {
                 "topic": channel.topic,
                 "schema": schema.name if schema else "",
@@ -245,8 +146,29 @@ class _LogState:
                 "message_encoding": channel.message_encoding,
                 "messages": 0,
             }
-            spec = None
-        self.channels[channel.id] = spec
+            self.channels[channel.id] = None
+            return
+        try:
+            found = codec(channel.message_encoding, schema.encoding, schema.name, schema.data)
+            binding = bind(adapter, found, channel.topic)
+        except CodecError as err:
+            raise DecodeError("undecodable_schema", f"topic {channel.topic!r}: {err}") from err
+        except PathError as err:
+            raise DecodeError("adapter_mismatch", f"topic {channel.topic!r}: {err}") from err
+        if binding.table not in self.tables:
+            self.tables[binding.table] = TableRows([f.name for f in SCHEMAS[binding.table]][2:])
+        self.channels[channel.id] = binding
+
+    def message(self, binding: Binding, log_time: int, pub: int, data: memoryview, loc: tuple):
+        try:
+            self.tables[binding.table].add(binding, data, log_time, pub, loc)
+        except (*binding.codec.errors, *_ROW_ERRORS) as err:
+            raise _undecodable(binding, loc, err) from err
+
+
+_ROW_ERRORS = (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError)
+"""What a payload that parses but does not fit its adapter raises (a null where a number
+belongs, a stamp that is no stamp)."""
 
 
 def _chunk_records(chunk: Chunk) -> bytes:
@@ -278,9 +200,7 @@ def _chunk_records(chunk: Chunk) -> bytes:
     return data
 
 
-def _decode_chunk(
-    chunk: Chunk, chunk_offset: int, state: _LogState, decoder: _Decoder, log: DecodedLog
-) -> None:
+def _decode_chunk(chunk: Chunk, chunk_offset: int, state: _LogState, log: DecodedLog) -> None:
     data = _chunk_records(chunk)
     view = memoryview(data)
     n = len(data)
@@ -299,14 +219,14 @@ def _decode_chunk(
         if end > n:
             raise DecodeError("corrupt", "record runs past the end of its chunk")
         if op == _OP_MESSAGE:
-            channel_id, _seq, log_time, _pub = unpack_message(data, pos)
+            channel_id, _seq, log_time, pub = unpack_message(data, pos)
             if channel_id not in channels:
                 raise DecodeError("corrupt", f"message on unknown channel {channel_id}")
-            spec = channels[channel_id]
-            if spec is None:
+            binding = channels[channel_id]
+            if binding is None:
                 unmapped[channel_id]["messages"] += 1
             else:
-                counts[spec.topic] += 1
+                counts[binding.topic] += 1
                 loc = (
                     chunk_offset,
                     chunk.compression,
@@ -315,7 +235,7 @@ def _decode_chunk(
                     pos - 9,
                     length + 9,
                 )
-                decoder.decode(spec, log_time, view[pos + 22 : end], loc)
+                state.message(binding, log_time, pub, view[pos + 22 : end], loc)
         elif op == _OP_SCHEMA:
             state.add_schema(Schema.read(ReadDataStream(BytesIO(data[pos:end]))))
         elif op == _OP_CHANNEL:
@@ -348,7 +268,7 @@ def _read_chunk(payload: bytes) -> Chunk:
     return Chunk(compression, data, stop, start, crc, size)
 
 
-def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, log: DecodedLog):
+def _walk_records(reader: HashingReader, state: _LogState, log: DecodedLog):
     """Read top-level records until the footer. Message indexes and the summary's indexes are
     hashed but not parsed: ingest streams the whole file anyway."""
     magic = reader.read(8)
@@ -378,7 +298,7 @@ def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, lo
         if op == _OP_CHUNK:
             chunk = _read_chunk(payload)
             chunk_offset = reader.bytes_read - length + 40 + len(chunk.compression)
-            _decode_chunk(chunk, chunk_offset, state, decoder, log)
+            _decode_chunk(chunk, chunk_offset, state, log)
         elif op == _OP_SCHEMA:
             state.add_schema(_parse(payload, Schema))
         elif op == _OP_CHANNEL:
@@ -387,15 +307,15 @@ def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, lo
             msg = Message.read(ReadDataStream(BytesIO(payload)), length)
             if msg.channel_id not in state.channels:
                 raise DecodeError("corrupt", f"message on unknown channel {msg.channel_id}")
-            spec = state.channels[msg.channel_id]
-            if spec is None:
+            binding = state.channels[msg.channel_id]
+            if binding is None:
                 state.unmapped[msg.channel_id]["messages"] += 1
             else:
-                log.messages[spec.topic] += 1
+                log.messages[binding.topic] += 1
                 # An unchunked message is its own uncompressed "chunk" in the file.
                 record_start = reader.bytes_read - length - 9
                 loc = (record_start, "", length + 9, length + 9, 0, length + 9)
-                decoder.decode(spec, msg.log_time, memoryview(msg.data), loc)
+                state.message(binding, msg.log_time, msg.publish_time, memoryview(msg.data), loc)
         elif op == _OP_METADATA:
             if length > MAX_METADATA_BYTES:
                 raise DecodeError(
@@ -410,14 +330,17 @@ def _walk_records(reader: HashingReader, state: _LogState, decoder: _Decoder, lo
             return
 
 
-def decode_log(stream: BinaryIO, *, vehicle: str, drive: str) -> DecodedLog:
-    """Decode a drive log from a stream; raises DecodeError with a quarantine reason."""
+def decode_log(
+    stream: BinaryIO, *, vehicle: str, drive: str, adapters: A.AdapterSet | None = None
+) -> DecodedLog:
+    """Decode a drive log from a stream with ``adapters`` (default: the rules folder's);
+    raises DecodeError with a quarantine reason (and ``RulesError`` when the rules folder's
+    adapters do not load: no drive is to blame for that)."""
     reader = HashingReader(stream)
-    state = _LogState()
-    decoder = _Decoder()
+    state = _LogState(adapters or A.installed().get())
     log = DecodedLog(tables={}, sha256="", size=0)
     try:
-        _walk_records(reader, state, decoder, log)
+        _walk_records(reader, state, log)
     except EndOfFile:
         if reader.bytes_read <= 8:
             raise DecodeError("truncated", "the file ends inside the MCAP magic") from None
@@ -433,24 +356,27 @@ def decode_log(stream: BinaryIO, *, vehicle: str, drive: str) -> DecodedLog:
     reader.drain()
     log.sha256, log.size = reader.hexdigest(), reader.bytes_read
     log.unmapped = sorted(state.unmapped.values(), key=lambda c: c["topic"])
-    present = {spec.topic for spec in state.channels.values() if spec is not None}
-    missing = [
-        c.topic
-        for c in contract.CHANNELS
-        if c.required and (c.topic not in present or log.messages[c.topic] == 0)
-    ]
-    if missing:
+    fed = {b.table for b in state.channels.values() if b is not None and log.messages[b.topic]}
+    if missing := [t for t in REQUIRED_TABLES if t not in fed]:
         code = "truncated" if log.truncated else "missing_channel"
-        detail = f"required channels without messages: {', '.join(missing)}"
+        detail = f"required tables without messages: {', '.join(missing)}"
         if log.truncated:
             detail = f"{log.truncation_detail}; {detail}"
         raise DecodeError(code, detail)
-    for name, cols in decoder.columns.items():
-        times = cols.cols["t"]
+    for name, rows in state.tables.items():
+        times = rows.cols["t"]
         if times and not (min(times) >= MIN_TIME_NS and max(times) <= MAX_TIME_NS):
             bad = next(t for t in times if not MIN_TIME_NS <= t <= MAX_TIME_NS)
             raise DecodeError(
                 "invalid_timestamp", f"{name} message at {bad} ns, outside 2000-01-01..2100-01-01"
             )
-    log.tables = {name: cols.to_table(vehicle, drive) for name, cols in decoder.columns.items()}
+    ids = {"vehicle_id": vehicle, "drive_id": drive}
+    for name in (*CORE_TABLES, *(t for t in SCHEMAS if t in state.tables and t not in CORE_TABLES)):
+        cols = state.tables[name].cols if name in state.tables else {}
+        n = len(cols.get("t", ()))
+        data = {
+            f.name: [ids[f.name]] * n if f.name in ids else cols.get(f.name, [])
+            for f in SCHEMAS[name]
+        }
+        log.tables[name] = pa.Table.from_pydict(data, schema=SCHEMAS[name])
     return log

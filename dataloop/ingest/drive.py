@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dataloop.ingest.decode import DECODER_VERSION, DecodedLog, DecodeError, decode_log
+from dataloop.ingest.decode import DecodedLog, DecodeError, decode_log, decoder_version
 from dataloop.ingest.tables import put_table
 from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
@@ -55,7 +55,7 @@ def quarantine(
             "sha256": upload.sha256 if upload else None,
             "hour": hour,
             "arrived_at": manifest.last_modified.isoformat(),
-            "decoder_version": DECODER_VERSION,
+            "decoder_version": decoder_version(),
             "processed_at": _now(),
             **extra,
         }
@@ -120,7 +120,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
     current = read_json(store, record_key)
     if current is not None:
         same_upload = current.get("manifest_key") == manifest.key
-        if same_upload and current.get("decoder_version") == DECODER_VERSION:
+        if same_upload and current.get("decoder_version") == decoder_version():
             return {**current, "skipped": True}
         if not same_upload and current.get("status") in USABLE:
             code = "duplicate" if current.get("sha256") == upload.sha256 else "conflict"
@@ -188,7 +188,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
             "software_version": upload.software_version,
             "model_version": upload.model_version,
             "trigger": upload.trigger,
-            "decoder_version": DECODER_VERSION,
+            "decoder_version": decoder_version(),
             "tables": tables,
             "processed_at": _now(),
         }

@@ -22,6 +22,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         # the chunk's records, compression, sizes) and the message's offset inside the
         # uncompressed chunk records. ingest/frames.py reads one back.
         "frames": [
+            ("camera", pa.string()),
             ("seq", pa.int64()),
             ("format", pa.string()),
             ("jpeg_bytes", pa.int64()),
@@ -35,6 +36,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("chunk_uncompressed_size", pa.int64()),
             ("message_offset", pa.int64()),
             ("message_length", pa.int64()),
+            # the image bytes inside the message record (base64 text in a JSON message)
+            ("image_offset", pa.int64()),
+            ("image_length", pa.int64()),
+            ("image_encoding", pa.string()),
         ],
         "gnss": [
             ("latitude", pa.float64()),
@@ -69,10 +74,31 @@ SCHEMAS: dict[str, pa.Schema] = {
             (f, pa.float64())
             for f in ("lateral_offset_m", "heading_error_rad", "lane_width_m", "confidence")
         ],
+        # written only when a drive has rows for them:
+        "transforms": [
+            ("parent_frame", pa.string()),
+            ("child_frame", pa.string()),
+            *[(f, pa.float64()) for f in ("x", "y", "z", "qx", "qy", "qz", "qw")],
+        ],
+        "odometry": [
+            ("frame", pa.string()),
+            *[(f, pa.float64()) for f in ("x", "y", "z", "yaw", "vx", "vy", "yaw_rate_radps")],
+        ],
     }.items()
 }
 
 TABLES = tuple(SCHEMAS)
+CORE_TABLES = ("frames", "gnss", "imu", "vehicle_state", "objects", "events", "lanes")
+"""Written for every drive, empty or not; the others only when a drive has rows for them."""
+SENSOR_COLUMN = {"frames": "camera"}
+"""Tables of several sensors of a kind: the column naming the sensor."""
+ADAPTER_COLUMNS: dict[str, tuple[str, ...]] = {
+    name: tuple(f.name for f in schema if f.name not in ("vehicle_id", "drive_id", "t"))
+    for name, schema in SCHEMAS.items()
+}
+ADAPTER_COLUMNS["frames"] = ("format", "data")
+"""What an adapter may fill, per table: every column, except that a frame gives its image's
+``data`` and ``format`` and ingest derives the rest."""
 
 
 def to_parquet(table: pa.Table) -> tuple[bytes, str]:

@@ -222,7 +222,8 @@ def _at(model: Any, loc: tuple) -> Any:
         for alt in _unwrap(tp):
             origin = typing.get_origin(alt)
             if isinstance(alt, type) and issubclass(alt, BaseModel):
-                field = alt.model_fields.get(str(part))
+                fields = {f.alias or n: f for n, f in alt.model_fields.items()}
+                field = fields.get(str(part))
                 nxt = field.annotation if field else None
             elif origin in (list, tuple) and isinstance(part, int):
                 nxt = typing.get_args(alt)[0]
@@ -242,7 +243,7 @@ def _at(model: Any, loc: tuple) -> Any:
 def _keys(model: Any) -> list[str]:
     for alt in _unwrap(model):
         if isinstance(alt, type) and issubclass(alt, BaseModel):
-            return list(alt.model_fields)
+            return [f.alias or name for name, f in alt.model_fields.items()]
     return []
 
 

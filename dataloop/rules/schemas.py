@@ -332,3 +332,86 @@ class Offboard(Rule):
     smoother: Smoother
     ghosts: Ghosts
     confidence: Confidence | None = None
+
+
+# -- ingest/adapters/*.yaml, ingest/fleet.yaml --------------------------------------------------
+ENCODINGS = ("protobuf", "json", "cdr", "ros1")
+"""MCAP message encodings an adapter may decode (each with its schema encoding: protobuf,
+jsonschema, ros2msg, ros1msg)."""
+UNITS: dict[str, float] = {
+    "m": 1.0,
+    "cm": 0.01,
+    "mm": 0.001,
+    "km": 1000.0,
+    "m/s": 1.0,
+    "km/h": 1 / 3.6,
+    "mph": 0.44704,
+    "rad": 1.0,
+    "deg": 0.017453292519943295,
+    "rad/s": 1.0,
+    "deg/s": 0.017453292519943295,
+    "m/s^2": 1.0,
+    "g": 9.80665,
+    "fraction": 1.0,
+    "percent": 0.01,
+}
+"""A source unit and its factor to the SI unit every canonical column is in (m, m/s, rad,
+rad/s, m/s^2, fractions 0..1)."""
+Unit = Literal[
+    "m", "cm", "mm", "km", "m/s", "km/h", "mph", "rad", "deg", "rad/s", "deg/s", "m/s^2", "g",
+    "fraction", "percent",
+]  # fmt: skip
+Reduce = Literal["sigma_h", "yaw", "count"]
+"""Derivations of a field that is not a scalar: ``sigma_h`` the horizontal standard deviation
+of a row-major 3x3 covariance (sqrt of the larger of its first two diagonal terms), ``yaw``
+the heading (rad) of a quaternion with x, y, z, w, ``count`` an array's length."""
+
+
+class Column(Rule):
+    path: str | None = None
+    const: str | float | int | bool | None = None
+    unit: Unit | None = None
+    scale: float | None = None
+    offset: float | None = None
+    enum: Literal["names"] | dict[int, str] | None = None
+    reduce: Reduce | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Column:
+        if (self.path is None) == (self.const is None):
+            raise ValueError("a column has either a field path ('path') or a constant ('const')")
+        return self
+
+
+class FromField(Rule):
+    path: str
+
+
+class Adapter(Rule):
+    schema_name: str = Field(alias="schema")
+    encodings: list[Literal["protobuf", "json", "cdr", "ros1"]] = Field(min_length=1)
+    table: str
+    topic: str | None = None
+    time: Literal["log_time", "publish_time"] | FromField = "log_time"
+    rows: str | None = None
+    sensor: str | FromField | None = None
+    columns: dict[str, str | Column] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _columns_of_the_table(self, info: ValidationInfo) -> Adapter:
+        tables: dict[str, tuple[str, ...]] = (info.context or {}).get("tables", {})
+        if tables and self.table not in tables:
+            raise ValueError(f"table {self.table!r} is not allowed; allowed: {', '.join(tables)}")
+        allowed = tables.get(self.table, ())
+        if unknown := [c for c in self.columns if allowed and c not in allowed]:
+            raise ValueError(
+                f"table {self.table}: unknown column {unknown[0]!r}; allowed: {', '.join(allowed)}"
+            )
+        sensed = (info.context or {}).get("sensed", ())
+        if self.sensor is not None and sensed and self.table not in sensed:
+            raise ValueError(f"only {', '.join(sensed)} name a sensor, not {self.table}")
+        return self
+
+
+class Adapters(Rule):
+    adapters: list[Adapter] = Field(min_length=1)

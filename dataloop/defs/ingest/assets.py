@@ -6,6 +6,8 @@ from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
 from dataloop.fleet.contract import CONTRACT_VERSION
 from dataloop.infra.executors import stage_executor
+from dataloop.defs.rules import rules_or_fail
+from dataloop.ingest.adapters import installed
 from dataloop.ingest.decode import DECODER_VERSION
 from dataloop.ingest.hour import HourReport, ingest_hour
 
@@ -62,7 +64,10 @@ def _metadata(report: HourReport) -> dict[str, dg.MetadataValue]:
     partitions_def=arrival_hours,
     deps=[raw_drive_logs],
     group_name="ingest",
-    code_version=f"decoder-{DECODER_VERSION}.contract-{CONTRACT_VERSION}",
+    # An adapter edit marks every hour stale; a backfill re-decodes with the new adapters.
+    code_version=installed().version(
+        lambda a: f"decoder-{DECODER_VERSION}.adapters-{a.digest}.contract-{CONTRACT_VERSION}"
+    ),
     kinds={"python", "parquet"},
     tags={"dataloop/stage": "ingest"},
     pool="decode",  # dataloop/infra/pools.py: limits across all runs
@@ -80,6 +85,7 @@ def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
             + (f" [{reasons}]" if reasons else "")
         )
 
+    rules_or_fail(installed())  # broken adapters fail the run, and quarantine no drive
     report = ingest_hour(lake.store(), context.partition_key, on_drive=log)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(report.data_version), metadata=_metadata(report)

@@ -18,9 +18,9 @@ from mcap.writer import CompressionType
 from dataloop.fleet import contract, ros2_msgs
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.catalog import drives_overview
+from dataloop.ingest.tables import read_table
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
-from dataloop.ingest.tables import read_table
 from tests.helpers import (
     ForeignChannel,
     commit_raw,

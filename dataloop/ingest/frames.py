@@ -1,14 +1,16 @@
-"""Read one camera frame back from its raw log, by the location in the frames table."""
+"""Read one camera frame back from its raw log, by the location in the frames table: the
+image bytes lie at ``image_offset`` in their message record whatever the message's encoding
+(protobuf, CDR), or as base64 text there (JSON), so no decoder is needed."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Iterator
 from itertools import groupby
 from typing import Any
 
 import lz4.frame
 import zstandard
-from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 
 from dataloop.lake.store import ObjectStore
 
@@ -26,10 +28,10 @@ def _chunk_records(store: ObjectStore, raw_key: str, row: dict[str, Any]) -> byt
     raise ValueError(f"unsupported chunk compression {compression!r}")
 
 
-def _jpeg(record: bytes) -> bytes:
-    msg = CompressedImage()
-    msg.ParseFromString(record[9 + 22 :])  # record header, then the message header
-    return msg.data
+def _image(record: bytes, row: dict[str, Any]) -> bytes:
+    at = row["image_offset"]
+    data = record[at : at + row["image_length"]]
+    return base64.b64decode(data) if row["image_encoding"] == "base64" else bytes(data)
 
 
 def read_frame(store: ObjectStore, raw_key: str, row: dict[str, Any]) -> bytes:
@@ -37,9 +39,9 @@ def read_frame(store: ObjectStore, raw_key: str, row: dict[str, Any]) -> bytes:
     chunks: of the message alone)."""
     if row["chunk_compression"] == "":
         start = row["chunk_offset"] + row["message_offset"]
-        return _jpeg(store.get_range(raw_key, start, row["message_length"]))
+        return _image(store.get_range(raw_key, start, row["message_length"]), row)
     off = row["message_offset"]
-    return _jpeg(_chunk_records(store, raw_key, row)[off : off + row["message_length"]])
+    return _image(_chunk_records(store, raw_key, row)[off : off + row["message_length"]], row)
 
 
 def iter_frames(
@@ -56,4 +58,4 @@ def iter_frames(
         records = _chunk_records(store, raw_key, group[0])
         for r in group:
             off = r["message_offset"]
-            yield r, _jpeg(records[off : off + r["message_length"]])
+            yield r, _image(records[off : off + r["message_length"]], r)

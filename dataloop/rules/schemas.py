@@ -395,7 +395,15 @@ class Adapter(Rule):
     time: Literal["log_time", "publish_time"] | FromField = "log_time"
     rows: str | None = None
     sensor: str | FromField | None = None
-    columns: dict[str, str | Column] = Field(min_length=1)
+    columns: dict[str, Column] = Field(min_length=1)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _bare_paths(cls, columns: Any) -> Any:
+        """``speed_mps: speed`` is short for ``speed_mps: {path: speed}``."""
+        if isinstance(columns, dict):
+            return {k: {"path": v} if isinstance(v, str) else v for k, v in columns.items()}
+        return columns
 
     @model_validator(mode="after")
     def _columns_of_the_table(self, info: ValidationInfo) -> Adapter:

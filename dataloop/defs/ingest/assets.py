@@ -4,9 +4,9 @@ import dagster as dg
 
 from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.rules import rules_or_fail
 from dataloop.fleet.contract import CONTRACT_VERSION
 from dataloop.infra.executors import stage_executor
-from dataloop.defs.rules import rules_or_fail
 from dataloop.ingest.adapters import installed
 from dataloop.ingest.decode import DECODER_VERSION
 from dataloop.ingest.hour import HourReport, ingest_hour

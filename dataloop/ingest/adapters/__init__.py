@@ -132,7 +132,7 @@ def _adapter(item: dict[str, Any], where: str) -> Adapter:
     columns = tuple(
         (name, {"path": spec} if isinstance(spec, str) else dict(spec))
         for name, spec in item["columns"].items()
-    )
+    )  # as parsed: the rules keep their bytes and hash, so a bare path stays a string here
     return Adapter(
         schema=item["schema"],
         encodings=tuple(item["encodings"]),

@@ -97,8 +97,14 @@ def _ros(encoding: str, factory: Any) -> Callable[[str, bytes], Codec]:
 
 
 def _json(name: str, data: bytes) -> Codec:
+    """JSON Schema is optional in MCAP: without one, a known schema's fields (Foxglove's
+    JSON mirrors its protobuf), else nothing to check paths against."""
+    from dataloop.ingest.adapters.known import known_fields
+
     doc = json.loads(data) if data else {}
     fields = from_jsonschema(doc if isinstance(doc, dict) else {}, name)
+    if not fields.children:
+        fields = known_fields(name, "json") or FieldType("any", type_name=name)
     return Codec("json", fields, lambda p: json.loads(bytes(p)), False, (ValueError,))
 
 

@@ -23,7 +23,8 @@ MAX_DEPTH = 12
 @dataclass(frozen=True)
 class FieldType:
     kind: str
-    """``number``, ``bool``, ``string``, ``bytes``, ``enum`` or ``message``."""
+    """``number``, ``bool``, ``string``, ``bytes``, ``enum``, ``message``, or ``any`` (a
+    schema that declares no fields, such as JSON without a schema: nothing to check)."""
     repeated: bool = False
     children: dict[str, FieldType] = field(default_factory=dict)
     enum: dict[int, str] = field(default_factory=dict)
@@ -53,6 +54,8 @@ def resolve(root: FieldType, path: str) -> FieldType:
     :class:`PathError` naming the fields that exist where the path goes wrong."""
     node = root
     for name, index in parse_path(path):
+        if node.kind == "any":
+            return node
         if node.kind != "message":
             raise PathError(f"field path {path!r}: {node.type_name or node.kind} has no fields")
         if node.repeated:

@@ -1,0 +1,272 @@
+"""Bring-your-own logs (#20): adapters declared as YAML decode what another ecosystem's own
+writer recorded (mcap-ros2-support's writer; Foxglove JSON), by type whatever the topic, a
+fleet's custom messages with no Python, and bad adapters are errors naming file and line."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+from mcap.writer import Writer as McapWriter
+from mcap_ros2.writer import Writer as Ros2Writer
+
+from dataloop.fleet import contract, ros2_msgs
+from dataloop.ingest.adapters import adapter_files, load_adapters
+from dataloop.ingest.decode import DecodeError, decode_log
+from dataloop.ingest.frames import iter_frames
+from dataloop.lake.local import LocalStore
+from dataloop.rules import RulesError
+from tests.helpers import ForeignChannel, write_minimal_log
+
+T0 = 1_780_000_000 * 10**9
+
+
+def _jpeg() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 16), (90, 120, 200)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+JPEG = _jpeg()
+
+VEHICLE_REPORT = """\
+float32 speed_kph
+float32 steering_deg
+uint8 throttle_pct
+uint8 brake_pct
+float32 yaw_rate_dps
+uint8 gear
+uint8 GEAR_PARK=1
+uint8 GEAR_DRIVE=4
+"""
+DETECTIONS = """\
+acme_msgs/Detection[] detections
+================================================================================
+MSG: acme_msgs/Detection
+uint32 track
+string label
+geometry_msgs/Point center
+float64 length
+float64 width
+================================================================================
+MSG: geometry_msgs/Point
+float64 x
+float64 y
+float64 z
+"""
+ACME = """\
+# A fleet's own messages: YAML only.
+adapters:
+  - schema: acme_msgs/msg/VehicleReport
+    encodings: [cdr]
+    table: vehicle_state
+    columns:
+      speed_mps: {path: speed_kph, unit: km/h}
+      steering_angle_rad: {path: steering_deg, unit: deg}
+      accelerator: {path: throttle_pct, unit: percent}
+      brake: {path: brake_pct, unit: percent}
+      yaw_rate_radps: {path: yaw_rate_dps, unit: deg/s}
+      gear: {path: gear, enum: {1: park, 4: drive}}
+      turn_signal: {const: "off"}
+  - schema: acme_msgs/msg/Detections
+    encodings: [cdr]
+    table: objects
+    rows: detections
+    columns:
+      object_id: track
+      object_class: label
+      x: center.x
+      y: center.y
+      length: length
+      width: width
+      confidence: {const: 1.0}
+"""
+
+
+def _rules(tmp_path: Path, extra: dict[str, str]) -> dict[Path, bytes | None]:
+    folder = tmp_path / "adapters"
+    folder.mkdir(exist_ok=True)
+    for name, text in extra.items():
+        (folder / name).write_text(text)
+    return {p: None for p in [*adapter_files(), *sorted(folder.glob("*.yaml"))]}
+
+
+def _ros2_drive(path: Path, seconds: float = 2.0) -> Path:
+    """A drive as a ROS 2 vehicle records it: standard types on Autoware-style topics, two
+    cameras, and the fleet's own vehicle report and detections."""
+    with path.open("wb") as f:
+        w = Ros2Writer(f)
+        s = {
+            name: w.register_msgdef(name, ros2_msgs.definition(name))
+            for name in (
+                "sensor_msgs/msg/Imu",
+                "sensor_msgs/msg/NavSatFix",
+                "sensor_msgs/msg/CompressedImage",
+            )
+        }
+        report = w.register_msgdef("acme_msgs/msg/VehicleReport", VEHICLE_REPORT)
+        detections = w.register_msgdef("acme_msgs/msg/Detections", DETECTIONS)
+        for k in range(int(seconds * 100)):
+            t = T0 + k * 10_000_000
+            header = {"stamp": {"sec": t // 10**9, "nanosec": t % 10**9}, "frame_id": "imu"}
+            w.write_message(
+                "/sensing/imu/imu_data",
+                s["sensor_msgs/msg/Imu"],
+                {
+                    "header": header,
+                    "linear_acceleration": {"x": 0.5, "y": 0.0, "z": 9.81},
+                    "angular_velocity": {"x": 0.0, "y": 0.0, "z": 0.01 * k},
+                },
+                t,
+            )
+            if k % 2 == 0:
+                report_msg = {"speed_kph": 36.0, "steering_deg": 5.0, "throttle_pct": 20}
+                report_msg |= {"brake_pct": 0, "yaw_rate_dps": 1.0, "gear": 4}
+                w.write_message("/vehicle/status/report", report, report_msg, t)
+            if k % 10 == 0:
+                fix = {"header": header, "latitude": 48.1, "longitude": 11.5, "altitude": 520.0}
+                fix["position_covariance"] = [4.0, 0, 0, 0, 9.0, 0, 0, 0, 16.0]
+                w.write_message("/sensing/gnss/fix", s["sensor_msgs/msg/NavSatFix"], fix, t)
+                for cam in ("front", "rear_left"):
+                    image = {"header": header, "format": "jpeg", "data": JPEG}
+                    topic = f"/sensing/camera/{cam}/image_raw/compressed"
+                    w.write_message(topic, s["sensor_msgs/msg/CompressedImage"], image, t)
+                det = {"track": 7, "label": "car", "center": {"x": 20.0, "y": 1.0, "z": 0.0}}
+                det |= {"length": 4.5, "width": 1.8}
+                w.write_message("/perception/detections", detections, {"detections": [det]}, t)
+        w.finish()
+    return path
+
+
+def test_a_ros2_drive_ingests_by_type_with_a_yaml_adapter_for_its_own_messages(tmp_path):
+    adapters = load_adapters(_rules(tmp_path, {"acme.yaml": ACME}))
+    path = _ros2_drive(tmp_path / "ros2.mcap")
+    with path.open("rb") as f:
+        log = decode_log(f, vehicle="veh-ros", drive="d1", adapters=adapters)
+    assert log.unmapped == []
+    imu = log.tables["imu"]
+    assert imu.num_rows == 200 and imu["accel_z"][0].as_py() == 9.81
+    assert imu["gyro_z"][100].as_py() == pytest.approx(1.0)
+    assert imu["t"][1].value - imu["t"][0].value == 10_000_000
+    gnss = log.tables["gnss"].to_pylist()
+    assert len(gnss) == 20 and gnss[0]["latitude"] == 48.1
+    assert gnss[0]["horizontal_sigma_m"] == 3.0  # sqrt(max(4, 9))
+    state = log.tables["vehicle_state"].to_pylist()[0]
+    assert state["speed_mps"] == pytest.approx(10.0)  # 36 km/h
+    assert state["steering_angle_rad"] == pytest.approx(math.radians(5.0))
+    assert state["accelerator"] == pytest.approx(0.2) and state["brake"] == 0.0
+    assert (state["gear"], state["turn_signal"]) == ("drive", "off")
+    objects = log.tables["objects"].to_pylist()
+    assert len(objects) == 20 and objects[0]["object_class"] == "car"
+    assert (objects[0]["x"], objects[0]["confidence"]) == (20.0, 1.0)
+    assert objects[0]["vx"] is None  # not in the fleet's message: null, not a made-up 0
+    frames = log.tables["frames"]
+    assert sorted(set(frames["camera"].to_pylist())) == ["front", "rear_left"]
+    assert frames.num_rows == 40 and all(frames["jpeg_valid"].to_pylist())
+    assert set(frames["width"].to_pylist()) == {32}
+
+    # A frame reads back from the raw log by its location alone (no CDR decoding).
+    store = LocalStore(tmp_path / "lake")
+    store.put("raw/ros2.mcap", path.read_bytes())
+    rows = frames.sort_by("seq").to_pylist()
+    assert [jpeg for _, jpeg in iter_frames(store, "raw/ros2.mcap", rows)] == [JPEG] * 40
+
+
+def test_foxglove_json_channels_decode_like_protobuf_ones(tmp_path):
+    """A contract drive whose camera and GNSS are recorded as Foxglove JSON (bytes as base64)
+    ingests with the same values, and the frame reads back as the JPEG it was."""
+    fix = {
+        "timestamp": {"sec": 0, "nsec": 0},
+        "frame_id": "gnss",
+        "latitude": 52.5,
+        "longitude": 13.4,
+        "altitude": 34.0,
+        "position_covariance": [1.0, 0, 0, 0, 0.25, 0, 0, 0, 1.0],
+        "position_covariance_type": 2,
+    }
+    image = {"timestamp": {"sec": 0, "nsec": 0}, "frame_id": "cam", "format": "jpeg"}
+    image["data"] = base64.b64encode(JPEG).decode()
+    foreign = [
+        ForeignChannel("/gps", "foxglove.LocationFix", "jsonschema", "json",
+                       json.dumps(fix).encode(), 5),
+        ForeignChannel("/cam/front_wide", "foxglove.CompressedImage", "jsonschema", "json",
+                       json.dumps(image).encode(), 4),
+    ]  # fmt: skip
+    channels = [c for c in contract.CHANNELS if c not in (contract.GNSS, contract.CAMERA)]
+    path = write_minimal_log(tmp_path / "json.mcap", channels=channels, foreign=foreign)
+    with path.open("rb") as f:
+        log = decode_log(f, vehicle="veh-1", drive="drive-1")
+    gnss = log.tables["gnss"].to_pylist()
+    assert len(gnss) == 5 and gnss[0]["latitude"] == 52.5 and gnss[0]["horizontal_sigma_m"] == 1.0
+    frames = log.tables["frames"].to_pylist()
+    assert len(frames) == 4 and {f["camera"] for f in frames} == {"cam_front_wide"}
+    assert frames[0]["image_encoding"] == "base64" and frames[0]["jpeg_bytes"] == len(JPEG)
+    store = LocalStore(tmp_path / "lake")
+    store.put("raw/json.mcap", path.read_bytes())
+    assert [j for _, j in iter_frames(store, "raw/json.mcap", frames)] == [JPEG] * 4
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (ACME.replace("path: speed_kph, unit: km/h", "path: speed_kph, unit: kph"),
+         r"acme\.yaml, line 7: adapters\.0\.columns\.speed_mps\.unit: 'kph' is not allowed; "
+         r"allowed: m, cm, mm, km, m/s, km/h"),
+        (ACME.replace("table: vehicle_state", "table: vehicle_stat"),
+         r"acme\.yaml, line 3: adapters\.0: table 'vehicle_stat' is not allowed; "
+         r"allowed: frames, gnss"),
+        (ACME.replace("brake: {path", "brakes: {path"),
+         r"acme\.yaml, line 3: adapters\.0: table vehicle_state: unknown column 'brakes'; "
+         r"allowed: speed_mps"),
+        (ACME.replace("encodings: [cdr]", "encodings: [cbor]", 1),
+         r"acme\.yaml, line 4: adapters\.0\.encodings\.0: 'cbor' is not allowed; "
+         r"allowed: protobuf, json, cdr, ros1"),
+        ("adapters:\n  - schema: sensor_msgs/msg/Imu\n    encodings: [cdr]\n    table: imu\n"
+         "    topic: /imu/raw\n    columns:\n      accel_x: linear_acceleraton.x\n",
+         r"acme\.yaml, line 2: accel_x: field path 'linear_acceleraton\.x': no field "
+         r"'linear_acceleraton' in sensor_msgs/msg/Imu \(did you mean 'linear_acceleration'\?\)"),
+        ("adapters:\n  - schema: dataloop.Imu\n    encodings: [protobuf]\n    table: imu\n"
+         "    columns: {accel_x: accel_x}\n",
+         r"acme\.yaml, line 2: dataloop\.Imu \(protobuf\) is also mapped at "
+         r"assets/ingest/adapters/dataloop\.yaml, line 5"),
+    ],
+    ids=["unit", "table", "column", "encoding", "known-path", "duplicate"],
+)  # fmt: skip
+def test_a_bad_adapter_names_its_file_line_and_the_allowed_values(tmp_path, text, expected):
+    with pytest.raises(RulesError, match=expected):
+        load_adapters(_rules(tmp_path, {"acme.yaml": text}))
+
+
+def test_a_custom_path_the_log_lacks_quarantines_with_the_adapter_named(tmp_path):
+    """A fleet message's paths can only be checked against the definition its log embeds:
+    a misspelled one sets the drive aside as adapter_mismatch, naming the adapter's line."""
+    adapters = load_adapters(
+        _rules(tmp_path, {"acme.yaml": ACME.replace("speed_kph,", "speed_kmh,")})
+    )
+    path = _ros2_drive(tmp_path / "ros2.mcap", seconds=0.2)
+    with path.open("rb") as f, pytest.raises(DecodeError) as err:
+        decode_log(f, vehicle="veh-ros", drive="d1", adapters=adapters)
+    assert err.value.code == "adapter_mismatch"
+    assert "acme.yaml, line 3: speed_mps: field path 'speed_kmh'" in err.value.detail
+    assert "did you mean 'speed_kph'" in err.value.detail
+
+
+def test_a_garbage_ros2_payload_names_the_topic():
+    out = io.BytesIO()
+    mcap = McapWriter(out)
+    mcap.start("ros2", "test")
+    imu = mcap.register_schema("sensor_msgs/msg/Imu", "ros2msg",
+                               ros2_msgs.definition("sensor_msgs/msg/Imu").encode())  # fmt: skip
+    channel = mcap.register_channel("/imu", "cdr", imu)
+    mcap.add_message(channel, T0, b"\x00\x01\x00\x00\xff", T0)  # a header, then nothing
+    mcap.finish()
+    with pytest.raises(DecodeError) as err:
+        decode_log(io.BytesIO(out.getvalue()), vehicle="v", drive="d")
+    assert err.value.code == "undecodable_message"
+    assert "topic '/imu'" in err.value.detail and "sensor_msgs/msg/Imu (cdr)" in err.value.detail

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as Ros2Writer
 
@@ -270,3 +271,29 @@ def test_a_garbage_ros2_payload_names_the_topic():
         decode_log(io.BytesIO(out.getvalue()), vehicle="v", drive="d")
     assert err.value.code == "undecodable_message"
     assert "topic '/imu'" in err.value.detail and "sensor_msgs/msg/Imu (cdr)" in err.value.detail
+
+
+def test_suggest_drafts_an_adapter_for_what_no_adapter_maps(tmp_path):
+    """`adapters suggest` lists each unmapped schema's fields and drafts an adapter that,
+    once saved, loads and maps the channel (here: the fleet's own vehicle report)."""
+    from dataloop.ingest.suggest import suggest
+
+    path = _ros2_drive(tmp_path / "ros2.mcap", seconds=0.2)
+    draft = suggest(path)
+    assert "acme_msgs/msg/VehicleReport (topic /vehicle/status/report)" in draft
+    assert "#   speed_kph: number" in draft and "#   center.x: number" in draft
+    assert "sensor_msgs" not in draft.split("#")[0]  # standard types are mapped already
+    doc = yaml.safe_load(draft)
+    report = next(a for a in doc["adapters"] if a["schema"] == "acme_msgs/msg/VehicleReport")
+    assert report["table"] == "vehicle_state" and report["encodings"] == ["cdr"]
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "draft.yaml").write_text(yaml.safe_dump({"adapters": [report]}))
+    adapters = load_adapters(
+        {p: None for p in [*adapter_files(), tmp_path / "adapters/draft.yaml"]}
+    )
+    with path.open("rb") as f, pytest.raises(DecodeError, match="required tables without"):
+        decode_log(f, vehicle="v", drive="d", adapters=adapters)  # its objects are unmapped
+    assert adapters.find("/vehicle/status/report", "acme_msgs/msg/VehicleReport", "cdr")
+    detections = next(a for a in doc["adapters"] if a["schema"] == "acme_msgs/msg/Detections")
+    assert detections["rows"] == "detections" and detections["table"] == "objects"
+    assert detections["columns"]["length"] == "length" and detections["columns"]["width"] == "width"

@@ -40,6 +40,20 @@ def cmd_check(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_suggest(args: argparse.Namespace) -> None:
+    from dataloop.cli import UserError, err
+    from dataloop.ingest.suggest import suggest
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    draft = suggest(path)
+    if not draft:
+        err.print(f"every channel of {path.name} is mapped: nothing to suggest")
+        return
+    sys.stdout.write(draft)
+
+
 def add_adapters_parser(sub: argparse._SubParsersAction) -> None:
     adapters = sub.add_parser("adapters", help="how drive logs map to the tables").add_subparsers(
         dest="adapters_command", required=True, metavar="COMMAND"
@@ -50,3 +64,8 @@ def add_adapters_parser(sub: argparse._SubParsersAction) -> None:
     check.add_argument("file", help="the drive log (an MCAP file)")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
     check.set_defaults(func=cmd_check)
+    draft = adapters.add_parser(
+        "suggest", help="print a draft adapter (YAML) for the channels of a log no adapter maps"
+    )
+    draft.add_argument("file", help="the drive log (an MCAP file)")
+    draft.set_defaults(func=cmd_suggest)

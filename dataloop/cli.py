@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,7 @@ def cmd_fleet_simulate(args: argparse.Namespace) -> None:
             seed=args.seed,
             out=out_dir,
             start=start,
-            config=SimConfig(model_version=args.model),
+            config=SimConfig(model_version=args.model, log_format=args.log_format),
             lake=lake_url() if args.upload else None,
             workers=args.workers,
             on_progress=lambda s: bar.advance(task, s),
@@ -236,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         minutes=args.minutes,
         rollout_minutes=args.minutes / 2,
         seed=args.seed,
-        fleet=demo_fleet(),
+        fleet=replace(demo_fleet(), log_format=args.log_format),
         logs=state / "fleet",
     )
     if not args.json:
@@ -372,6 +373,14 @@ def _labels_table(store) -> Table:
 
 
 # -- parser --------------------------------------------------------------------------------
+LOG_FORMAT = {
+    "choices": ("protobuf", "ros2"),
+    "default": "protobuf",
+    "help": "how the fleet records: the dataloop protobuf contract (default) or ROS 2 MCAP "
+    "(standard types on Autoware-style topics)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dataloop", description=__doc__)
     p.add_argument("--version", action="version", version=f"dataloop {_version()}")
@@ -382,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--vehicles", type=int, default=4, help="simulated vehicles (default 4)")
     demo.add_argument("--minutes", type=float, default=2.0, help="minutes per vehicle")
     demo.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    demo.add_argument("--log-format", **LOG_FORMAT)
     demo.add_argument("--json", action="store_true", help=JSON_HELP)
     demo.set_defaults(func=cmd_demo)
 
@@ -396,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--upload", action="store_true", help="upload to the lake ($DATALOOP_LAKE)")
     sim.add_argument("--start", help="UTC start of the drives (default: this hour)")
     sim.add_argument("--model", default="baseline", help="model version the fleet runs")
+    sim.add_argument("--log-format", **LOG_FORMAT)
     sim.add_argument("--workers", type=int, help="processes (default: one per vehicle, <= cores)")
     sim.add_argument("--json", action="store_true", help=JSON_HELP)
     sim.set_defaults(func=cmd_fleet_simulate)

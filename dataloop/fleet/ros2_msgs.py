@@ -51,6 +51,25 @@ MSGS: dict[str, str] = {
         "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\n"
         "uint8 is_bigendian\nuint32 step\nuint8[] data"
     ),
+    # The simulated fleet's own messages (assets/ingest/adapters/dataloop_ros2.yaml maps
+    # them): a vehicle report in the units a CAN gateway reports, and perception outputs.
+    "dataloop_msgs/VehicleReport": (
+        "std_msgs/Header header\nfloat64 speed_kph\nfloat64 steering_wheel_deg\n"
+        "float64 throttle_pct\nfloat64 brake_pct\n"
+        "float64 yaw_rate_dps\nuint8 GEAR_PARK = 1\nuint8 GEAR_REVERSE = 2\n"
+        "uint8 GEAR_NEUTRAL = 3\nuint8 GEAR_DRIVE = 4\nuint8 gear\nuint8 TURN_OFF = 0\n"
+        "uint8 TURN_LEFT = 1\nuint8 TURN_RIGHT = 2\nuint8 TURN_HAZARD = 3\nuint8 turn_signal"
+    ),
+    "dataloop_msgs/PerceivedObject": (
+        "uint32 id\nstring label\nfloat64 x\nfloat64 y\nfloat64 vx\nfloat64 vy\n"
+        "float64 length\nfloat64 width\nfloat64 height\nfloat64 heading\nfloat64 confidence"
+    ),
+    "dataloop_msgs/PerceivedObjects": "std_msgs/Header header\nPerceivedObject[] objects",
+    "dataloop_msgs/LaneEstimate": (
+        "std_msgs/Header header\nfloat64 lateral_offset_m\nfloat64 heading_error_rad\n"
+        "float64 lane_width_m\nfloat64 confidence"
+    ),
+    "dataloop_msgs/DriveEvent": "std_msgs/Header header\nstring type\nstring detail",
 }
 """``pkg/Type`` -> its own fields (a type of the same package may be named without one)."""
 

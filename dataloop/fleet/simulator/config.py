@@ -75,6 +75,9 @@ class SimConfig:
     near_miss_ttc_s: float = 2.0
     camera_size: tuple[int, int] = (320, 192)
     model_version: str = "baseline"
+    log_format: str = "protobuf"
+    """How the logs are recorded: ``protobuf`` (the dataloop contract) or ``ros2`` (ROS 2
+    MCAP through mcap-ros2-support's writer, dataloop/fleet/ros2_log.py)."""
 
     def without_faults(self) -> SimConfig:
         from dataclasses import replace

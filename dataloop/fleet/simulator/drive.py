@@ -13,6 +13,7 @@ import numpy as np
 from dataloop.fleet import contract
 from dataloop.fleet.geo import local_to_latlon
 from dataloop.fleet.logwriter import DriveLogWriter
+from dataloop.fleet.ros2_log import Ros2DriveLogWriter
 from dataloop.fleet.simulator import faults as F
 from dataloop.fleet.simulator.camera import Camera, render_frame
 from dataloop.fleet.simulator.config import CORNER_CASES, SimConfig
@@ -243,7 +244,8 @@ def simulate_drive(
     }
     km = 0.0
     t_ns = start_ns
-    with DriveLogWriter(
+    writer = Ros2DriveLogWriter if config.log_format == "ros2" else DriveLogWriter
+    with writer(
         path,
         vehicle=vehicle,
         drive=drive,

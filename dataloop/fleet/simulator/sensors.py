@@ -10,6 +10,7 @@ import numpy as np
 
 from dataloop.fleet import contract
 from dataloop.fleet.logwriter import DriveLogWriter
+from dataloop.fleet.ros2_log import Ros2DriveLogWriter
 from dataloop.fleet.simulator.faults import FaultPlan
 from dataloop.fleet.simulator.traffic import DT
 
@@ -38,7 +39,7 @@ class Sensors:
 
     def __init__(
         self,
-        log: DriveLogWriter,
+        log: DriveLogWriter | Ros2DriveLogWriter,
         rng: np.random.Generator,
         plan: FaultPlan,
         t0_ns: int,

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from dataloop.fleet.geo import DEFAULT_ORIGIN, local_to_latlon
 from dataloop.fleet.logwriter import DriveLogWriter
+from dataloop.fleet.ros2_log import Ros2DriveLogWriter
 
 
 @dataclass
@@ -58,8 +59,10 @@ def write_synthetic_drive(
     seed: int = 0,
     camera_size: tuple[int, int] = (320, 192),
     origin: tuple[float, float] = DEFAULT_ORIGIN,
+    log_format: str = "protobuf",
 ) -> Path:
-    """Write one drive segment of ``duration_s`` seconds; returns the path."""
+    """Write one drive segment of ``duration_s`` seconds, as the contract's protobuf or as
+    ROS 2 (``log_format``); returns the path."""
     rng = np.random.default_rng(seed)
     dt = 0.01  # 100 Hz base clock (IMU rate)
     steps = int(round(duration_s / dt))
@@ -81,7 +84,8 @@ def write_synthetic_drive(
     ]
     hard_brake_at = float(rng.uniform(0.3, 0.8)) * duration_s if rng.random() < 0.5 else None
     takeover_at = float(rng.uniform(0.2, 0.9)) * duration_s if rng.random() < 0.3 else None
-    with DriveLogWriter(path, vehicle=vehicle, drive=drive) as log:
+    writer = Ros2DriveLogWriter if log_format == "ros2" else DriveLogWriter
+    with writer(path, vehicle=vehicle, drive=drive) as log:
         for k in range(steps):
             t = k * dt
             t_ns = start_ns + int(round(t * 1e9))

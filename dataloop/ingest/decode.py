@@ -150,7 +150,8 @@ class _LogState:
             return
         try:
             found = codec(channel.message_encoding, schema.encoding, schema.name, schema.data)
-            binding = bind(adapter, found, channel.topic)
+            text = schema.data.decode(errors="replace") if schema.encoding == "ros2msg" else ""
+            binding = bind(adapter, found, channel.topic, text)
         except CodecError as err:
             raise DecodeError("undecodable_schema", f"topic {channel.topic!r}: {err}") from err
         except PathError as err:

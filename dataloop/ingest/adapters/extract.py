@@ -8,11 +8,12 @@ Binding checks every path against the channel's own schema (a path it lacks rais
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dataloop.ingest.adapters import Adapter
@@ -98,11 +99,13 @@ def sensor_from_topic(topic: str) -> str:
     return "_".join(parts) or re.sub(r"\W+", "_", topic.strip("/")) or "default"
 
 
-def _column(spec: dict[str, Any], field: FieldType | None, attributes: bool, where: str) -> Getter:
+def _column(
+    spec: dict[str, Any], field: FieldType | None, read_path: Callable[[str], Getter], where: str
+) -> Getter:
     if "const" in spec:
         const = spec["const"]
         return lambda _m: const
-    get = getter(spec["path"], attributes)
+    get = read_path(spec["path"])
     steps: list[Callable[[Any], Any]] = []
     if spec.get("reduce"):
         steps.append(REDUCERS[spec["reduce"]])
@@ -163,31 +166,81 @@ class Binding:
         return self.sensor if isinstance(self.sensor, str) else str(self.sensor(msg) or "")
 
 
-def bind(adapter: Adapter, codec: Codec, topic: str) -> Binding:
-    """Compile ``adapter`` for a channel of ``topic`` whose schema is ``codec``'s; raises
-    :class:`PathError` naming the adapter's file and line when a path is not in the schema."""
+def _fast_cdr(adapter: Adapter, codec: Codec, schema: str, text: str):
+    """(reader, path -> getter) of a generated CDR reader for ``adapter``'s paths, or None
+    where it needs the dynamic decoder (rows, an element of an array of messages)."""
+    from dataloop.ingest.adapters.cdr import Unsupported, compile_reader
+
+    if codec.encoding != "cdr" or adapter.rows:
+        return None
+    wanted: set[str] = set()
+    getters: dict[str, Getter] = {}
+    for _what, path in adapter.paths():
+        steps = parse_path(path)
+        if any(index is not None for _, index in steps[:-1]):
+            return None
+        base = ".".join(name for name, _ in steps)
+        index = steps[-1][1]
+        node = resolve(codec.fields, base)
+        if node.kind == "message" and not node.repeated:  # a stamp, a quaternion
+            leaves = [f"{base}.{c}" for c, f in node.children.items() if f.kind != "message"]
+            if len(leaves) != len(node.children):
+                return None
+            wanted |= set(leaves)
+            getters[path] = lambda v, base=base, names=list(node.children): {
+                n: v[f"{base}.{n}"] for n in names
+            }
+        elif index is not None:
+            wanted.add(base)
+            getters[path] = lambda v, base=base, i=index: v[base][i] if i < len(v[base]) else None
+        else:
+            wanted.add(base)
+            getters[path] = operator.itemgetter(base)
+    slow = {w: getter(w, attributes=True) for w in wanted}
+
+    def fallback(payload: bytes) -> dict[str, Any]:
+        msg = codec.parse(payload)
+        return {w: get(msg) for w, get in slow.items()}
+
+    try:
+        return compile_reader(schema, text, wanted, fallback), getters
+    except Unsupported:
+        return None
+
+
+def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> Binding:
+    """Compile ``adapter`` for a channel of ``topic`` whose schema is ``codec``'s (a CDR
+    channel gets a generated reader of just its paths, given the schema's ``schema_text``);
+    raises :class:`PathError` naming the adapter's file and line when a path is not in the
+    schema."""
     adapter.check(codec.fields)
-    attributes = codec.attributes
+    fast = _fast_cdr(adapter, codec, codec.fields.type_name, schema_text) if schema_text else None
+    if fast is not None:
+        reader, fast_getters = fast
+        codec = replace(codec, parse=lambda p: reader(bytes(p)), errors=(Exception,))
+        read_path: Callable[[str], Getter] = fast_getters.__getitem__
+    else:
+        read_path = functools.partial(getter, attributes=codec.attributes)
     element = codec.fields
     rows = None
     if adapter.rows:
-        rows = getter(adapter.rows, attributes)
+        rows = read_path(adapter.rows)
         element = FieldType("message", children=resolve(codec.fields, adapter.rows).children)
     columns = [
         (name, _column(spec, resolve(element, spec["path"]) if "path" in spec else None,
-                       attributes, adapter.where))
+                       read_path, adapter.where))
         for name, spec in adapter.columns
     ]  # fmt: skip
     if isinstance(adapter.sensor, str):
         sensor: str | Getter = adapter.sensor
     elif isinstance(adapter.sensor, dict):
-        sensor = getter(adapter.sensor["path"], attributes)
+        sensor = read_path(adapter.sensor["path"])
     else:
         sensor = sensor_from_topic(topic)
     if adapter.time == "publish_time":
         time: Callable[[Any, int, int], int] = lambda _m, _log, pub: pub  # noqa: E731
     elif isinstance(adapter.time, dict):
-        stamp = getter(adapter.time["path"], attributes)
+        stamp = read_path(adapter.time["path"])
         time = lambda m, _log, _pub: stamp_ns(stamp(m))  # noqa: E731
     else:
         time = lambda _m, log, _pub: log  # noqa: E731

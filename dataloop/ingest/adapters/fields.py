@@ -128,7 +128,7 @@ _ROS_TIME = {  # ROS 1 built-in time types, ROS 2's builtin_interfaces
 _ROS_FIELD = re.compile(r"^([A-Za-z0-9_/]+)(<=\d+)?(\[(?:<=)?\d*\])?\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _ros_key(type_name: str, package: str) -> str:
+def ros_key(type_name: str, package: str) -> str:
     """``pkg/msg/Type`` and ``Type`` (in ``package``) -> ``pkg/Type``."""
     parts = type_name.split("/")
     if len(parts) == 1:
@@ -136,29 +136,36 @@ def _ros_key(type_name: str, package: str) -> str:
     return f"{parts[0]}/{parts[-1]}"
 
 
-def ros_definitions(name: str, text: str) -> dict[str, list[tuple[str, str, bool]]]:
+def ros_definitions(name: str, text: str) -> dict[str, list[tuple[str, str, int | None]]]:
     """The message definitions in a ROS schema (the main one under ``name``, then every
-    ``MSG: pkg/Type`` block): ``pkg/Type`` -> [(field, type, repeated)]."""
+    ``MSG: pkg/Type`` block): ``pkg/Type`` -> [(field, type, array)], where array is None
+    (a single value), -1 (a sequence) or the fixed length."""
     blocks: dict[str, list[str]] = {}
-    current = _ros_key(name, name.split("/")[0])
+    current = ros_key(name, name.split("/")[0])
     for line in text.splitlines():
         stripped = line.split("#", 1)[0].strip()
         if re.fullmatch(r"=+", stripped) and len(stripped) >= 3:
             current = ""
             continue
         if stripped.startswith("MSG:"):
-            current = _ros_key(stripped[4:].strip(), "")
+            current = ros_key(stripped[4:].strip(), "")
             continue
         if current and stripped:
             blocks.setdefault(current, []).append(stripped)
-    out: dict[str, list[tuple[str, str, bool]]] = {}
+    out: dict[str, list[tuple[str, str, int | None]]] = {
+        "builtin_interfaces/Time": [("sec", "int32", None), ("nanosec", "uint32", None)],
+        "builtin_interfaces/Duration": [("sec", "int32", None), ("nanosec", "uint32", None)],
+    }  # implied when a text leaves them out, as the ROS 2 tools do
     for key, lines in blocks.items():
-        fields = out.setdefault(key, [])
+        fields = out[key] = []
         for line in lines:
             m = _ROS_FIELD.match(line)
             if not m or line[m.end() :].lstrip().startswith("="):
                 continue  # not a field, or a constant (NAME=value)
-            fields.append((m.group(4), m.group(1), m.group(3) is not None))
+            bracket = m.group(3)
+            size = bracket.strip("[]<=") if bracket else ""
+            array = None if bracket is None else int(size) if size and "<" not in bracket else -1
+            fields.append((m.group(4), m.group(1) + (m.group(2) or ""), array))
     return out
 
 
@@ -169,7 +176,9 @@ def from_ros(name: str, text: str) -> FieldType:
     def build(key: str, depth: int) -> FieldType:
         children = {}
         package = key.split("/")[0]
-        for fname, ftype, repeated in defs.get(key, []) if depth < MAX_DEPTH else []:
+        for fname, ftype, array in defs.get(key, []) if depth < MAX_DEPTH else []:
+            repeated = array is not None
+            ftype = ftype.split("<=")[0]  # a bounded string is a string
             if ftype in _ROS_NUMBERS:  # uint8[] is a byte string to the decoders
                 blob = repeated and ftype in ("uint8", "byte")
                 children[fname] = FieldType("bytes" if blob else "number", repeated and not blob)
@@ -177,7 +186,7 @@ def from_ros(name: str, text: str) -> FieldType:
             if ftype in ("bool", "string", "wstring"):
                 children[fname] = FieldType("bool" if ftype == "bool" else "string", repeated)
                 continue
-            sub_key = ftype if ftype in ("time", "duration") else _ros_key(ftype, package)
+            sub_key = ftype if ftype in ("time", "duration") else ros_key(ftype, package)
             if sub_key in _ROS_TIME:
                 sec, nsec = _ROS_TIME[sub_key]
                 sub = {sec: FieldType("number"), nsec: FieldType("number")}
@@ -187,7 +196,7 @@ def from_ros(name: str, text: str) -> FieldType:
             children[fname] = FieldType("message", repeated, node.children, {}, sub_key)
         return FieldType("message", children=children, type_name=key)
 
-    root = build(_ros_key(name, name.split("/")[0]), 0)
+    root = build(ros_key(name, name.split("/")[0]), 0)
     return FieldType("message", children=root.children, type_name=name)
 
 

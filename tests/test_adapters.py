@@ -385,7 +385,7 @@ def test_the_generated_cdr_reader_agrees_with_mcap_ros2_support():
         text = ros2_msgs.definition(adapter.schema)
         found = codec("cdr", "ros2msg", adapter.schema, text.encode())
         fast, slow = bind(adapter, found, "/t", text), bind(adapter, found, "/t")
-        assert (fast.codec.parse is not slow.codec.parse) == (adapter.rows is None)
+        assert fast.codec.parse is not slow.codec.parse  # each one has its generated reader
         defs = ros_definitions(adapter.schema, text)
         pkg, *_, typ = adapter.schema.split("/")
         for k in range(25):

@@ -18,6 +18,7 @@ import struct
 import threading
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, BinaryIO
@@ -126,6 +127,7 @@ class _LogState:
         self.channels: dict[int, Binding | None] = {}
         self.unmapped: dict[int, dict[str, Any]] = {}
         self.tables: dict[str, TableRows] = {}
+        self.writers: dict[int, Callable[..., None]] = {}
 
     def add_schema(self, schema: Schema) -> None:
         if schema.id != 0:
@@ -159,17 +161,7 @@ class _LogState:
         if binding.table not in self.tables:
             self.tables[binding.table] = TableRows([f.name for f in SCHEMAS[binding.table]][2:])
         self.channels[channel.id] = binding
-
-    def message(self, binding: Binding, log_time: int, pub: int, data: memoryview, loc: tuple):
-        try:
-            self.tables[binding.table].add(binding, data, log_time, pub, loc)
-        except (*binding.codec.errors, *_ROW_ERRORS) as err:
-            raise _undecodable(binding, loc, err) from err
-
-
-_ROW_ERRORS = (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError)
-"""What a payload that parses but does not fit its adapter raises (a null where a number
-belongs, a stamp that is no stamp)."""
+        self.writers[channel.id] = self.tables[binding.table].writer(binding)
 
 
 def _chunk_records(chunk: Chunk) -> bytes:
@@ -209,8 +201,10 @@ def _decode_chunk(chunk: Chunk, chunk_offset: int, state: _LogState, log: Decode
     unpack_header = _RECORD_HEADER.unpack_from
     unpack_message = _MESSAGE_HEADER.unpack_from
     channels = state.channels
+    writers = state.writers
     unmapped = state.unmapped
     counts = log.messages
+    where = (chunk_offset, chunk.compression, len(chunk.data), chunk.uncompressed_size)
     while pos < n:
         if pos + 9 > n:
             raise DecodeError("corrupt", "record header runs past the end of its chunk")
@@ -228,15 +222,12 @@ def _decode_chunk(chunk: Chunk, chunk_offset: int, state: _LogState, log: Decode
                 unmapped[channel_id]["messages"] += 1
             else:
                 counts[binding.topic] += 1
-                loc = (
-                    chunk_offset,
-                    chunk.compression,
-                    len(chunk.data),
-                    chunk.uncompressed_size,
-                    pos - 9,
-                    length + 9,
-                )
-                state.message(binding, log_time, pub, view[pos + 22 : end], loc)
+                try:
+                    writers[channel_id](
+                        view[pos + 22 : end], log_time, pub, where, pos - 9, length + 9
+                    )
+                except binding.errors as err:
+                    raise _undecodable(binding, (*where, pos - 9, length + 9), err) from err
         elif op == _OP_SCHEMA:
             state.add_schema(Schema.read(ReadDataStream(BytesIO(data[pos:end]))))
         elif op == _OP_CHANNEL:
@@ -314,9 +305,13 @@ def _walk_records(reader: HashingReader, state: _LogState, log: DecodedLog):
             else:
                 log.messages[binding.topic] += 1
                 # An unchunked message is its own uncompressed "chunk" in the file.
-                record_start = reader.bytes_read - length - 9
-                loc = (record_start, "", length + 9, length + 9, 0, length + 9)
-                state.message(binding, msg.log_time, msg.publish_time, memoryview(msg.data), loc)
+                where = (reader.bytes_read - length - 9, "", length + 9, length + 9)
+                try:
+                    state.writers[msg.channel_id](
+                        memoryview(msg.data), msg.log_time, msg.publish_time, where, 0, length + 9
+                    )
+                except binding.errors as err:
+                    raise _undecodable(binding, (*where, 0, length + 9), err) from err
         elif op == _OP_METADATA:
             if length > MAX_METADATA_BYTES:
                 raise DecodeError(

@@ -7,8 +7,8 @@ IMU message: about 40 objects and lists, for six numbers an adapter reads), whic
 ingest a third as fast as plain MCAP iteration. The generated reader gives the same values
 (tests/test_adapters.py checks it against that decoder); it serves adapters whose paths are
 scalars, strings, byte strings or arrays of numbers (and messages of scalars: stamps,
-quaternions). An adapter with ``rows`` or a path into an array of messages, and any payload
-that is not little-endian CDR, take the dynamic decoder.
+quaternions), and the elements of an adapter's ``rows``. Anything else, and any payload that
+is not little-endian CDR, takes the dynamic decoder.
 """
 
 from __future__ import annotations
@@ -45,18 +45,30 @@ def _align(size: int, pad: str) -> list[str]:
 
 
 class _Gen:
-    def __init__(self, defs: dict[str, list[tuple[str, str, int | None]]], wanted: set[str]):
+    """Emits the reader's lines: stores wanted paths into the dict ``var``, and each array
+    of ``rows`` as a list of dicts of its elements' wanted paths."""
+
+    def __init__(
+        self,
+        defs: dict[str, list[tuple[str, str, int | None]]],
+        wanted: set[str],
+        rows: dict[str, set[str]] | None = None,
+        var: str = "v",
+        skippers: dict[str, list[str]] | None = None,
+    ):
         self.defs = defs
         self.wanted = wanted
-        self.left = len(wanted)
-        self.skippers: dict[str, list[str]] = {}
-        self.lines: list[str] = []
+        self.rows = rows or {}
+        self.var = var
+        self.left = len(wanted) + len(self.rows)
+        self.skippers = skippers if skippers is not None else {}
 
     def needed(self, path: str) -> bool:
-        return any(w == path or w.startswith(path + ".") for w in self.wanted)
+        return any(w == path or w.startswith(path + ".") for w in (*self.wanted, *self.rows))
 
     def message(self, key: str, prefix: str, pad: str, out: list[str], store: bool) -> bool:
-        """Emit reads of ``key``'s fields; True once every wanted path is read."""
+        """Emit reads of ``key``'s fields; True once every wanted path is read (the reader
+        returns there; an element reader, ``var`` other than ``v``, reads every field)."""
         if key not in self.defs:
             raise Unsupported(f"no definition of {key}")
         fields = self.defs[key]
@@ -77,23 +89,41 @@ class _Gen:
                 if array is None:
                     if self.message(sub, path + ".", pad, out, store and self.needed(path)):
                         return True
+                elif store and path in self.rows:
+                    self.elements(sub, array, path, pad, out)
+                    keep = True
+                elif store and self.needed(path):
+                    raise Unsupported(f"{path}: inside an array of messages")
                 else:
-                    if keep or (store and self.needed(path)):
-                        raise Unsupported(f"{path}: an array of messages")
                     self.skip_array(sub, array, pad, out)
             if keep:
                 self.left -= 1
-                if self.left == 0:
+                if self.left == 0 and self.var == "v":
                     out.append(f"{pad}return v")
                     return True
         return False
+
+    def elements(self, key: str, array: int, path: str, pad: str, out: list[str]) -> None:
+        """``v[path]``: a list with a dict of the wanted paths of each element."""
+        out += _align(4, pad) if array < 0 else []
+        out.append(f"{pad}n = _u('<I', b, o)[0]; o += 4" if array < 0 else f"{pad}n = {array}")
+        out.append(f"{pad}if n > len(b): raise ValueError('array past the end')")
+        out.append(f"{pad}rows = []")
+        out.append(f"{pad}for _ in range(n):")
+        out.append(f"{pad}    e = {{}}")
+        inner = _Gen(self.defs, self.rows[path], var="e", skippers=self.skippers)
+        inner.message(key, "", pad + "    ", out, True)
+        if inner.left:
+            raise Unsupported(f"{path}: element paths not reached")
+        out.append(f"{pad}    rows.append(e)")
+        out.append(f"{pad}{self.var}[{path!r}] = rows")
 
     def primitive(self, ftype: str, array: int | None, path: str | None, pad: str, out) -> None:
         code, size = PRIMITIVES[ftype]
         if array is None:
             out += _align(size, pad)
             if path:
-                out.append(f"{pad}v[{path!r}] = _u('<{code}', b, o)[0]")
+                out.append(f"{pad}{self.var}[{path!r}] = _u('<{code}', b, o)[0]")
             out.append(f"{pad}o += {size}")
             return
         if array < 0:
@@ -106,9 +136,9 @@ class _Gen:
         if size > 1:
             out.append(f"{pad}if {count}: o += (4 - o) % {size}")
         if path and ftype in ("uint8", "byte"):
-            out.append(f"{pad}v[{path!r}] = b[o : o + {count}]")
+            out.append(f"{pad}{self.var}[{path!r}] = b[o : o + {count}]")
         elif path:
-            out.append(f"{pad}v[{path!r}] = list(_u(f'<{{{count}}}{code}', b, o))")
+            out.append(f"{pad}{self.var}[{path!r}] = list(_u(f'<{{{count}}}{code}', b, o))")
         out.append(f"{pad}o += {count} * {size}")
 
     def string(self, array: int | None, path: str | None, pad: str, out: list[str]) -> None:
@@ -128,7 +158,7 @@ class _Gen:
         out.append(f"{pad}n = _u('<I', b, o)[0]; o += 4")
         out.append(f"{pad}if o + n > len(b): raise ValueError('string past the end')")
         if path:
-            out.append(f"{pad}v[{path!r}] = b[o : o + n - 1].decode() if n > 1 else ''")
+            out.append(f"{pad}{self.var}[{path!r}] = b[o : o + n - 1].decode() if n > 1 else ''")
         out.append(f"{pad}o += n")
 
     def skip_array(self, key: str, array: int, pad: str, out: list[str]) -> None:
@@ -146,24 +176,28 @@ class _Gen:
         name = "skip_" + key.replace("/", "_")
         if name not in self.skippers:
             self.skippers[name] = []
-            body: list[str] = [f"def {name}(b, o, _u=_u):", "    v = {}"]
-            inner = _Gen(self.defs, set())
-            inner.skippers = self.skippers
-            inner.message(key, "", "    ", body, False)
+            body: list[str] = [f"def {name}(b, o, _u=_u):"]
+            _Gen(self.defs, set(), skippers=self.skippers).message(key, "", "    ", body, False)
             self.skippers[name] = [*body, "    return o"]
         return name
 
 
 def compile_reader(
-    name: str, text: str, paths: set[str], fallback: Callable[[bytes], dict[str, Any]]
+    name: str,
+    text: str,
+    paths: set[str],
+    fallback: Callable[[bytes], dict[str, Any]],
+    rows: dict[str, set[str]] | None = None,
 ) -> Callable[[bytes], dict[str, Any]]:
     """``read(payload) -> {path: value}`` for the ``paths`` of schema ``name`` (its
-    ``ros2msg`` text), little-endian CDR by the generated reader and any other payload by
-    ``fallback``; raises :class:`Unsupported` when a path needs the dynamic decoder."""
+    ``ros2msg`` text) and, for each array of messages in ``rows``, a list of dicts of its
+    elements' paths; little-endian CDR by the generated reader and any other payload by
+    ``fallback``. Raises :class:`Unsupported` when a path needs the dynamic decoder."""
     defs = ros_definitions(name, text)
-    gen = _Gen(defs, set(paths))
+    gen = _Gen(defs, set(paths), rows)
     body = ["def read(b, _u=_u):", "    o = 4", "    v = {}"]
-    if not paths or not gen.message(ros_key(name, name.split("/")[0]), "", "    ", body, True):
+    root = ros_key(name, name.split("/")[0])
+    if not gen.left or not gen.message(root, "", "    ", body, True):
         raise Unsupported(f"paths not reached: {', '.join(sorted(paths))}")
     source = "\n".join([*(line for fn in gen.skippers.values() for line in fn), *body])
     scope: dict[str, Any] = {"_u": unpack_from}

@@ -24,6 +24,7 @@ from dataloop.lake.hashing import sha256_bytes
 from dataloop.rules.schemas import UNITS
 
 Getter = Callable[[Any], Any]
+ROW_ERRORS = (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError)
 _MESSAGE_HEADER_BYTES = 9 + 22  # record opcode and length, then channel, sequence and times
 
 
@@ -109,18 +110,24 @@ def _column(
     steps: list[Callable[[Any], Any]] = []
     if spec.get("reduce"):
         steps.append(REDUCERS[spec["reduce"]])
+    names: dict[Any, str | None] | None = None
     if spec.get("enum") == "names":
         if field is None or not field.enum:
             raise PathError(f"{where}: {spec['path']!r} has no enum names; map its values")
-        names = enum_names(field.enum)
-        steps.append(lambda v: names.get(v, "unknown"))
+        names = dict(enum_names(field.enum))
     elif isinstance(spec.get("enum"), dict):
-        mapping = spec["enum"]
-        steps.append(lambda v: mapping.get(v, "unknown"))
+        names = dict(spec["enum"])
     factor = UNITS[spec["unit"]] if spec.get("unit") else 1.0
     factor *= spec.get("scale") or 1.0
     offset = spec.get("offset") or 0.0
+    if names is not None and not steps:  # the common case, in one call: a value's name
+        names[None] = None  # type: ignore[index]
+        return lambda m: names.get(get(m), "unknown")
+    if names is not None:
+        steps.append(lambda v: names.get(v, "unknown"))
     if factor != 1.0 or offset:
+        if not steps:
+            return lambda m: None if (v := get(m)) is None else v * factor + offset
         steps.append(lambda v: v * factor + offset)
     if not steps:
         return get
@@ -144,7 +151,8 @@ class Binding:
     codec: Codec
     topic: str
     sensor: str | Getter
-    time: Callable[[Any, int, int], int]
+    time: Callable[[Any, int, int], int] | None
+    """The row time from (message, log time, publish time); None: the log time."""
     rows: Getter | None
     columns: list[tuple[str, Getter]]
     image: Getter | None = None
@@ -154,58 +162,87 @@ class Binding:
     def table(self) -> str:
         return self.adapter.table
 
-    def rows_of(
-        self, payload: memoryview, log_time: int, publish_time: int
-    ) -> tuple[Any, int, list]:
-        """(message, time, [element per row]); raises ``codec.errors`` on a bad payload."""
-        msg = self.codec.parse(payload)
-        t = self.time(msg, log_time, publish_time)
-        return msg, t, (list(self.rows(msg) or ()) if self.rows else [msg])
+    parse: Callable[[Any], Any] | None = None
+    """This channel's parser (``codec.parser()``)."""
+    errors: tuple[type[Exception], ...] = ()
+    """What reading one message raises when its payload does not decode or fit the adapter
+    (a null where a number belongs, a stamp that is no stamp)."""
+
+    def __post_init__(self) -> None:
+        if self.parse is None:
+            self.parse = self.codec.parser()
+        self.errors = (*self.codec.errors, *ROW_ERRORS)
 
     def sensor_of(self, msg: Any) -> str:
         return self.sensor if isinstance(self.sensor, str) else str(self.sensor(msg) or "")
 
 
-def _fast_cdr(adapter: Adapter, codec: Codec, schema: str, text: str):
-    """(reader, path -> getter) of a generated CDR reader for ``adapter``'s paths, or None
-    where it needs the dynamic decoder (rows, an element of an array of messages)."""
-    from dataloop.ingest.adapters.cdr import Unsupported, compile_reader
-
-    if codec.encoding != "cdr" or adapter.rows:
-        return None
+def _dict_paths(paths: list[str], fields: FieldType) -> tuple[set[str], dict[str, Getter]] | None:
+    """What a generated reader must store for ``paths`` (leaf paths, as dict keys), and a
+    getter per path over its dict; None when a path reaches into an array of messages."""
     wanted: set[str] = set()
     getters: dict[str, Getter] = {}
-    for _what, path in adapter.paths():
+    for path in paths:
         steps = parse_path(path)
         if any(index is not None for _, index in steps[:-1]):
             return None
         base = ".".join(name for name, _ in steps)
         index = steps[-1][1]
-        node = resolve(codec.fields, base)
+        node = resolve(fields, base)
         if node.kind == "message" and not node.repeated:  # a stamp, a quaternion
-            leaves = [f"{base}.{c}" for c, f in node.children.items() if f.kind != "message"]
-            if len(leaves) != len(node.children):
+            if any(f.kind == "message" for f in node.children.values()):
                 return None
-            wanted |= set(leaves)
-            getters[path] = lambda v, base=base, names=list(node.children): {
-                n: v[f"{base}.{n}"] for n in names
-            }
+            names = list(node.children)
+            wanted |= {f"{base}.{n}" for n in names}
+            getters[path] = lambda v, base=base, names=names: {n: v[f"{base}.{n}"] for n in names}
         elif index is not None:
             wanted.add(base)
             getters[path] = lambda v, base=base, i=index: v[base][i] if i < len(v[base]) else None
         else:
             wanted.add(base)
             getters[path] = operator.itemgetter(base)
+    return wanted, getters
+
+
+def _fast_cdr(adapter: Adapter, codec: Codec, schema: str, text: str):
+    """(reader, path -> getter) of a generated CDR reader for ``adapter``'s paths (the
+    columns' relative to each row of ``rows``), or None where the dynamic decoder is needed."""
+    from dataloop.ingest.adapters.cdr import Unsupported, compile_reader
+
+    if codec.encoding != "cdr":
+        return None
+    top = [p for what, p in adapter.paths() if what in ("time", "sensor")]
+    inner = [p for what, p in adapter.paths() if what not in ("time", "sensor", "rows")]
+    planned = _dict_paths(top + ([] if adapter.rows else inner), codec.fields)
+    rows: dict[str, set[str]] = {}
+    if planned is None:
+        return None
+    wanted, getters = planned
+    element_getters: dict[str, Getter] = {}
+    if adapter.rows:
+        element = FieldType("message", children=resolve(codec.fields, adapter.rows).children)
+        planned_rows = _dict_paths(inner, element)
+        if planned_rows is None or "[" in adapter.rows:
+            return None
+        rows[adapter.rows], element_getters = planned_rows
+        getters[adapter.rows] = operator.itemgetter(adapter.rows)
     slow = {w: getter(w, attributes=True) for w in wanted}
+    slow_rows = {w: getter(w, attributes=True) for w in rows.get(adapter.rows or "", ())}
+    slow_list = getter(adapter.rows, attributes=True) if adapter.rows else None
 
     def fallback(payload: bytes) -> dict[str, Any]:
         msg = codec.parse(payload)
-        return {w: get(msg) for w, get in slow.items()}
+        out = {w: get(msg) for w, get in slow.items()}
+        if slow_list is not None:
+            elements = slow_list(msg) or ()
+            out[adapter.rows] = [{w: g(e) for w, g in slow_rows.items()} for e in elements]
+        return out
 
     try:
-        return compile_reader(schema, text, wanted, fallback), getters
+        reader = compile_reader(schema, text, wanted, fallback, rows)
     except Unsupported:
         return None
+    return reader, {**element_getters, **getters}
 
 
 def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> Binding:
@@ -238,12 +275,12 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
     else:
         sensor = sensor_from_topic(topic)
     if adapter.time == "publish_time":
-        time: Callable[[Any, int, int], int] = lambda _m, _log, pub: pub  # noqa: E731
+        time: Callable[[Any, int, int], int] | None = lambda _m, _log, pub: pub  # noqa: E731
     elif isinstance(adapter.time, dict):
         stamp = read_path(adapter.time["path"])
         time = lambda m, _log, _pub: stamp_ns(stamp(m))  # noqa: E731
     else:
-        time = lambda _m, log, _pub: log  # noqa: E731
+        time = None
     image = dict(columns).pop("data", None)
     columns = [(n, g) for n, g in columns if n != "data"]
     return Binding(adapter, codec, topic, sensor, time, rows, columns, image)
@@ -255,30 +292,65 @@ class TableRows:
 
     def __init__(self, names: list[str]):
         self.cols: dict[str, list[Any]] = {n: [] for n in names}
-        self._missing: dict[int, list[list[Any]]] = {}
+        self._plans: dict[int, tuple] = {}
 
     def __len__(self) -> int:
         return len(self.cols["t"])
 
+    def _plan(self, binding: Binding) -> tuple:
+        """(fill(message, time), columns the binding leaves null), per binding, once: fill is
+        generated straight-line code (one append per column, no loop over the columns)."""
+        cols = self.cols
+        scope: dict[str, Any] = {"T": cols["t"].append, "R": binding.rows}
+        lines = []
+        for k, (name, get) in enumerate(binding.columns):
+            scope[f"A{k}"], scope[f"G{k}"] = cols[name].append, get
+            lines.append(f"A{k}(G{k}(e))")
+        if binding.rows is None:
+            body = ["def fill(e, t):", "    T(t)", *(f"    {x}" for x in lines)]
+        else:
+            body = ["def fill(m, t):", "    for e in R(m) or ():", "        T(t)"]
+            body += [f"        {x}" for x in lines]
+        exec(compile("\n".join(body), f"<rows of {binding.topic}>", "exec"), scope)  # noqa: S102
+        given = {"t", *(n for n, _ in binding.columns)}
+        given |= set(FRAME_COLUMNS) if binding.image is not None else set()
+        plan = (scope["fill"], [values for n, values in cols.items() if n not in given])
+        self._plans[id(binding)] = plan
+        return plan
+
+    def writer(self, binding: Binding) -> Callable[..., None]:
+        """``write(payload, log_time, publish_time, chunk, offset, length)``: the rows of one
+        message of ``binding``'s channel (``chunk``: the chunk's offset, compression, length
+        and uncompressed size; offset and length: the message record's in it). Raises
+        ``binding.errors`` on a payload that does not decode or fit."""
+        fill, missing = self._plans.get(id(binding)) or self._plan(binding)
+        parse, time, image, cols = binding.parse, binding.time, binding.image, self.cols
+
+        if image is None and time is None and not missing:
+
+            def write(payload, t_log, _t_pub, _chunk, _offset, _length) -> None:
+                fill(parse(payload), t_log)
+
+            return write
+
+        def write_any(payload, t_log, t_pub, chunk, offset, length) -> None:
+            msg = parse(payload)
+            fill(msg, t_log if time is None else time(msg, t_log, t_pub))
+            if image is not None:
+                self._frame(binding, msg, image(msg), payload, (*chunk, offset, length))
+            if missing:
+                n = len(cols["t"])
+                for values in missing:
+                    values.extend([None] * (n - len(values)))
+
+        return write_any
+
     def add(
         self, binding: Binding, payload: memoryview, t_log: int, t_pub: int, loc: tuple
     ) -> None:
-        msg, t, elements = binding.rows_of(payload, t_log, t_pub)
-        cols = self.cols
-        times = cols["t"]
-        for element in elements:
-            times.append(t)
-            for name, get in binding.columns:
-                cols[name].append(get(element))
-        if binding.image is not None:
-            self._frame(binding, msg, binding.image(msg), payload, loc)
-        missing = self._missing.get(id(binding))
-        if missing is None:
-            given = {"t", *(n for n, _ in binding.columns)}
-            given |= set(FRAME_COLUMNS) if binding.image is not None else set()
-            missing = self._missing[id(binding)] = [v for n, v in cols.items() if n not in given]
-        for values in missing:
-            values.extend([None] * (len(times) - len(values)))
+        """The rows of one message (``loc``: chunk offset, compression, length, size,
+        message offset and length)."""
+        self.writer(binding)(payload, t_log, t_pub, loc[:4], *loc[4:])
 
     def _frame(
         self, binding: Binding, msg: Any, data: Any, payload: memoryview, loc: tuple
@@ -291,7 +363,7 @@ class TableRows:
         else:
             text = data = bytes(data or b"")
         chunk_offset, compression, chunk_length, uncompressed, offset, length = loc
-        at = bytes(payload).find(text) if text else 0
+        at = _locate(payload, text)
         c["camera"].append(binding.sensor_of(msg))
         c["seq"].append(len(c["seq"]))
         c["jpeg_bytes"].append(len(data))
@@ -309,6 +381,21 @@ class TableRows:
         c["image_offset"].append(_MESSAGE_HEADER_BYTES + max(at, 0))
         c["image_length"].append(len(text))
         c["image_encoding"].append(encoding)
+
+
+def _locate(payload: memoryview, data: bytes) -> int:
+    """Where ``data`` (a field's bytes) lies in ``payload``: at its end (a ROS image), else
+    found by its first bytes and checked whole (protobuf puts fields after it)."""
+    n = len(data)
+    if not n:
+        return 0
+    if payload[len(payload) - n :] == data:
+        return len(payload) - n
+    raw = bytes(payload)
+    at = raw.find(data[:32])
+    while at >= 0 and raw[at : at + n] != data:
+        at = raw.find(data[:32], at + 1)
+    return at
 
 
 FRAME_COLUMNS = (

@@ -87,13 +87,15 @@ def write_minimal_log(
     extra_channel=None,
     foreign=(),
     raw_messages=(),
+    t0: int | None = None,
     **writer_options,
 ) -> Path:
     """A short log with every contract channel (or a subset), optionally one extra channel
     ``(topic, message)``, ``foreign`` channels ``ForeignChannel`` written as raw payloads and
     ``raw_messages`` ``(contract topic, payload bytes)`` written as they are;
-    ``writer_options`` go to DriveLogWriter (compression, chunking)."""
-    t0 = time.time_ns()
+    ``writer_options`` go to DriveLogWriter (compression, chunking, any mcap Writer option);
+    ``t0``: the first message time (default now)."""
+    t0 = t0 or time.time_ns()
     with DriveLogWriter(
         path, vehicle=vehicle, drive=drive, channels=channels, **writer_options
     ) as log:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
+from mcap.writer import CompressionType, IndexType
 from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as Ros2Writer
 
@@ -24,6 +25,7 @@ from dataloop.fleet import contract, ros2_msgs
 from dataloop.ingest.adapters import adapter_files, load_adapters
 from dataloop.ingest.decode import DecodeError, decode_log
 from dataloop.ingest.frames import iter_frames
+from dataloop.lake.hashing import sha256_bytes
 from dataloop.lake.local import LocalStore
 from dataloop.rules import RulesError
 from tests.helpers import ForeignChannel, ros2_payload, write_minimal_log
@@ -412,3 +414,50 @@ def test_the_generated_cdr_reader_agrees_with_mcap_ros2_support():
     for s in ("base_link", "hard_brake", "decel 6 m/s^2"):
         be += string(s, len(be))
     assert binding.codec.parse(memoryview(be)) == {"type": "hard_brake", "detail": "decel 6 m/s^2"}
+
+
+LAYOUTS = {
+    "zstd-chunked": {},
+    "lz4-small-chunks": {"compression": CompressionType.LZ4, "chunk_size": 4096},
+    "uncompressed-chunks": {"compression": CompressionType.NONE},
+    "unchunked": {"use_chunking": False},
+    "no-summary": {
+        "index_types": IndexType.NONE,
+        "use_statistics": False,
+        "use_summary_offsets": False,
+        "repeat_channels": False,
+        "repeat_schemas": False,
+    },
+    "no-indexes-data-crc": {"index_types": IndexType.NONE, "enable_data_crcs": True},
+}
+
+
+def test_every_mcap_layout_decodes_to_the_same_tables(tmp_path):
+    """One drive written in each layout the MCAP specification allows (chunked or not; zstd,
+    lz4 or none; with or without message and chunk indexes, statistics, summary; data CRCs):
+    the same tables, and every frame reads back by its location."""
+    located = {"chunk_offset", "chunk_length", "chunk_uncompressed_size", "chunk_compression"}
+    located |= {"message_offset", "image_offset"}
+    store = LocalStore(tmp_path / "lake")
+    reference = None
+    compressions, sizes = set(), set()
+    for name, options in LAYOUTS.items():
+        path = write_minimal_log(tmp_path / f"{name}.mcap", seconds=2.0, t0=T0, **options)
+        with path.open("rb") as f:
+            log = decode_log(f, vehicle="veh-1", drive="drive-1")
+        assert not log.truncated and log.unmapped == [], name
+        tables = {
+            t: v.drop_columns([c for c in v.column_names if c in located])
+            for t, v in log.tables.items()
+        }
+        if reference is None:
+            reference = tables
+        assert tables == reference, name
+        store.put(f"raw/{name}.mcap", path.read_bytes())
+        frames = log.tables["frames"].to_pylist()
+        images = [jpeg for _, jpeg in iter_frames(store, f"raw/{name}.mcap", frames)]
+        assert len(images) == 20
+        assert [sha256_bytes(j) for j in images] == [f["jpeg_sha256"] for f in frames]
+        compressions |= {f["chunk_compression"] for f in frames}
+        sizes.add(path.stat().st_size)
+    assert compressions == {"zstd", "lz4", ""} and len(sizes) == len(LAYOUTS)  # really differ

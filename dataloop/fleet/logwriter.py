@@ -42,13 +42,20 @@ class DriveLogWriter:
         compression: CompressionType = CompressionType.ZSTD,
         use_chunking: bool = True,
         channels: Sequence[contract.ChannelSpec] = contract.CHANNELS,
+        **mcap_options: Any,
     ):
+        """``mcap_options``: any other option of ``mcap.writer.Writer`` (index types,
+        statistics, summary offsets, repeated schemas and channels, CRCs)."""
         validate_id(vehicle, "vehicle")
         validate_id(drive, "drive")
         self.path = Path(path)
         self._file = self.path.open("wb")
         self._writer = Writer(
-            self._file, chunk_size=chunk_size, compression=compression, use_chunking=use_chunking
+            self._file,
+            chunk_size=chunk_size,
+            compression=compression,
+            use_chunking=use_chunking,
+            **mcap_options,
         )
         self._writer.start(profile=contract.PROFILE, library="dataloop")
         self._channel_ids: dict[str, int] = {}

@@ -461,3 +461,89 @@ def test_every_mcap_layout_decodes_to_the_same_tables(tmp_path):
         compressions |= {f["chunk_compression"] for f in frames}
         sizes.add(path.stat().st_size)
     assert compressions == {"zstd", "lz4", ""} and len(sizes) == len(LAYOUTS)  # really differ
+
+
+ROS1_HEADER = "uint32 seq\ntime stamp\nstring frame_id"
+ROS1 = {
+    "sensor_msgs/Imu": "Header header\ngeometry_msgs/Quaternion orientation\n"
+    "float64[9] orientation_covariance\ngeometry_msgs/Vector3 angular_velocity\n"
+    "float64[9] angular_velocity_covariance\ngeometry_msgs/Vector3 linear_acceleration\n"
+    "float64[9] linear_acceleration_covariance",
+    "sensor_msgs/NavSatFix": "Header header\nNavSatStatus status\nfloat64 latitude\n"
+    "float64 longitude\nfloat64 altitude\nfloat64[9] position_covariance\n"
+    "uint8 position_covariance_type",
+    "sensor_msgs/CompressedImage": "Header header\nstring format\nuint8[] data",
+    "acme_msgs/VehicleReport": VEHICLE_REPORT,
+    "acme_msgs/Detections": DETECTIONS.split("=" * 80)[0].strip(),
+}
+ROS1_DEPS = {
+    "std_msgs/Header": ROS1_HEADER,
+    "geometry_msgs/Quaternion": "float64 x\nfloat64 y\nfloat64 z\nfloat64 w",
+    "geometry_msgs/Vector3": "float64 x\nfloat64 y\nfloat64 z",
+    "geometry_msgs/Point": "float64 x\nfloat64 y\nfloat64 z",
+    "sensor_msgs/NavSatStatus": "int8 status\nuint16 service",
+    "acme_msgs/Detection": DETECTIONS.split("MSG: acme_msgs/Detection\n")[1].split("=")[0].strip(),
+}
+
+
+def _ros1_class(name: str):
+    """A ROS 1 message class from its full text, as rosbag and mcap-ros1-support build it."""
+    from mcap_ros1._vendor.genpy.dynamic import generate_dynamic
+
+    sep = "\n" + "=" * 80 + "\n"
+    text = ROS1[name] + "".join(f"{sep}MSG: {k}\n{v}" for k, v in ROS1_DEPS.items())
+    return generate_dynamic(name, text)[name]
+
+
+def test_a_ros1_drive_ingests_through_mcap_ros1_support(tmp_path):
+    """A drive recorded with mcap-ros1-support's writer (ROS 1 types, ROS 1 header with a
+    seq and a `time` stamp) decodes through the built-in ROS 1 adapters, the fleet's own
+    messages through the same YAML adapter as its ROS 2 ones."""
+    from mcap_ros1.writer import Writer as Ros1Writer
+
+    acme = ACME.replace("encodings: [cdr]", "encodings: [cdr, ros1]")
+    acme = acme.replace("acme_msgs/msg/", "acme_msgs/")  # ROS 1 names have no /msg/
+    adapters = load_adapters(_rules(tmp_path, {"acme.yaml": acme}))
+    cls = {name: _ros1_class(name) for name in ROS1}
+    path = tmp_path / "ros1.mcap"
+    with path.open("wb") as f:
+        w = Ros1Writer(f)
+        for k in range(100):
+            t = T0 + k * 10_000_000
+            imu = cls["sensor_msgs/Imu"]()
+            imu.header.frame_id = "imu"
+            imu.linear_acceleration.x, imu.linear_acceleration.z = 0.25, 9.81
+            imu.angular_velocity.z = 0.5
+            w.write_message("/imu/data", imu, t)
+            if k % 10 == 0:
+                fix = cls["sensor_msgs/NavSatFix"]()
+                fix.latitude, fix.longitude = 37.4, -122.1
+                fix.position_covariance = [0.25, 0, 0, 0, 1.0, 0, 0, 0, 4.0]
+                w.write_message("/fix", fix, t)
+                image = cls["sensor_msgs/CompressedImage"]()
+                image.format, image.data = "jpeg", JPEG
+                w.write_message("/usb_cam/image_raw/compressed", image, t)
+                report = cls["acme_msgs/VehicleReport"]()
+                report.speed_kph, report.gear = 72.0, 4
+                w.write_message("/vehicle/report", report, t)
+                detections = cls["acme_msgs/Detections"]()
+                w.write_message("/detections", detections, t)
+        w.finish()
+    with path.open("rb") as f:
+        log = decode_log(f, vehicle="veh-ros1", drive="d1", adapters=adapters)
+    assert log.unmapped == []
+    imu = log.tables["imu"].to_pylist()
+    assert len(imu) == 100 and (imu[0]["accel_x"], imu[0]["accel_z"], imu[0]["gyro_z"]) == (
+        0.25,
+        9.81,
+        0.5,
+    )
+    gnss = log.tables["gnss"].to_pylist()
+    assert len(gnss) == 10 and gnss[0]["latitude"] == 37.4 and gnss[0]["horizontal_sigma_m"] == 1.0
+    state = log.tables["vehicle_state"].to_pylist()
+    assert state[0]["speed_mps"] == pytest.approx(20.0) and state[0]["gear"] == "drive"
+    frames = log.tables["frames"].to_pylist()
+    assert {f["camera"] for f in frames} == {"usb_cam"} and len(frames) == 10
+    store = LocalStore(tmp_path / "lake")
+    store.put("raw/ros1.mcap", path.read_bytes())
+    assert [j for _, j in iter_frames(store, "raw/ros1.mcap", frames)] == [JPEG] * 10

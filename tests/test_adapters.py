@@ -42,6 +42,8 @@ def _jpeg() -> bytes:
 
 
 JPEG = _jpeg()
+POINTS = struct.pack("<12f", 3.0, 4.0, 0.0, 10.0, 0.0, 6.0, 8.0, 30.0, 1.0, 2.0, 2.0, 20.0)
+"""Three lidar points (x, y, z, intensity): ranges 5, 10 and 3 m."""
 
 VEHICLE_REPORT = """\
 float32 speed_kph
@@ -116,6 +118,7 @@ def _ros2_drive(path: Path, seconds: float = 2.0) -> Path:
                 "sensor_msgs/msg/Imu",
                 "sensor_msgs/msg/NavSatFix",
                 "sensor_msgs/msg/CompressedImage",
+                "sensor_msgs/msg/PointCloud2",
             )
         }
         report = w.register_msgdef("acme_msgs/msg/VehicleReport", VEHICLE_REPORT)
@@ -145,6 +148,16 @@ def _ros2_drive(path: Path, seconds: float = 2.0) -> Path:
                     image = {"header": header, "format": "jpeg", "data": JPEG}
                     topic = f"/sensing/camera/{cam}/image_raw/compressed"
                     w.write_message(topic, s["sensor_msgs/msg/CompressedImage"], image, t)
+                fields = [
+                    {"name": n, "offset": 4 * i, "datatype": 7, "count": 1}
+                    for i, n in enumerate(("x", "y", "z", "intensity"))
+                ]
+                cloud = {"header": header, "height": 1, "width": 3, "fields": fields}
+                cloud |= {"is_bigendian": False, "point_step": 16, "row_step": 48}
+                cloud |= {"data": POINTS, "is_dense": True}
+                w.write_message(
+                    "/sensing/lidar/top/pointcloud", s["sensor_msgs/msg/PointCloud2"], cloud, t
+                )
                 det = {"track": 7, "label": "car", "center": {"x": 20.0, "y": 1.0, "z": 0.0}}
                 det |= {"length": 4.5, "width": 1.8}
                 w.write_message("/perception/detections", detections, {"detections": [det]}, t)
@@ -179,11 +192,17 @@ def test_a_ros2_drive_ingests_by_type_with_a_yaml_adapter_for_its_own_messages(t
     assert frames.num_rows == 40 and all(frames["jpeg_valid"].to_pylist())
     assert set(frames["width"].to_pylist()) == {32}
 
-    # A frame reads back from the raw log by its location alone (no CDR decoding).
+    scans = log.tables["lidar_scans"].to_pylist()
+    assert len(scans) == 20 and scans[0]["sensor"] == "top" and scans[0]["points"] == 3
+    assert (scans[0]["range_min_m"], scans[0]["range_max_m"]) == (3.0, 10.0)
+    assert scans[0]["range_mean_m"] == pytest.approx(6.0) and scans[0]["intensity_max"] == 30.0
+
+    # A frame and a scan read back from the raw log by their location alone (no CDR).
     store = LocalStore(tmp_path / "lake")
     store.put("raw/ros2.mcap", path.read_bytes())
     rows = frames.sort_by("seq").to_pylist()
     assert [jpeg for _, jpeg in iter_frames(store, "raw/ros2.mcap", rows)] == [JPEG] * 40
+    assert [p for _, p in iter_frames(store, "raw/ros2.mcap", scans)] == [POINTS] * 20
 
 
 def test_foxglove_json_channels_decode_like_protobuf_ones(tmp_path):
@@ -214,7 +233,7 @@ def test_foxglove_json_channels_decode_like_protobuf_ones(tmp_path):
     assert len(gnss) == 5 and gnss[0]["latitude"] == 52.5 and gnss[0]["horizontal_sigma_m"] == 1.0
     frames = log.tables["frames"].to_pylist()
     assert len(frames) == 4 and {f["camera"] for f in frames} == {"cam_front_wide"}
-    assert frames[0]["image_encoding"] == "base64" and frames[0]["jpeg_bytes"] == len(JPEG)
+    assert frames[0]["data_encoding"] == "base64" and frames[0]["jpeg_bytes"] == len(JPEG)
     store = LocalStore(tmp_path / "lake")
     store.put("raw/json.mcap", path.read_bytes())
     assert [j for _, j in iter_frames(store, "raw/json.mcap", frames)] == [JPEG] * 4
@@ -326,7 +345,7 @@ def test_the_same_simulated_drive_recorded_as_ros2_gives_the_same_tables(tmp_pat
         assert log.unmapped == []
         tables[fmt] = log.tables
     located = {"chunk_offset", "chunk_length", "chunk_uncompressed_size", "message_offset"}
-    located |= {"message_length", "image_offset", "image_length", "chunk_compression"}
+    located |= {"message_length", "data_offset", "data_length", "chunk_compression"}
     for name, pb in tables["protobuf"].items():
         ros = tables["ros2"][name]
         assert ros.num_rows == pb.num_rows > (0 if name != "events" else -1), name
@@ -387,7 +406,8 @@ def test_the_generated_cdr_reader_agrees_with_mcap_ros2_support():
         text = ros2_msgs.definition(adapter.schema)
         found = codec("cdr", "ros2msg", adapter.schema, text.encode())
         fast, slow = bind(adapter, found, "/t", text), bind(adapter, found, "/t")
-        assert fast.codec.parse is not slow.codec.parse  # each one has its generated reader
+        # a generated reader each, but for a scan (it reads its point fields as messages)
+        assert (fast.codec.parse is not slow.codec.parse) == (adapter.table != "lidar_scans")
         defs = ros_definitions(adapter.schema, text)
         pkg, *_, typ = adapter.schema.split("/")
         for k in range(25):
@@ -437,7 +457,7 @@ def test_every_mcap_layout_decodes_to_the_same_tables(tmp_path):
     lz4 or none; with or without message and chunk indexes, statistics, summary; data CRCs):
     the same tables, and every frame reads back by its location."""
     located = {"chunk_offset", "chunk_length", "chunk_uncompressed_size", "chunk_compression"}
-    located |= {"message_offset", "image_offset"}
+    located |= {"message_offset", "data_offset"}
     store = LocalStore(tmp_path / "lake")
     reference = None
     compressions, sizes = set(), set()

@@ -106,9 +106,9 @@ def test_each_bad_upload_is_quarantined_with_its_reason(store, tmp_path, make_lo
 
 def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
     """A contract drive that also records what real vehicles do (a ROS 2 /tf, a JSON
-    /diagnostics, a lidar, a second camera) ingests: the /tf and the second camera land in
-    their tables by type; each channel no adapter maps is listed with its schema, encodings
-    and message count; everything stays in the raw log as recorded."""
+    /diagnostics, a lidar, a second camera) ingests: the /tf, the lidar and the second camera
+    land in their tables by type; each channel no adapter maps is listed with its schema,
+    encodings and message count; everything stays in the raw log as recorded."""
     lidar = PackedElementField(name="x", offset=0, type=PackedElementField.FLOAT32)
     tf = {
         "transforms": [
@@ -160,13 +160,6 @@ def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
             "message_encoding": "json",
             "messages": 5,
         },
-        {
-            "topic": "/lidar/top",
-            "schema": "foxglove.PointCloud",
-            "schema_encoding": "protobuf",
-            "message_encoding": "protobuf",
-            "messages": 2,
-        },
     ]
     assert record["tables"]["imu"]["rows"] == 200 and record["tables"]["frames"]["rows"] == 21
     frames = read_table(store, record["tables"]["frames"]["key"])
@@ -178,6 +171,9 @@ def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
         ("base_link", "lidar_top"),
     }
     assert transforms[0]["x"] == 1.5 and transforms[0]["qw"] == 1.0
+    scans = read_table(store, record["tables"]["lidar_scans"]["key"]).to_pylist()
+    assert [(s["sensor"], s["points"], s["point_step"]) for s in scans] == [("top", 10, 4)] * 2
+    assert scans[0]["range_max_m"] is None  # x only: no range without y and z
     assert {o.key: store.get(o.key) for o in store.list("raw/")} == raw
     with store.open(record["log_key"]) as f:  # every channel is still readable as recorded
         topics = Counter(c.topic for _, c, _ in make_reader(f).iter_messages())

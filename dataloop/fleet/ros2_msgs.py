@@ -47,6 +47,15 @@ MSGS: dict[str, str] = {
         "float64[9] linear_acceleration_covariance"
     ),
     "sensor_msgs/CompressedImage": "std_msgs/Header header\nstring format\nuint8[] data",
+    "sensor_msgs/PointField": (
+        "uint8 INT8 = 1\nuint8 UINT8 = 2\nuint8 INT16 = 3\nuint8 UINT16 = 4\nuint8 INT32 = 5\n"
+        "uint8 UINT32 = 6\nuint8 FLOAT32 = 7\nuint8 FLOAT64 = 8\nstring name\nuint32 offset\n"
+        "uint8 datatype\nuint32 count"
+    ),
+    "sensor_msgs/PointCloud2": (
+        "std_msgs/Header header\nuint32 height\nuint32 width\nPointField[] fields\n"
+        "bool is_bigendian\nuint32 point_step\nuint32 row_step\nuint8[] data\nbool is_dense"
+    ),
     "sensor_msgs/Image": (
         "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\n"
         "uint8 is_bigendian\nuint32 step\nuint8[] data"

@@ -1,6 +1,7 @@
-"""Read one camera frame back from its raw log, by the location in the frames table: the
-image bytes lie at ``image_offset`` in their message record whatever the message's encoding
-(protobuf, CDR), or as base64 text there (JSON), so no decoder is needed."""
+"""Read a camera frame (or a lidar scan's points) back from its raw log, by its location in
+the frames (or lidar_scans) table: the bytes lie at ``data_offset`` in their message record
+whatever the message's encoding (protobuf, CDR, ROS 1), or as base64 text there (JSON), so
+no decoder is needed."""
 
 from __future__ import annotations
 
@@ -29,14 +30,14 @@ def _chunk_records(store: ObjectStore, raw_key: str, row: dict[str, Any]) -> byt
 
 
 def _image(record: bytes, row: dict[str, Any]) -> bytes:
-    at = row["image_offset"]
-    data = record[at : at + row["image_length"]]
-    return base64.b64decode(data) if row["image_encoding"] == "base64" else bytes(data)
+    at = row["data_offset"]
+    data = record[at : at + row["data_length"]]
+    return base64.b64decode(data) if row["data_encoding"] == "base64" else bytes(data)
 
 
 def read_frame(store: ObjectStore, raw_key: str, row: dict[str, Any]) -> bytes:
-    """The JPEG bytes of one frames-table row: one ranged read of its chunk (uncompressed
-    chunks: of the message alone)."""
+    """The JPEG bytes of one frames-table row (the points of a lidar_scans row): one ranged
+    read of its chunk (uncompressed chunks: of the message alone)."""
     if row["chunk_compression"] == "":
         start = row["chunk_offset"] + row["message_offset"]
         return _image(store.get_range(raw_key, start, row["message_length"]), row)

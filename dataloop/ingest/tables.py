@@ -15,6 +15,21 @@ from dataloop.lake.store import ObjectExists, ObjectStore
 T = pa.timestamp("ns", tz="UTC")
 _ID_COLUMNS = [("vehicle_id", pa.string()), ("drive_id", pa.string()), ("t", T)]
 
+LOCATOR = [
+    # where a blob (a camera image, a point cloud) lies in the raw MCAP: its chunk (the file
+    # offset of the chunk's records, compression, sizes), the message record inside the
+    # uncompressed chunk, and the blob's bytes inside that record (base64 text in JSON)
+    ("chunk_offset", pa.int64()),
+    ("chunk_compression", pa.string()),
+    ("chunk_length", pa.int64()),
+    ("chunk_uncompressed_size", pa.int64()),
+    ("message_offset", pa.int64()),
+    ("message_length", pa.int64()),
+    ("data_offset", pa.int64()),
+    ("data_length", pa.int64()),
+    ("data_encoding", pa.string()),
+]
+
 SCHEMAS: dict[str, pa.Schema] = {
     name: pa.schema(_ID_COLUMNS + cols)
     for name, cols in {
@@ -30,16 +45,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("jpeg_valid", pa.bool_()),
             ("width", pa.int32()),
             ("height", pa.int32()),
-            ("chunk_offset", pa.int64()),
-            ("chunk_compression", pa.string()),
-            ("chunk_length", pa.int64()),
-            ("chunk_uncompressed_size", pa.int64()),
-            ("message_offset", pa.int64()),
-            ("message_length", pa.int64()),
-            # the image bytes inside the message record (base64 text in a JSON message)
-            ("image_offset", pa.int64()),
-            ("image_length", pa.int64()),
-            ("image_encoding", pa.string()),
+            *LOCATOR,
         ],
         "gnss": [
             ("latitude", pa.float64()),
@@ -75,6 +81,24 @@ SCHEMAS: dict[str, pa.Schema] = {
             for f in ("lateral_offset_m", "heading_error_rad", "lane_width_m", "confidence")
         ],
         # written only when a drive has rows for them:
+        "lidar_scans": [  # points stay in the raw MCAP, located like frames
+            ("sensor", pa.string()),
+            ("seq", pa.int64()),
+            ("points", pa.int64()),
+            ("point_step", pa.int64()),
+            *[
+                (f, pa.float64())
+                for f in (
+                    "range_min_m",
+                    "range_max_m",
+                    "range_mean_m",
+                    "intensity_min",
+                    "intensity_max",
+                    "intensity_mean",
+                )
+            ],  # fmt: skip
+            *LOCATOR,
+        ],
         "transforms": [
             ("parent_frame", pa.string()),
             ("child_frame", pa.string()),
@@ -90,15 +114,17 @@ SCHEMAS: dict[str, pa.Schema] = {
 TABLES = tuple(SCHEMAS)
 CORE_TABLES = ("frames", "gnss", "imu", "vehicle_state", "objects", "events", "lanes")
 """Written for every drive, empty or not; the others only when a drive has rows for them."""
-SENSOR_COLUMN = {"frames": "camera"}
+SENSOR_COLUMN = {"frames": "camera", "lidar_scans": "sensor"}
 """Tables of several sensors of a kind: the column naming the sensor."""
 ADAPTER_COLUMNS: dict[str, tuple[str, ...]] = {
     name: tuple(f.name for f in schema if f.name not in ("vehicle_id", "drive_id", "t"))
     for name, schema in SCHEMAS.items()
 }
 ADAPTER_COLUMNS["frames"] = ("format", "data")
+ADAPTER_COLUMNS["lidar_scans"] = ("data", "point_step", "fields")
 """What an adapter may fill, per table: every column, except that a frame gives its image's
-``data`` and ``format`` and ingest derives the rest."""
+``data`` and ``format``, a scan its point ``data``, ``point_step`` and point ``fields`` (name,
+offset, datatype or type), and ingest derives the rest."""
 
 
 def to_parquet(table: pa.Table) -> tuple[bytes, str]:

@@ -86,10 +86,17 @@ def codec(message_encoding: str, schema_encoding: str, name: str, data: bytes) -
 
 
 def _protobuf(name: str, data: bytes) -> Codec:
-    fds = descriptor_pb2.FileDescriptorSet.FromString(data)
-    pool = descriptor_pool.DescriptorPool()
-    for f in fds.file:
-        pool.Add(f)
+    """The class the log's FileDescriptorSet defines; a log that embeds none (the schema
+    data is optional to some writers) gets the package's own definition of a known name."""
+    if data:
+        fds = descriptor_pb2.FileDescriptorSet.FromString(data)
+        pool = descriptor_pool.DescriptorPool()
+        for f in fds.file:
+            pool.Add(f)
+    else:
+        from dataloop.ingest.adapters.known import protobuf_pool
+
+        pool = protobuf_pool()
     cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
 
     def parse(payload: bytes | memoryview) -> Any:

@@ -13,7 +13,7 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dataloop.ingest.adapters import Adapter
@@ -89,7 +89,10 @@ def enum_names(values: dict[int, str]) -> dict[int, str]:
     return {k: v[len(prefix) :].lower() for k, v in values.items()}
 
 
-_NOT_A_NAME = {"camera", "cameras", "image", "image_raw", "image_rect", "compressed", "sensing"}
+_NOT_A_NAME = {
+    "camera", "cameras", "image", "image_raw", "image_rect", "compressed", "sensing",
+    "lidar", "points", "points_raw", "pointcloud", "point_cloud",
+}  # fmt: skip
 
 
 def sensor_from_topic(topic: str) -> str:
@@ -155,8 +158,10 @@ class Binding:
     """The row time from (message, log time, publish time); None: the log time."""
     rows: Getter | None
     columns: list[tuple[str, Getter]]
-    image: Getter | None = None
-    """The image bytes of a frame (the ``data`` column of a frames adapter)."""
+    blob: Getter | None = None
+    """The image or point bytes (the ``data`` column of a frames or lidar_scans adapter)."""
+    inputs: dict[str, Getter] = field(default_factory=dict)
+    """Every column the adapter gives, by name (what a blob's derivation reads)."""
 
     @property
     def table(self) -> str:
@@ -281,9 +286,9 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
         time = lambda m, _log, _pub: stamp_ns(stamp(m))  # noqa: E731
     else:
         time = None
-    image = dict(columns).pop("data", None)
-    columns = [(n, g) for n, g in columns if n != "data"]
-    return Binding(adapter, codec, topic, sensor, time, rows, columns, image)
+    inputs = dict(columns)
+    columns = [(n, g) for n, g in columns if n not in BLOB_INPUTS.get(adapter.table, ())]
+    return Binding(adapter, codec, topic, sensor, time, rows, columns, inputs.get("data"), inputs)
 
 
 class TableRows:
@@ -313,7 +318,8 @@ class TableRows:
             body += [f"        {x}" for x in lines]
         exec(compile("\n".join(body), f"<rows of {binding.topic}>", "exec"), scope)  # noqa: S102
         given = {"t", *(n for n, _ in binding.columns)}
-        given |= set(FRAME_COLUMNS) if binding.image is not None else set()
+        if binding.blob is not None:
+            given |= {*DERIVED[binding.table][0], *LOCATOR_COLUMNS}
         plan = (scope["fill"], [values for n, values in cols.items() if n not in given])
         self._plans[id(binding)] = plan
         return plan
@@ -324,9 +330,9 @@ class TableRows:
         and uncompressed size; offset and length: the message record's in it). Raises
         ``binding.errors`` on a payload that does not decode or fit."""
         fill, missing = self._plans.get(id(binding)) or self._plan(binding)
-        parse, time, image, cols = binding.parse, binding.time, binding.image, self.cols
+        parse, time, blob, cols = binding.parse, binding.time, binding.blob, self.cols
 
-        if image is None and time is None and not missing:
+        if blob is None and time is None and not missing:
 
             def write(payload, t_log, _t_pub, _chunk, _offset, _length) -> None:
                 fill(parse(payload), t_log)
@@ -336,8 +342,8 @@ class TableRows:
         def write_any(payload, t_log, t_pub, chunk, offset, length) -> None:
             msg = parse(payload)
             fill(msg, t_log if time is None else time(msg, t_log, t_pub))
-            if image is not None:
-                self._frame(binding, msg, image(msg), payload, (*chunk, offset, length))
+            if blob is not None:
+                self._blob(binding, msg, blob(msg), payload, (*chunk, offset, length))
             if missing:
                 n = len(cols["t"])
                 for values in missing:
@@ -352,9 +358,8 @@ class TableRows:
         message offset and length)."""
         self.writer(binding)(payload, t_log, t_pub, loc[:4], *loc[4:])
 
-    def _frame(
-        self, binding: Binding, msg: Any, data: Any, payload: memoryview, loc: tuple
-    ) -> None:
+    def _blob(self, binding: Binding, msg: Any, data: Any, payload: memoryview, loc: tuple):
+        """The derived columns of a frame or a scan, and where its bytes lie."""
         c = self.cols
         encoding = ""
         if isinstance(data, str):  # JSON: base64 text
@@ -362,25 +367,76 @@ class TableRows:
             data = base64.b64decode(text)
         else:
             text = data = bytes(data or b"")
-        chunk_offset, compression, chunk_length, uncompressed, offset, length = loc
-        at = _locate(payload, text)
-        c["camera"].append(binding.sensor_of(msg))
-        c["seq"].append(len(c["seq"]))
-        c["jpeg_bytes"].append(len(data))
-        c["jpeg_sha256"].append(sha256_bytes(data))
-        valid, width, height = jpeg_header(data)
-        c["jpeg_valid"].append(valid)
-        c["width"].append(width)
-        c["height"].append(height)
-        c["chunk_offset"].append(chunk_offset)
-        c["chunk_compression"].append(compression)
-        c["chunk_length"].append(chunk_length)
-        c["chunk_uncompressed_size"].append(uncompressed)
-        c["message_offset"].append(offset)
-        c["message_length"].append(length)
-        c["image_offset"].append(_MESSAGE_HEADER_BYTES + max(at, 0))
-        c["image_length"].append(len(text))
-        c["image_encoding"].append(encoding)
+        names, derive = DERIVED[binding.table]
+        for name, value in zip(names, derive(self, binding, msg, data), strict=True):
+            c[name].append(value)
+        at = _MESSAGE_HEADER_BYTES + max(_locate(payload, text), 0)
+        for name, value in zip(LOCATOR_COLUMNS, (*loc, at, len(text), encoding), strict=True):
+            c[name].append(value)
+
+
+def _frame_columns(rows: TableRows, binding: Binding, msg: Any, jpeg: bytes) -> tuple:
+    valid, width, height = jpeg_header(jpeg)
+    sensor = binding.sensor_of(msg)
+    return sensor, len(rows.cols["seq"]), len(jpeg), sha256_bytes(jpeg), valid, width, height
+
+
+_POINT_TYPES = {7: "<f4", 8: "<f8"}
+"""Point field types read for statistics: FLOAT32 and FLOAT64 (the same numbers in ROS
+PointField and Foxglove PackedElementField)."""
+
+
+def _scan_columns(rows: TableRows, binding: Binding, msg: Any, data: bytes) -> tuple:
+    """Sensor, seq, points, point step, range (m) and intensity min/max/mean of a scan."""
+    import numpy as np
+
+    step = int(binding.inputs["point_step"](msg) or 0)
+    n = len(data) // step if step > 0 else 0
+    fields = {}
+    for f in binding.inputs.get("fields", lambda _m: [])(msg) or []:
+        kind = _part(f, "datatype") if _part(f, "datatype") is not None else _part(f, "type")
+        fields[_part(f, "name")] = (int(_part(f, "offset") or 0), _POINT_TYPES.get(kind))
+    points = np.frombuffer(data, np.uint8, n * step).reshape(n, step) if n else None
+
+    def column(name: str):
+        offset, dtype = fields.get(name, (0, None))
+        if points is None or dtype is None or offset + np.dtype(dtype).itemsize > step:
+            return None
+        values = points[:, offset : offset + np.dtype(dtype).itemsize].copy().view(dtype)
+        values = values.ravel().astype(np.float64)
+        return values[np.isfinite(values)]
+
+    def stats(values) -> tuple:
+        if values is None or not len(values):
+            return (None, None, None)
+        return float(values.min()), float(values.max()), float(values.mean())
+
+    xyz = [column(a) for a in "xyz"]
+    ranges = None
+    if all(v is not None for v in xyz) and len({len(v) for v in xyz}) == 1:
+        ranges = np.sqrt(xyz[0] ** 2 + xyz[1] ** 2 + xyz[2] ** 2)
+    sensor = binding.sensor_of(msg)
+    return (sensor, len(rows.cols["seq"]), n, step, *stats(ranges), *stats(column("intensity")))
+
+
+DERIVED: dict[str, tuple[tuple[str, ...], Callable[..., tuple]]] = {
+    "frames": (
+        ("camera", "seq", "jpeg_bytes", "jpeg_sha256", "jpeg_valid", "width", "height"),
+        _frame_columns,
+    ),
+    "lidar_scans": (
+        ("sensor", "seq", "points", "point_step", "range_min_m", "range_max_m", "range_mean_m")
+        + ("intensity_min", "intensity_max", "intensity_mean"),
+        _scan_columns,
+    ),
+}
+"""Per blob table: the columns ingest derives from the bytes and the message, and how."""
+BLOB_INPUTS = {"frames": ("data",), "lidar_scans": ("data", "point_step", "fields")}
+"""Adapter columns that are inputs of a blob's derivation rather than columns of the table."""
+LOCATOR_COLUMNS = (
+    "chunk_offset", "chunk_compression", "chunk_length", "chunk_uncompressed_size",
+    "message_offset", "message_length", "data_offset", "data_length", "data_encoding",
+)  # fmt: skip
 
 
 def _locate(payload: memoryview, data: bytes) -> int:
@@ -396,11 +452,3 @@ def _locate(payload: memoryview, data: bytes) -> int:
     while at >= 0 and raw[at : at + n] != data:
         at = raw.find(data[:32], at + 1)
     return at
-
-
-FRAME_COLUMNS = (
-    "camera", "seq", "jpeg_bytes", "jpeg_sha256", "jpeg_valid", "width", "height",
-    "chunk_offset", "chunk_compression", "chunk_length", "chunk_uncompressed_size",
-    "message_offset", "message_length", "image_offset", "image_length", "image_encoding",
-)  # fmt: skip
-"""What ingest derives for a frame from its image bytes and where they lie."""

@@ -14,7 +14,7 @@ from dataloop.ingest.adapters.fields import FieldType, from_protobuf, from_ros
 
 
 @lru_cache(maxsize=1)
-def _protobuf_pool() -> descriptor_pool.DescriptorPool:
+def protobuf_pool() -> descriptor_pool.DescriptorPool:
     import foxglove_schemas_protobuf
 
     import dataloop.fleet.schemas  # noqa: F401  (adds the contract to the default pool)
@@ -31,7 +31,7 @@ def known_fields(schema: str, encoding: str) -> FieldType | None:
     against the log's own definition at decode time)."""
     if encoding in ("protobuf", "json"):
         try:
-            return from_protobuf(_protobuf_pool().FindMessageTypeByName(schema))
+            return from_protobuf(protobuf_pool().FindMessageTypeByName(schema))
         except KeyError:
             return None
     if encoding == "cdr":

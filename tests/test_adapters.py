@@ -119,6 +119,7 @@ def _ros2_drive(path: Path, seconds: float = 2.0) -> Path:
                 "sensor_msgs/msg/NavSatFix",
                 "sensor_msgs/msg/CompressedImage",
                 "sensor_msgs/msg/PointCloud2",
+                "sensor_msgs/msg/CameraInfo",
             )
         }
         report = w.register_msgdef("acme_msgs/msg/VehicleReport", VEHICLE_REPORT)
@@ -144,6 +145,15 @@ def _ros2_drive(path: Path, seconds: float = 2.0) -> Path:
                 fix = {"header": header, "latitude": 48.1, "longitude": 11.5, "altitude": 520.0}
                 fix["position_covariance"] = [4.0, 0, 0, 0, 9.0, 0, 0, 0, 16.0]
                 w.write_message("/sensing/gnss/fix", s["sensor_msgs/msg/NavSatFix"], fix, t)
+                info = {
+                    "header": header,
+                    "height": 16,
+                    "width": 32,
+                    "distortion_model": "plumb_bob",
+                }
+                info |= {"d": [0.1, -0.05, 0, 0, 0], "k": [500.0, 0, 16, 0, 500.0, 8, 0, 0, 1]}
+                topic = "/sensing/camera/front/camera_info"
+                w.write_message(topic, s["sensor_msgs/msg/CameraInfo"], info, t)
                 for cam in ("front", "rear_left"):
                     image = {"header": header, "format": "jpeg", "data": JPEG}
                     topic = f"/sensing/camera/{cam}/image_raw/compressed"
@@ -192,6 +202,10 @@ def test_a_ros2_drive_ingests_by_type_with_a_yaml_adapter_for_its_own_messages(t
     assert frames.num_rows == 40 and all(frames["jpeg_valid"].to_pylist())
     assert set(frames["width"].to_pylist()) == {32}
 
+    calibration = log.tables["calibrations"].to_pylist()
+    assert len(calibration) == 20 and calibration[0]["camera"] == "front"  # joins frames.camera
+    assert calibration[0]["k"][0] == 500.0 and calibration[0]["d"] == [0.1, -0.05, 0, 0, 0]
+    assert (calibration[0]["width"], calibration[0]["distortion_model"]) == (32, "plumb_bob")
     scans = log.tables["lidar_scans"].to_pylist()
     assert len(scans) == 20 and scans[0]["sensor"] == "top" and scans[0]["points"] == 3
     assert (scans[0]["range_min_m"], scans[0]["range_max_m"]) == (3.0, 10.0)

@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from foxglove_schemas_protobuf.CameraCalibration_pb2 import CameraCalibration
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from foxglove_schemas_protobuf.PackedElementField_pb2 import PackedElementField
 from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
@@ -142,6 +143,17 @@ def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
             messages=2,
         ),
     ]
+    calibration = CameraCalibration(frame_id="cam", width=320, height=192, K=[400.0] + [0] * 8)
+    foreign.append(
+        ForeignChannel(
+            "/camera/rear/calibration",
+            "foxglove.CameraCalibration",
+            "protobuf",
+            "protobuf",
+            calibration.SerializeToString(),
+            messages=1,
+        )
+    )
     rear = ("/camera/rear/image", CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xd9"))
     path = write_minimal_log(
         tmp_path / "mixed.mcap", drive="mixed", seconds=2.0, foreign=foreign, extra_channel=rear
@@ -171,6 +183,8 @@ def test_channels_outside_the_contract_are_kept_and_listed(store, tmp_path):
         ("base_link", "lidar_top"),
     }
     assert transforms[0]["x"] == 1.5 and transforms[0]["qw"] == 1.0
+    (cal,) = read_table(store, record["tables"]["calibrations"]["key"]).to_pylist()
+    assert (cal["camera"], cal["width"], cal["k"][0]) == ("rear", 320, 400.0)
     scans = read_table(store, record["tables"]["lidar_scans"]["key"]).to_pylist()
     assert [(s["sensor"], s["points"], s["point_step"]) for s in scans] == [("top", 10, 4)] * 2
     assert scans[0]["range_max_m"] is None  # x only: no range without y and z

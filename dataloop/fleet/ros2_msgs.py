@@ -47,6 +47,14 @@ MSGS: dict[str, str] = {
         "float64[9] linear_acceleration_covariance"
     ),
     "sensor_msgs/CompressedImage": "std_msgs/Header header\nstring format\nuint8[] data",
+    "sensor_msgs/RegionOfInterest": (
+        "uint32 x_offset\nuint32 y_offset\nuint32 height\nuint32 width\nbool do_rectify"
+    ),
+    "sensor_msgs/CameraInfo": (
+        "std_msgs/Header header\nuint32 height\nuint32 width\nstring distortion_model\n"
+        "float64[] d\nfloat64[9] k\nfloat64[9] r\nfloat64[12] p\nuint32 binning_x\n"
+        "uint32 binning_y\nRegionOfInterest roi"
+    ),
     "sensor_msgs/PointField": (
         "uint8 INT8 = 1\nuint8 UINT8 = 2\nuint8 INT16 = 3\nuint8 UINT16 = 4\nuint8 INT32 = 5\n"
         "uint8 UINT32 = 6\nuint8 FLOAT32 = 7\nuint8 FLOAT64 = 8\nstring name\nuint32 offset\n"

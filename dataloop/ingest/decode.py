@@ -374,5 +374,8 @@ def decode_log(
             f.name: [ids[f.name]] * n if f.name in ids else cols.get(f.name, [])
             for f in SCHEMAS[name]
         }
+        for f in SCHEMAS[name]:
+            if pa.types.is_list(f.type):  # a decoder's repeated container, as a list
+                data[f.name] = [None if v is None else list(v) for v in data[f.name]]
         log.tables[name] = pa.Table.from_pydict(data, schema=SCHEMAS[name])
     return log

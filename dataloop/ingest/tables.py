@@ -99,6 +99,13 @@ SCHEMAS: dict[str, pa.Schema] = {
             ],  # fmt: skip
             *LOCATOR,
         ],
+        "calibrations": [  # a camera's intrinsics, as its driver publishes them
+            ("camera", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("distortion_model", pa.string()),
+            *[(m, pa.list_(pa.float64())) for m in ("k", "d", "r", "p")],
+        ],
         "transforms": [
             ("parent_frame", pa.string()),
             ("child_frame", pa.string()),
@@ -114,7 +121,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 TABLES = tuple(SCHEMAS)
 CORE_TABLES = ("frames", "gnss", "imu", "vehicle_state", "objects", "events", "lanes")
 """Written for every drive, empty or not; the others only when a drive has rows for them."""
-SENSOR_COLUMN = {"frames": "camera", "lidar_scans": "sensor"}
+SENSOR_COLUMN = {"frames": "camera", "lidar_scans": "sensor", "calibrations": "camera"}
 """Tables of several sensors of a kind: the column naming the sensor."""
 ADAPTER_COLUMNS: dict[str, tuple[str, ...]] = {
     name: tuple(f.name for f in schema if f.name not in ("vehicle_id", "drive_id", "t"))

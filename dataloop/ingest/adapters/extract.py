@@ -20,6 +20,7 @@ from dataloop.ingest.adapters import Adapter
 from dataloop.ingest.adapters.codecs import Codec
 from dataloop.ingest.adapters.fields import FieldType, PathError, parse_path, resolve
 from dataloop.ingest.jpeg import jpeg_header
+from dataloop.ingest.tables import SENSOR_COLUMN
 from dataloop.lake.hashing import sha256_bytes
 from dataloop.rules.schemas import UNITS
 
@@ -91,7 +92,7 @@ def enum_names(values: dict[int, str]) -> dict[int, str]:
 
 _NOT_A_NAME = {
     "camera", "cameras", "image", "image_raw", "image_rect", "compressed", "sensing",
-    "lidar", "points", "points_raw", "pointcloud", "point_cloud",
+    "lidar", "points", "points_raw", "pointcloud", "point_cloud", "camera_info", "calibration",
 }  # fmt: skip
 
 
@@ -288,6 +289,9 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
         time = None
     inputs = dict(columns)
     columns = [(n, g) for n, g in columns if n not in BLOB_INPUTS.get(adapter.table, ())]
+    if adapter.table in SENSOR_COLUMN and adapter.table not in BLOB_INPUTS:  # calibrations
+        name = sensor if isinstance(sensor, str) else None
+        columns.append((SENSOR_COLUMN[adapter.table], (lambda _m: name) if name else sensor))
     return Binding(adapter, codec, topic, sensor, time, rows, columns, inputs.get("data"), inputs)
 
 

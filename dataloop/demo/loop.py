@@ -148,7 +148,7 @@ def run_iteration(
 ) -> Iteration:
     """One turn of the loop (see the module docstring)."""
     from dataloop.policy.bundle import latest
-    from dataloop.release.rollout import history, load_policy, state
+    from dataloop.release.rollout import history, load_policy, rolling
 
     it = Iteration(index)
     before = (latest(store) or {}).get("version")
@@ -163,8 +163,8 @@ def run_iteration(
     # bounded, so a fleet too small for its stages cannot loop forever.
     rolling_release = None
     for k in range(2 * len(load_policy()["stages"])):
-        st = state(store)
-        if st is None or st["status"] != "rolling" or rolling_release not in (None, st["release"]):
+        st = rolling(store)
+        if st is None or rolling_release not in (None, st["release"]):
             break
         rolling_release = st["release"]
         say(f"rollout drive {k + 1}: the fleet drives {cfg.rollout_minutes:g} min over the air")

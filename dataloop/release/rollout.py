@@ -51,10 +51,11 @@ def state(store: ObjectStore) -> dict | None:
     return read_json(store, L.ROLLOUT_KEY)
 
 
-def rolling(store: ObjectStore) -> bool:
-    """Whether a staged rollout is running (neither complete nor halted)."""
+def rolling(store: ObjectStore) -> dict | None:
+    """The one answer to "is a release rolling?": the running rollout's state (neither
+    complete nor halted), else None."""
     st = state(store)
-    return st is not None and st["status"] == "rolling"
+    return st if st is not None and st["status"] == "rolling" else None
 
 
 def production(store: ObjectStore) -> dict:

@@ -8,8 +8,7 @@ from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_failures
 from dataloop.defs.simulation.assets import simulation_report
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import GATE_RESULT_KEY
-from dataloop.lake.pointers import read_json
+from dataloop.simulation.gate import gate_result
 
 
 def _decision_table(decisions: list[dict]) -> str:
@@ -53,14 +52,14 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     except KeysMissing as err:
         raise dg.Failure(str(err)) from None
     repo.init()
-    gate = read_json(store, GATE_RESULT_KEY) or {}
+    gate = gate_result(store) or {}
     candidate = gate.get("candidate")
-    st = RO.state(store)
+    running = RO.rolling(store)
     released = {r["model_version"] for r in RO.history(store) if r.get("kind") != "rollback"}
     started = None
     if gate.get("passed") and candidate and candidate not in released:
-        if st is not None and st["status"] == "rolling":
-            context.log.info(f"release {st['release']} still rolling; {candidate} waits")
+        if running is not None:
+            context.log.info(f"release {running['release']} still rolling; {candidate} waits")
         else:
             notes = RO.release_notes(store, candidate, gate)
             started = RO.start_rollout(store, repo, candidate, notes)

@@ -9,8 +9,8 @@ import dagster as dg
 from dataloop.defs.release.assets import release
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import GATE_RESULT_KEY, TELEMETRY_REPORTS
-from dataloop.lake.pointers import read_json
+from dataloop.lake.layout import TELEMETRY_REPORTS
+from dataloop.simulation.gate import gate_result
 
 release_job = dg.define_asset_job(
     "release_job",
@@ -25,13 +25,12 @@ def _reason(store) -> tuple[str, str] | None:
     from dataloop.release import rollout as RO
     from dataloop.release.repository import Repository
 
-    st = RO.state(store)
-    gate = read_json(store, GATE_RESULT_KEY) or {}
+    st = RO.rolling(store)
+    gate = gate_result(store) or {}
     released = {r["model_version"] for r in RO.history(store) if r.get("kind") != "rollback"}
-    rolling = st is not None and st["status"] == "rolling"
-    if gate.get("passed") and gate.get("candidate") not in released and not rolling:
+    if gate.get("passed") and gate.get("candidate") not in released and st is None:
         return f"new:{gate['candidate']}", f"gate passed for {gate['candidate']}"
-    if rolling:
+    if st is not None:
         keys = [i.key for i in store.list(TELEMETRY_REPORTS)]
         fingerprint = sha256_json([st["release"], st["stage"], keys])[:16]
         return f"rollout:{st['release']}:{fingerprint}", f"telemetry for release {st['release']}"

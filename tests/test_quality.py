@@ -164,3 +164,26 @@ def test_approved_drives_are_the_hours_unquarantined_verdicts_sorted(tmp_path):
         "drives": [["veh-a", "d1"], ["veh-b", "d2"]],
     }
     assert read_approved(store, hour) == [("veh-a", "d1"), ("veh-b", "d2")]
+
+
+def _two_cameras(frames: pa.Table, rear=lambda t: t) -> pa.Table:
+    """The front camera and a rear one at the same 10 Hz, interleaved in log order."""
+    front = frames.drop_columns(["row"])
+    back = rear(_replace(front, "camera", ["rear"] * front.num_rows))
+    both = pa.concat_tables([front, back])
+    order = np.argsort(np.r_[np.arange(front.num_rows) * 2, np.arange(back.num_rows) * 2 + 1])
+    both = both.take(pa.array(order))
+    return both.append_column("row", pa.array(range(both.num_rows), pa.int64()))
+
+
+def test_several_cameras_are_each_checked_on_their_own(good_tables):
+    """Two cameras at 10 Hz in one frames table are neither out of order nor at 20 Hz; a
+    freeze or a gap in one of them is still found."""
+    assert _failures({**good_tables, "frames": _two_cameras(good_tables["frames"])}) == set()
+    frozen = {**good_tables, "frames": _two_cameras(good_tables["frames"], _frames_frozen)}
+    assert _failures(frozen) == {("camera_freeze", "frames.no_camera_freeze")}
+    gap = _two_cameras(
+        good_tables["frames"],
+        lambda t: t.filter(pa.array([not 40 <= i < 45 for i in range(t.num_rows)])),
+    )
+    assert ("gaps", "frames.no_dropped_frames") in _failures({**good_tables, "frames": gap})

@@ -581,3 +581,40 @@ def test_a_ros1_drive_ingests_through_mcap_ros1_support(tmp_path):
     store = LocalStore(tmp_path / "lake")
     store.put("raw/ros1.mcap", path.read_bytes())
     assert [j for _, j in iter_frames(store, "raw/ros1.mcap", frames)] == [JPEG] * 10
+
+
+def test_a_cut_leaves_out_every_camera_and_position_it_cannot_anonymise():
+    """An exported cut rewrites protobuf cameras (anonymised frames) and GNSS (public
+    positions); a ROS 2 or JSON camera or fix is left out, never copied raw, and any other
+    channel is copied."""
+    from mcap.records import Channel, Schema
+
+    from dataloop.fleet import schemas
+    from dataloop.ingest.adapters import installed
+    from dataloop.search.export import _role
+
+    adapters = installed().get()
+
+    def role(topic, name, encoding, data=b""):
+        schema_encoding = {"protobuf": "protobuf", "cdr": "ros2msg", "json": "jsonschema"}
+        schema = Schema(id=1, name=name, encoding=schema_encoding[encoding], data=data)
+        channel = Channel(id=1, topic=topic, message_encoding=encoding, schema_id=1, metadata={})
+        table, binding = _role(adapters, schema, channel)
+        return table, binding is not None
+
+    from mcap_protobuf.schema import build_file_descriptor_set
+
+    image = build_file_descriptor_set(schemas.MESSAGE_CLASSES["foxglove.CompressedImage"])
+    assert role("/camera/front/image", "foxglove.CompressedImage", "protobuf",
+                image.SerializeToString()) == ("frames", True)  # fmt: skip
+    ros2 = ros2_msgs.definition("sensor_msgs/msg/CompressedImage").encode()
+    assert role("/cam/compressed", "sensor_msgs/msg/CompressedImage", "cdr", ros2) == (
+        "frames",
+        False,
+    )
+    assert role("/gps", "foxglove.LocationFix", "json") == ("gnss", False)
+    fix = ros2_msgs.definition("sensor_msgs/msg/NavSatFix").encode()
+    assert role("/fix", "sensor_msgs/msg/NavSatFix", "cdr", fix) == ("gnss", False)
+    imu = ros2_msgs.definition("sensor_msgs/msg/Imu").encode()
+    assert role("/imu", "sensor_msgs/msg/Imu", "cdr", imu) == ("imu", False)  # copied as is
+    assert role("/diag", "Diag", "json") == (None, False)

@@ -34,6 +34,7 @@ FRAME_INDEX = pa.schema(
         ("length", pa.int64()),
         ("faces", pa.int32()),
         ("plates", pa.int32()),
+        ("camera", pa.string()),
     ]
 )
 
@@ -67,6 +68,7 @@ def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> d
                 ("length", len(jpeg)),
                 ("faces", kinds["face"]),
                 ("plates", kinds["plate"]),
+                ("camera", row.get("camera") or "front"),
             ):
                 rows[name].append(value)
             offset += len(jpeg)

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from dataloop.fleet import contract
+from dataloop.ingest.adapters import AdapterSet, installed
+from dataloop.ingest.adapters.codecs import codec
+from dataloop.ingest.adapters.extract import Binding, bind
 from dataloop.ingest.tables import read_table
 from dataloop.lake.layout import compliance_key, drive_record_key
 from dataloop.lake.pointers import read_json
@@ -22,6 +25,26 @@ from dataloop.search.frames import open_pack
 
 KEPT_METADATA = (contract.DRIVE_METADATA,)
 """Metadata records copied from the log (the drive's identity); the rest stays behind."""
+
+
+PRIVATE = {"frames": "foxglove.CompressedImage", "gnss": "foxglove.LocationFix"}
+"""Tables whose channels a cut rewrites (anonymised frames, public positions), and the one
+schema it rewrites them in: a camera or GNSS channel of another schema or encoding (ROS 2,
+JSON) is left out of the cut, and named in its ``dataloop.cut`` metadata."""
+
+
+def _role(adapters: AdapterSet, schema: Any, channel: Any) -> tuple[str | None, Binding | None]:
+    """The table a channel's adapter fills, and its binding when the cut can rewrite it."""
+    adapter = adapters.find(channel.topic, schema.name, channel.message_encoding)
+    if adapter is None:
+        return None, None
+    rewritable = (
+        channel.message_encoding == "protobuf" and PRIVATE.get(adapter.table) == schema.name
+    )
+    if not rewritable:
+        return adapter.table, None
+    found = codec("protobuf", schema.encoding, schema.name, schema.data)
+    return adapter.table, bind(adapter, found, channel.topic)
 
 
 def cut_name(vehicle: str, drive: str, start_ns: int, end_ns: int) -> str:
@@ -43,8 +66,15 @@ def export_cut(
     if not record or not compliance or compliance.get("excluded"):
         raise LookupError(f"{vehicle}/{drive} is not a compliant drive")
     pack = open_pack(store, vehicle, drive, compliance)
-    frame_at = {int(t): i for i, t in enumerate(pack.t) if start_ns <= t <= end_ns}
+    frame_at = {
+        (str(c), int(t)): i
+        for i, (t, c) in enumerate(zip(pack.t, pack.camera, strict=True))
+        if start_ns <= t <= end_ns
+    }
     jpegs = dict(zip(frame_at, pack.read(store, list(frame_at.values())), strict=True))
+    adapters = installed().get()
+    left_out: set[str] = set()
+    roles: dict[int, tuple[str | None, Binding | None]] = {}
     gnss = read_table(store, compliance["gnss_public"])
     public = dict(
         zip(
@@ -87,14 +117,21 @@ def export_cut(
             starting_at=start_ns, ending_at=end_ns, log_time_order=True
         ):
             data = message.data
-            if channel.topic == contract.CAMERA.topic:
-                if message.log_time not in jpegs:
-                    continue  # never the raw frame
+            if channel.id not in roles:
+                roles[channel.id] = _role(adapters, schema, channel)
+            table, binding = roles[channel.id]
+            if table in PRIVATE and binding is None:
+                left_out.add(channel.topic)  # a camera or a position it cannot rewrite
+                continue
+            if table == "frames":
                 image = CompressedImage()
                 image.ParseFromString(data)
-                image.data = jpegs[message.log_time]
+                key = (binding.sensor_of(image), message.log_time)
+                if key not in jpegs:
+                    continue  # never the raw frame
+                image.data = jpegs[key]
                 data = image.SerializeToString()
-            elif channel.topic == contract.GNSS.topic:
+            elif table == "gnss":
                 if message.log_time not in public:
                     continue
                 fix = LocationFix()
@@ -122,6 +159,7 @@ def export_cut(
                 "start_ns": str(start_ns),
                 "end_ns": str(end_ns),
                 "camera": "anonymised",
+                "left_out": json.dumps(sorted(left_out)),
                 "compliance": json.dumps(compliance.get("anonymiser", {})),
             },
         )
@@ -129,6 +167,7 @@ def export_cut(
     return {
         "path": str(path),
         "messages": counts,
+        "left_out": sorted(left_out),
         "first_ns": first,
         "last_ns": last,
         "bytes": path.stat().st_size,

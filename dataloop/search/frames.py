@@ -32,7 +32,8 @@ def compliant_drives_of_day(store: ObjectStore, day: str) -> list[dict]:
 
 @dataclass
 class FramePack:
-    """One drive's anonymised JPEGs: a pack object and its index (time, offset, length)."""
+    """One drive's anonymised JPEGs, every camera's: a pack object and its index (time,
+    offset, length, camera), in time order."""
 
     vehicle: str
     drive: str
@@ -40,6 +41,7 @@ class FramePack:
     t: np.ndarray
     offset: np.ndarray
     length: np.ndarray
+    camera: np.ndarray
 
     def nearest(self, t_ns: int) -> int:
         """Index of the frame closest in time to ``t_ns``."""
@@ -74,6 +76,11 @@ def open_pack(store: ObjectStore, vehicle: str, drive: str, entry: dict | None =
     if not entry.get("frame_pack") or not entry.get("frame_index"):
         raise LookupError(f"{vehicle}/{drive} has no anonymised frames (not compliant)")
     index = read_table(store, entry["frame_index"]).sort_by("t")
+    cameras = (  # an index from before several cameras: the one camera it had
+        index.column("camera").to_pylist()
+        if "camera" in index.column_names
+        else ["front"] * len(index)
+    )
     return FramePack(
         vehicle,
         drive,
@@ -81,6 +88,7 @@ def open_pack(store: ObjectStore, vehicle: str, drive: str, entry: dict | None =
         index.column("t").cast("int64").to_numpy(),
         index.column("offset").to_numpy(),
         index.column("length").to_numpy(),
+        np.array(cameras, dtype=object),
     )
 
 

@@ -618,3 +618,34 @@ def test_a_cut_leaves_out_every_camera_and_position_it_cannot_anonymise():
     imu = ros2_msgs.definition("sensor_msgs/msg/Imu").encode()
     assert role("/imu", "sensor_msgs/msg/Imu", "cdr", imu) == ("imu", False)  # copied as is
     assert role("/diag", "Diag", "json") == (None, False)
+
+
+def test_a_ros2_array_that_claims_4_gb_is_refused_without_allocating_it():
+    """A CompressedImage whose byte array claims 4 GB (the length field of a 60-byte
+    payload): undecodable, named, and nothing near that size is allocated."""
+    import tracemalloc
+
+    text = ros2_msgs.definition("sensor_msgs/msg/CompressedImage")
+    good = ros2_payload(
+        "sensor_msgs/msg/CompressedImage",
+        {
+            "header": {"stamp": {"sec": 1, "nanosec": 2}, "frame_id": "cam"},
+            "format": "jpeg",
+            "data": b"x" * 8,
+        },
+    )
+    hostile = good[:-12] + struct.pack("<I", 0xFFFF_FFF0) + good[-8:]  # the data's length
+    out = io.BytesIO()
+    mcap = McapWriter(out)
+    mcap.start("ros2", "test")
+    schema = mcap.register_schema("sensor_msgs/msg/CompressedImage", "ros2msg", text.encode())
+    channel = mcap.register_channel("/camera/front/image_raw/compressed", "cdr", schema)
+    mcap.add_message(channel, T0, hostile, T0)
+    mcap.finish()
+    tracemalloc.start()
+    with pytest.raises(DecodeError) as err:
+        decode_log(io.BytesIO(out.getvalue()), vehicle="v", drive="d")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert err.value.code == "undecodable_message" and "array past the end" in err.value.detail
+    assert peak < 64 * 1024 * 1024

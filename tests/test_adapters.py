@@ -649,3 +649,87 @@ def test_a_ros2_array_that_claims_4_gb_is_refused_without_allocating_it():
     tracemalloc.stop()
     assert err.value.code == "undecodable_message" and "array past the end" in err.value.detail
     assert peak < 64 * 1024 * 1024
+
+
+def _one_channel_log(topic, name, schema_encoding, encoding, definition: bytes, payload: bytes):
+    out = io.BytesIO()
+    mcap = McapWriter(out)
+    mcap.start("test", "test")
+    channel = mcap.register_channel(
+        topic, encoding, mcap.register_schema(name, schema_encoding, definition)
+    )
+    mcap.add_message(channel, T0, payload, T0)
+    mcap.finish()
+    return io.BytesIO(out.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [("self-containing", "undecodable"), ("xcdr2", "undecodable_message"),
+     ("latitude-text", "undecodable_message"), ("negative-variance", None)],
+)  # fmt: skip
+def test_hostile_schemas_and_values_quarantine_with_a_reason(case, code):
+    """A schema that contains itself, an XCDR2 payload and a value that is not of its
+    column's type set the drive aside with a reason (they raised through the hour before); a
+    negative variance gives no sigma rather than a complex number."""
+    imu = ros2_msgs.definition("sensor_msgs/msg/Imu")
+    payload = ros2_payload("sensor_msgs/msg/Imu", {})
+    fix = {"latitude": 1.0, "longitude": 2.0, "altitude": 3.0, "position_covariance": [0.0] * 9}
+    if case == "self-containing":
+        text = imu.replace("string frame_id", "string frame_id\nstd_msgs/Header loop")
+        log = _one_channel_log(
+            "/imu", "sensor_msgs/msg/Imu", "ros2msg", "cdr", text.encode(), payload
+        )
+    elif case == "xcdr2":
+        log = _one_channel_log("/imu", "sensor_msgs/msg/Imu", "ros2msg", "cdr", imu.encode(),
+                               b"\x00\x07" + payload[2:])  # fmt: skip
+    else:
+        fix |= {"latitude": "abc"} if case == "latitude-text" else {}
+        fix["position_covariance"] = (
+            [-4.0] + [0.0] * 8 if case == "negative-variance" else [0.0] * 9
+        )
+        log = _one_channel_log("/gps", "foxglove.LocationFix", "jsonschema", "json", b"",
+                               json.dumps(fix).encode())  # fmt: skip
+    with pytest.raises(DecodeError) as err:
+        decode_log(log, vehicle="v", drive="d")
+    if code is None:  # only the missing required tables stop this one
+        assert err.value.code == "missing_channel"
+        return
+    assert err.value.code.startswith(code), err.value.detail
+
+
+def test_a_negative_variance_is_no_sigma():
+    from dataloop.ingest.adapters.extract import REDUCERS
+
+    assert math.isnan(REDUCERS["sigma_h"]([-4.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0]))
+    assert REDUCERS["sigma_h"]([4.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]) == 2.0
+
+
+def test_schema_less_json_rows_and_blob_adapters_are_checked(tmp_path):
+    """Rows of a JSON channel without a schema decode (nothing to check them against), and a
+    frames adapter without its image data is refused when the rules load."""
+    rows = """adapters:
+  - schema: acme.Objects
+    encodings: [json]
+    table: objects
+    rows: objects
+    columns: {object_id: id, x: x}
+"""
+    adapters = load_adapters(_rules(tmp_path, {"acme.yaml": rows}))
+    payload = json.dumps({"objects": [{"id": 1, "x": 2.5}, {"id": 2, "x": 3.5}]}).encode()
+    log = _one_channel_log("/objects", "acme.Objects", "jsonschema", "json", b"", payload)
+    with pytest.raises(DecodeError, match="required tables"):  # only objects here
+        decode_log(log, vehicle="v", drive="d", adapters=adapters)
+    from dataloop.ingest.adapters.codecs import codec
+    from dataloop.ingest.adapters.extract import TableRows, bind
+    from dataloop.ingest.tables import SCHEMAS
+
+    adapter = adapters.find("/objects", "acme.Objects", "json")
+    table = TableRows([f.name for f in SCHEMAS["objects"]][2:])
+    table.add(bind(adapter, codec("json", "jsonschema", "acme.Objects", b""), "/objects"),
+              memoryview(payload), T0, T0, (0, "", 0, 0, 0, 0))  # fmt: skip
+    assert table.cols["x"] == [2.5, 3.5] and table.cols["object_id"] == [1, 2]
+    no_image = "adapters:\n  - schema: acme.Cam\n    encodings: [json]\n    table: frames\n"
+    no_image += "    columns: {format: fmt}\n"
+    with pytest.raises(RulesError, match="table frames: an adapter gives data; missing: data"):
+        load_adapters(_rules(tmp_path, {"acme.yaml": no_image}))

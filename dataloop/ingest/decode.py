@@ -154,10 +154,12 @@ class _LogState:
             found = codec(channel.message_encoding, schema.encoding, schema.name, schema.data)
             text = schema.data.decode(errors="replace") if schema.encoding == "ros2msg" else ""
             binding = bind(adapter, found, channel.topic, text)
-        except CodecError as err:
-            raise DecodeError("undecodable_schema", f"topic {channel.topic!r}: {err}") from err
         except PathError as err:
             raise DecodeError("adapter_mismatch", f"topic {channel.topic!r}: {err}") from err
+        except (CodecError, RecursionError, ValueError, TypeError, KeyError) as err:
+            # a hostile or broken definition (one that contains itself, say)
+            detail = f"topic {channel.topic!r}: {type(err).__name__}: {err}"[:1000]
+            raise DecodeError("undecodable_schema", detail) from err
         if binding.table not in self.tables:
             self.tables[binding.table] = TableRows([f.name for f in SCHEMAS[binding.table]][2:])
         self.channels[channel.id] = binding
@@ -352,13 +354,6 @@ def decode_log(
     reader.drain()
     log.sha256, log.size = reader.hexdigest(), reader.bytes_read
     log.unmapped = sorted(state.unmapped.values(), key=lambda c: c["topic"])
-    fed = {b.table for b in state.channels.values() if b is not None and log.messages[b.topic]}
-    if missing := [t for t in REQUIRED_TABLES if t not in fed]:
-        code = "truncated" if log.truncated else "missing_channel"
-        detail = f"required tables without messages: {', '.join(missing)}"
-        if log.truncated:
-            detail = f"{log.truncation_detail}; {detail}"
-        raise DecodeError(code, detail)
     for name, rows in state.tables.items():
         times = rows.cols["t"]
         if times and not (min(times) >= MIN_TIME_NS and max(times) <= MAX_TIME_NS):
@@ -374,8 +369,20 @@ def decode_log(
             f.name: [ids[f.name]] * n if f.name in ids else cols.get(f.name, [])
             for f in SCHEMAS[name]
         }
-        for f in SCHEMAS[name]:
-            if pa.types.is_list(f.type):  # a decoder's repeated container, as a list
-                data[f.name] = [None if v is None else list(v) for v in data[f.name]]
-        log.tables[name] = pa.Table.from_pydict(data, schema=SCHEMAS[name])
+        try:
+            for f in SCHEMAS[name]:
+                if pa.types.is_list(f.type):  # a decoder's repeated container, as a list
+                    data[f.name] = [None if v is None else list(v) for v in data[f.name]]
+            log.tables[name] = pa.Table.from_pydict(data, schema=SCHEMAS[name])
+        except (pa.ArrowException, TypeError, ValueError) as err:  # "abc" as a latitude
+            detail = f"{name}: a value does not fit its column: {err}"[:1000]
+            raise DecodeError("undecodable_message", detail) from err
+    # after the tables: a value that fits no column is a more precise reason than a gap
+    fed = {b.table for b in state.channels.values() if b is not None and log.messages[b.topic]}
+    if missing := [t for t in REQUIRED_TABLES if t not in fed]:
+        code = "truncated" if log.truncated else "missing_channel"
+        detail = f"required tables without messages: {', '.join(missing)}"
+        if log.truncated:
+            detail = f"{log.truncation_detail}; {detail}"
+        raise DecodeError(code, detail)
     return log

@@ -11,14 +11,15 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
 from mcap.records import Channel, Schema
 from mcap.stream_reader import StreamReader
 
 from dataloop.ingest.adapters import AdapterSet, installed
 from dataloop.ingest.adapters.codecs import CodecError, codec
-from dataloop.ingest.adapters.fields import FieldType, describe
-from dataloop.ingest.tables import ADAPTER_COLUMNS
+from dataloop.ingest.adapters.fields import FieldType, describe, resolve
+from dataloop.ingest.tables import ADAPTER_COLUMNS, SCHEMAS
 
 _MATCH = 0.6
 """Least similarity (difflib ratio) of a field's last name to a column's for a pre-fill."""
@@ -40,14 +41,17 @@ def channels(path: Path) -> list[tuple[Channel, Schema | None]]:
 def _guess(fields: FieldType) -> tuple[str | None, dict[str, str]]:
     """The table whose columns the fields resemble most (each field fills one column at
     most, best matches first), and column -> field path."""
-    leaves = [(p, p.rsplit(".", 1)[-1].lower()) for p, _ in describe(fields)]
+    leaves = [
+        (p, p.rsplit(".", 1)[-1].lower(), resolve(fields, p).kind) for p, _ in describe(fields)
+    ]
     best: tuple[float, str | None, dict[str, str]] = (0.0, None, {})
     for table, columns in ADAPTER_COLUMNS.items():
         ranked = sorted(
             (
                 (difflib.SequenceMatcher(None, column, leaf).ratio(), column, path)
                 for column in columns
-                for path, leaf in leaves
+                for path, leaf, kind in leaves
+                if _fits(table, column, kind)
             ),
             reverse=True,
         )
@@ -60,6 +64,17 @@ def _guess(fields: FieldType) -> tuple[str | None, dict[str, str]]:
         if score > best[0]:
             best = (score, table, {c: picked[c] for c in columns if c in picked})
     return best[1], best[2]
+
+
+def _fits(table: str, column: str, kind: str) -> bool:
+    """Whether a field of ``kind`` can fill the column as it is (a number is no gear name:
+    that takes an ``enum`` map, which a person writes)."""
+    if column not in SCHEMAS[table].names:  # an input of a blob (data, fields)
+        return True
+    wanted = SCHEMAS[table].field(column).type
+    if pa.types.is_string(wanted):
+        return kind == "string"
+    return kind in ("number", "bool") if not pa.types.is_list(wanted) else True
 
 
 def suggest(path: Path, adapters: AdapterSet | None = None) -> str:

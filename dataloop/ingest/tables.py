@@ -132,6 +132,8 @@ ADAPTER_COLUMNS["lidar_scans"] = ("data", "point_step", "fields")
 """What an adapter may fill, per table: every column, except that a frame gives its image's
 ``data`` and ``format``, a scan its point ``data``, ``point_step`` and point ``fields`` (name,
 offset, datatype or type), and ingest derives the rest."""
+BLOB_NEEDS = {"frames": ("data",), "lidar_scans": ("data", "point_step")}
+"""What an adapter of a table of blobs must give (and it makes one row per message: no rows)."""
 
 
 def to_parquet(table: pa.Table) -> tuple[bytes, str]:

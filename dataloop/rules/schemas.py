@@ -415,6 +415,12 @@ class Adapter(Rule):
             raise ValueError(
                 f"table {self.table}: unknown column {unknown[0]!r}; allowed: {', '.join(allowed)}"
             )
+        needs = (info.context or {}).get("needs", {}).get(self.table, ())
+        if missing := [c for c in needs if c not in self.columns]:
+            raise ValueError(f"table {self.table}: an adapter gives {', '.join(needs)}; "
+                             f"missing: {', '.join(missing)}")  # fmt: skip
+        if needs and self.rows:
+            raise ValueError(f"table {self.table}: one row per message, no 'rows'")
         sensed = (info.context or {}).get("sensed", ())
         if self.sensor is not None and sensed and self.table not in sensed:
             raise ValueError(f"only {', '.join(sensed)} name a sensor, not {self.table}")

@@ -29,8 +29,9 @@ KEPT_METADATA = (contract.DRIVE_METADATA,)
 
 PRIVATE = {"frames": "foxglove.CompressedImage", "gnss": "foxglove.LocationFix"}
 """Tables whose channels a cut rewrites (anonymised frames, public positions), and the one
-schema it rewrites them in: a camera or GNSS channel of another schema or encoding (ROS 2,
-JSON) is left out of the cut, and named in its ``dataloop.cut`` metadata."""
+schema it rewrites them in. A cut copies only what an adapter maps: a camera or GNSS channel of
+another schema or encoding (ROS 2, JSON), and any channel no adapter maps (a raw
+``sensor_msgs/Image`` is one), is left out and named in its ``dataloop.cut`` metadata."""
 
 
 def _role(adapters: AdapterSet, schema: Any, channel: Any) -> tuple[str | None, Binding | None]:
@@ -120,8 +121,8 @@ def export_cut(
             if channel.id not in roles:
                 roles[channel.id] = _role(adapters, schema, channel)
             table, binding = roles[channel.id]
-            if table in PRIVATE and binding is None:
-                left_out.add(channel.topic)  # a camera or a position it cannot rewrite
+            if table is None or (table in PRIVATE and binding is None):
+                left_out.add(channel.topic)  # unknown, or a camera or position it can't rewrite
                 continue
             if table == "frames":
                 image = CompressedImage()

@@ -24,7 +24,7 @@ from typing import Any
 from dataloop import rules
 from dataloop.ingest.adapters.fields import FieldType, PathError
 from dataloop.ingest.adapters.known import known_fields
-from dataloop.ingest.tables import ADAPTER_COLUMNS, SENSOR_COLUMN
+from dataloop.ingest.tables import ADAPTER_COLUMNS, BLOB_NEEDS, SENSOR_COLUMN
 from dataloop.rules import schemas as S
 
 
@@ -66,9 +66,14 @@ class Adapter:
         from dataloop.ingest.adapters.fields import resolve
 
         rows = resolve(fields, self.rows) if self.rows else None
-        if rows is not None and not (rows.repeated and rows.kind == "message"):
+        if rows is None:
+            element = fields
+        elif rows.kind == "any":  # a schema that declares nothing: nothing to check
+            element = rows
+        elif rows.repeated and rows.kind == "message":
+            element = FieldType("message", children=rows.children)
+        else:
             raise PathError(f"{self.where}: rows {self.rows!r} is not an array of messages")
-        element = FieldType("message", children=rows.children) if rows else fields
         for what, path in self.paths():
             try:
                 resolve(fields if what in ("time", "rows", "sensor") else element, path)
@@ -98,7 +103,7 @@ def load_adapters(files: dict[Path, bytes | None] | None = None) -> AdapterSet:
     import hashlib
 
     files = files if files is not None else {p: None for p in adapter_files()}
-    context = {"tables": ADAPTER_COLUMNS, "sensed": tuple(SENSOR_COLUMN)}
+    context = {"tables": ADAPTER_COLUMNS, "sensed": tuple(SENSOR_COLUMN), "needs": BLOB_NEEDS}
     digest, out, errors = hashlib.sha256(), [], []
     seen: dict[tuple, str] = {}
     for path, data in files.items():

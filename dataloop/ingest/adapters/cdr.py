@@ -8,11 +8,13 @@ ingest a third as fast as plain MCAP iteration. The generated reader gives the s
 (tests/test_adapters.py checks it against that decoder); it serves adapters whose paths are
 scalars, strings, byte strings or arrays of numbers (and messages of scalars: stamps,
 quaternions), and the elements of an adapter's ``rows``. Anything else, and any payload that
-is not little-endian CDR, takes the dynamic decoder.
+is not little-endian CDR, takes the dynamic decoder. Like any reader that stops early, it
+does not notice bytes missing after the last field it reads.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from struct import unpack_from
 from typing import Any
@@ -34,6 +36,11 @@ PRIMITIVES = {
     "float32": ("f", 4),
     "float64": ("d", 8),
 }
+
+
+MAX_DEPTH, MAX_LINES = 32, 20_000
+"""Beyond these the dynamic decoder reads the channel (which fails on a type that contains
+itself, quarantining the drive as undecodable)."""
 
 
 class Unsupported(Exception):
@@ -71,6 +78,8 @@ class _Gen:
         returns there; an element reader, ``var`` other than ``v``, reads every field)."""
         if key not in self.defs:
             raise Unsupported(f"no definition of {key}")
+        if prefix.count(".") > MAX_DEPTH or len(out) > MAX_LINES:  # a type that contains
+            raise Unsupported(f"{key}: nested too deep or too wide")  # itself, or a bomb
         fields = self.defs[key]
         if not fields:  # an empty message is one uint8 on the wire
             out.append(f"{pad}o += 1")
@@ -168,12 +177,13 @@ class _Gen:
             out.append(f"{pad}n = _u('<I', b, o)[0]; o += 4")
             out.append(f"{pad}if n > len(b): raise ValueError('array past the end')")
             out.append(f"{pad}for _ in range(n): o = {name}(b, o)")
-        else:
+        else:  # every message is at least one byte on the wire
+            out.append(f"{pad}if {array} > len(b) - o: raise ValueError('array past the end')")
             out.append(f"{pad}for _ in range({array}): o = {name}(b, o)")
 
     def skipper(self, key: str) -> str:
         """A function ``(b, o) -> o`` that steps over one ``key`` message."""
-        name = "skip_" + key.replace("/", "_")
+        name = "skip_" + re.sub(r"\W", "_", key)
         if name not in self.skippers:
             self.skippers[name] = []
             body: list[str] = [f"def {name}(b, o, _u=_u):"]
@@ -205,7 +215,13 @@ def compile_reader(
     little = scope["read"]
 
     def read(payload: bytes) -> dict[str, Any]:
-        # the encapsulation: 1 is plain CDR, little endian (what ROS 2 writes on x86 and ARM)
-        return little(payload) if payload[1] == 1 else fallback(payload)
+        # the encapsulation: 1 is plain CDR little endian (what ROS 2 writes on x86 and ARM),
+        # 0 big endian, 2-3 parameter lists (XCDR1); XCDR2 (6-11) nothing here reads right
+        kind = payload[1]
+        if kind == 1:
+            return little(payload)
+        if kind <= 3:
+            return fallback(payload)
+        raise ValueError(f"CDR encapsulation kind {kind} (XCDR2) is not supported")
 
     return read

@@ -57,7 +57,10 @@ def _part(value: Any, name: str) -> Any:
 
 
 def _sigma_h(cov: Any) -> float:
-    return max(cov[0], cov[4]) ** 0.5 if cov is not None and len(cov) == 9 else math.nan
+    if cov is None or len(cov) != 9:
+        return math.nan
+    variance = max(cov[0], cov[4])
+    return variance**0.5 if variance >= 0 and math.isfinite(variance) else math.nan
 
 
 def _yaw(q: Any) -> float:
@@ -268,7 +271,8 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
     rows = None
     if adapter.rows:
         rows = read_path(adapter.rows)
-        element = FieldType("message", children=resolve(codec.fields, adapter.rows).children)
+        node = resolve(codec.fields, adapter.rows)
+        element = node if node.kind == "any" else FieldType("message", children=node.children)
     columns = [
         (name, _column(spec, resolve(element, spec["path"]) if "path" in spec else None,
                        read_path, adapter.where))

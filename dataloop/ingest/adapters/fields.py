@@ -99,19 +99,31 @@ _PB_KINDS = {
 }
 
 
-def from_protobuf(descriptor: Descriptor, depth: int = 0) -> FieldType:
-    children = {}
+def from_protobuf(
+    descriptor: Descriptor, depth: int = 0, seen: dict[str, FieldType] | None = None
+) -> FieldType:
+    """The tree of a protobuf message (each type built once: a hostile descriptor of many
+    fields per level costs its size, not its size to the power of its depth)."""
+    seen = {} if seen is None else seen
+    if descriptor.full_name in seen:
+        return seen[descriptor.full_name]
+    children: dict[str, FieldType] = {}
     if depth < MAX_DEPTH:
         for f in descriptor.fields:
             kind = _PB_KINDS.get(f.type, "number")
             children[f.name] = FieldType(
                 kind,
                 f.is_repeated,
-                from_protobuf(f.message_type, depth + 1).children if kind == "message" else {},
+                from_protobuf(f.message_type, depth + 1, seen).children
+                if kind == "message"
+                else {},
                 {v.number: v.name for v in f.enum_type.values} if kind == "enum" else {},
                 f.message_type.full_name if kind == "message" else "",
             )
-    return FieldType("message", children=children, type_name=descriptor.full_name)
+    seen[descriptor.full_name] = FieldType(
+        "message", children=children, type_name=descriptor.full_name
+    )
+    return seen[descriptor.full_name]
 
 
 # -- ROS .msg text (ros2msg and ros1msg) ------------------------------------------------------
@@ -142,6 +154,7 @@ def ros_definitions(name: str, text: str) -> dict[str, list[tuple[str, str, int 
     (a single value), -1 (a sequence) or the fixed length."""
     blocks: dict[str, list[str]] = {}
     current = ros_key(name, name.split("/")[0])
+    blocks[current] = []
     for line in text.splitlines():
         stripped = line.split("#", 1)[0].strip()
         if re.fullmatch(r"=+", stripped) and len(stripped) >= 3:
@@ -149,6 +162,7 @@ def ros_definitions(name: str, text: str) -> dict[str, list[tuple[str, str, int 
             continue
         if stripped.startswith("MSG:"):
             current = ros_key(stripped[4:].strip(), "")
+            blocks.setdefault(current, [])  # an empty message is a type too
             continue
         if current and stripped:
             blocks.setdefault(current, []).append(stripped)
@@ -172,9 +186,12 @@ def ros_definitions(name: str, text: str) -> dict[str, list[tuple[str, str, int 
 def from_ros(name: str, text: str) -> FieldType:
     """The tree of a ``ros2msg``/``ros1msg`` schema ``name`` (``pkg/msg/Type``)."""
     defs = ros_definitions(name, text)
+    built: dict[str, FieldType] = {}  # each type once (see from_protobuf)
 
     def build(key: str, depth: int) -> FieldType:
-        children = {}
+        if key in built:
+            return built[key]
+        children: dict[str, FieldType] = {}
         package = key.split("/")[0]
         for fname, ftype, array in defs.get(key, []) if depth < MAX_DEPTH else []:
             repeated = array is not None
@@ -194,7 +211,8 @@ def from_ros(name: str, text: str) -> FieldType:
                 continue
             node = build(sub_key, depth + 1)
             children[fname] = FieldType("message", repeated, node.children, {}, sub_key)
-        return FieldType("message", children=children, type_name=key)
+        built[key] = FieldType("message", children=children, type_name=key)
+        return built[key]
 
     root = build(ros_key(name, name.split("/")[0]), 0)
     return FieldType("message", children=root.children, type_name=name)

@@ -214,8 +214,9 @@ def _dict_paths(paths: list[str], fields: FieldType) -> tuple[set[str], dict[str
 
 
 def _fast_cdr(adapter: Adapter, codec: Codec, schema: str, text: str):
-    """(reader, path -> getter) of a generated CDR reader for ``adapter``'s paths (the
-    columns' relative to each row of ``rows``), or None where the dynamic decoder is needed."""
+    """(reader, top-level getters, column getters) of a generated CDR reader for ``adapter``'s
+    paths (the columns' relative to each element of ``rows``, when it has rows), or None where
+    the dynamic decoder is needed."""
     from dataloop.ingest.adapters.cdr import Unsupported, compile_reader
 
     if codec.encoding != "cdr":
@@ -251,7 +252,7 @@ def _fast_cdr(adapter: Adapter, codec: Codec, schema: str, text: str):
         reader = compile_reader(schema, text, wanted, fallback, rows)
     except Unsupported:
         return None
-    return reader, {**element_getters, **getters}
+    return reader, getters, (element_getters if adapter.rows else getters)
 
 
 def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> Binding:
@@ -262,11 +263,12 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
     adapter.check(codec.fields)
     fast = _fast_cdr(adapter, codec, codec.fields.type_name, schema_text) if schema_text else None
     if fast is not None:
-        reader, fast_getters = fast
+        reader, top_getters, element_getters = fast
         codec = replace(codec, parse=lambda p: reader(bytes(p)), errors=(Exception,))
-        read_path: Callable[[str], Getter] = fast_getters.__getitem__
+        read_path: Callable[[str], Getter] = top_getters.__getitem__
+        read_element: Callable[[str], Getter] = element_getters.__getitem__
     else:
-        read_path = functools.partial(getter, attributes=codec.attributes)
+        read_path = read_element = functools.partial(getter, attributes=codec.attributes)
     element = codec.fields
     rows = None
     if adapter.rows:
@@ -275,7 +277,7 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
         element = node if node.kind == "any" else FieldType("message", children=node.children)
     columns = [
         (name, _column(spec, resolve(element, spec["path"]) if "path" in spec else None,
-                       read_path, adapter.where))
+                       read_element, adapter.where))
         for name, spec in adapter.columns
     ]  # fmt: skip
     if isinstance(adapter.sensor, str):
@@ -378,7 +380,10 @@ class TableRows:
         names, derive = DERIVED[binding.table]
         for name, value in zip(names, derive(self, binding, msg, data), strict=True):
             c[name].append(value)
-        at = _MESSAGE_HEADER_BYTES + max(_locate(payload, text), 0)
+        found = _locate(payload, text)
+        if found < 0:  # JSON that escapes its base64 ("\\/"): no byte range to read back
+            raise ValueError("the blob's bytes are not found as such in their message")
+        at = _MESSAGE_HEADER_BYTES + found
         for name, value in zip(LOCATOR_COLUMNS, (*loc, at, len(text), encoding), strict=True):
             c[name].append(value)
 

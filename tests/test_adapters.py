@@ -425,7 +425,12 @@ def test_the_generated_cdr_reader_agrees_with_mcap_ros2_support():
         defs = ros_definitions(adapter.schema, text)
         pkg, *_, typ = adapter.schema.split("/")
         for k in range(25):
-            payload = ros2_payload(adapter.schema, _random_message(defs, f"{pkg}/{typ}", rng))
+            message = _random_message(defs, f"{pkg}/{typ}", rng)
+            if "pixel_encoding" in dict(adapter.columns):  # raw pixels fit their description
+                w, h, pad = (int(v) for v in rng.integers(1, 5, 3))
+                message |= {"encoding": "mono8", "width": w, "height": h, "step": w + pad}
+                message["data"] = rng.bytes(h * (w + pad))
+            payload = ros2_payload(adapter.schema, message)
             rows = []
             for binding in (fast, slow):
                 table = TableRows([f.name for f in SCHEMAS[adapter.table]][2:])
@@ -612,6 +617,13 @@ def test_a_cut_leaves_out_every_camera_and_position_it_cannot_anonymise():
         "frames",
         False,
     )
+    from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
+
+    raw = build_file_descriptor_set(RawImage)
+    assert role("/camera/left/image", "foxglove.RawImage", "protobuf",
+                raw.SerializeToString()) == ("frames", False)  # fmt: skip
+    ros2_raw = ros2_msgs.definition("sensor_msgs/msg/Image").encode()
+    assert role("/cam/image_raw", "sensor_msgs/msg/Image", "cdr", ros2_raw) == ("frames", False)
     assert role("/gps", "foxglove.LocationFix", "json") == ("gnss", False)
     fix = ros2_msgs.definition("sensor_msgs/msg/NavSatFix").encode()
     assert role("/fix", "sensor_msgs/msg/NavSatFix", "cdr", fix) == ("gnss", False)

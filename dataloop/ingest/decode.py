@@ -38,7 +38,7 @@ from dataloop.ingest.adapters.fields import PathError
 from dataloop.ingest.tables import CORE_TABLES, SCHEMAS
 from dataloop.lake.hashing import HashingReader
 
-DECODER_VERSION = "5"
+DECODER_VERSION = "6"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded (so
 does an edit of the adapters: see :func:`decoder_version`)."""
 REQUIRED_TABLES = tuple(dict.fromkeys(c.table for c in contract.CHANNELS if c.required))

@@ -33,9 +33,12 @@ LOCATOR = [
 SCHEMAS: dict[str, pa.Schema] = {
     name: pa.schema(_ID_COLUMNS + cols)
     for name, cols in {
-        # JPEGs stay inside the raw MCAP: a frame is located by its chunk (file offset of
+        # Images stay inside the raw MCAP: a frame is located by its chunk (file offset of
         # the chunk's records, compression, sizes) and the message's offset inside the
-        # uncompressed chunk records. ingest/frames.py reads one back.
+        # uncompressed chunk records. ingest/frames.py reads one back and decodes it. The
+        # jpeg_* columns describe the image's bytes whatever its format (a raw frame's are
+        # checked against its size at ingest, so it is valid); pixel_encoding, step and
+        # big_endian are those of a raw frame (format "raw"), null for an image file's.
         "frames": [
             ("camera", pa.string()),
             ("seq", pa.int64()),
@@ -45,6 +48,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("jpeg_valid", pa.bool_()),
             ("width", pa.int32()),
             ("height", pa.int32()),
+            ("pixel_encoding", pa.string()),
+            ("step", pa.int64()),
+            ("big_endian", pa.bool_()),
             *LOCATOR,
         ],
         "gnss": [
@@ -127,13 +133,18 @@ ADAPTER_COLUMNS: dict[str, tuple[str, ...]] = {
     name: tuple(f.name for f in schema if f.name not in ("vehicle_id", "drive_id", "t"))
     for name, schema in SCHEMAS.items()
 }
-ADAPTER_COLUMNS["frames"] = ("format", "data")
+RAW_FRAME = ("width", "height", "pixel_encoding", "step", "big_endian")
+"""What a raw frame's adapter gives besides its ``data`` (``big_endian`` may be left out)."""
+ADAPTER_COLUMNS["frames"] = ("format", "data", *RAW_FRAME)
 ADAPTER_COLUMNS["lidar_scans"] = ("data", "point_step", "fields")
 """What an adapter may fill, per table: every column, except that a frame gives its image's
-``data`` and ``format``, a scan its point ``data``, ``point_step`` and point ``fields`` (name,
-offset, datatype or type), and ingest derives the rest."""
+``data`` and ``format`` (or, raw, its pixels' ``data`` and :data:`RAW_FRAME`), a scan its point
+``data``, ``point_step`` and point ``fields`` (name, offset, datatype or type), and ingest
+derives the rest."""
 BLOB_NEEDS = {"frames": ("data",), "lidar_scans": ("data", "point_step")}
 """What an adapter of a table of blobs must give (and it makes one row per message: no rows)."""
+TOGETHER = {"frames": RAW_FRAME[:4]}
+"""Columns an adapter gives all of or none of: a raw frame's size, encoding and row step."""
 
 
 def to_parquet(table: pa.Table) -> tuple[bytes, str]:

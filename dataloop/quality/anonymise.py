@@ -79,16 +79,21 @@ def blur(image: np.ndarray, boxes: list[Box], margin: float = 0.15) -> np.ndarra
     return out
 
 
-def anonymise_jpeg(jpeg: bytes, detector: Detector, quality: int = 85):
-    """(anonymised JPEG, detections). A frame with nothing to hide is re-encoded all the same,
-    so no downstream reader ever needs the raw zone."""
+def anonymise_image(image: np.ndarray, detector: Detector, quality: int = 85):
+    """(anonymised JPEG, detections) of an RGB frame (``ingest.frames.frame_image``). A frame
+    with nothing to hide is encoded all the same, so no downstream reader ever needs the raw
+    zone (and a raw camera's frames leave compliance as JPEGs like any other's)."""
     import cv2
 
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("undecodable JPEG")
-    found = detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
-    image = blur(image, [d.box for d in found])
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    found = detector.detect(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    bgr = cv2.cvtColor(blur(image, [d.box for d in found]), cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return encoded.tobytes(), found
+
+
+def anonymise_jpeg(jpeg: bytes, detector: Detector, quality: int = 85):
+    """:func:`anonymise_image` of an image file's bytes; ValueError when they do not decode."""
+    from dataloop.ingest.frames import decode_image
+
+    return anonymise_image(decode_image(jpeg), detector, quality)

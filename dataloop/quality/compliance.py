@@ -15,13 +15,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataloop.ingest.frames import iter_frames
+from dataloop.ingest.frames import frame_image, iter_frames
 from dataloop.ingest.tables import T, put_table, read_table
 from dataloop.lake import layout as L
 from dataloop.lake.layout import compliance_key, compliant_hour_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
-from dataloop.quality.anonymise import Detector, anonymise_jpeg
+from dataloop.quality.anonymise import Detector, anonymise_image
 from dataloop.quality.approved import read_approved
 from dataloop.quality.geofence import Zone, apply_geofence
 
@@ -52,8 +52,8 @@ def _anonymise_frames(store: ObjectStore, record: dict, detector: Detector) -> d
         offset = 0
         for row, original in iter_frames(store, record["log_key"], frames):
             try:
-                jpeg, found = anonymise_jpeg(original, detector)
-            except ValueError:
+                jpeg, found = anonymise_image(frame_image(row, original), detector)
+            except ValueError:  # a JPEG that does not decode, raw pixels that do not fit
                 counts["undecodable"] += 1  # never passed on: the frame is dropped
                 continue
             kinds = Counter(d.kind for d in found)

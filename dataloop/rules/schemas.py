@@ -419,6 +419,11 @@ class Adapter(Rule):
         if missing := [c for c in needs if c not in self.columns]:
             raise ValueError(f"table {self.table}: an adapter gives {', '.join(needs)}; "
                              f"missing: {', '.join(missing)}")  # fmt: skip
+        together = (info.context or {}).get("together", {}).get(self.table, ())
+        if (given := [c for c in together if c in self.columns]) and len(given) < len(together):
+            missing = ", ".join(c for c in together if c not in self.columns)
+            raise ValueError(f"table {self.table}: an adapter gives all of {', '.join(together)} "
+                             f"or none; missing: {missing}")  # fmt: skip
         if needs and self.rows:
             raise ValueError(f"table {self.table}: one row per message, no 'rows'")
         sensed = (info.context or {}).get("sensed", ())

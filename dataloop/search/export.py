@@ -30,8 +30,8 @@ KEPT_METADATA = (contract.DRIVE_METADATA,)
 PRIVATE = {"frames": "foxglove.CompressedImage", "gnss": "foxglove.LocationFix"}
 """Tables whose channels a cut rewrites (anonymised frames, public positions), and the one
 schema it rewrites them in. A cut copies only what an adapter maps: a camera or GNSS channel of
-another schema or encoding (ROS 2, JSON), and any channel no adapter maps (a raw
-``sensor_msgs/Image`` is one), is left out and named in its ``dataloop.cut`` metadata."""
+another schema or encoding (ROS 2, JSON, a raw ``RawImage`` or ``sensor_msgs/Image`` camera),
+and any channel no adapter maps, is left out and named in its ``dataloop.cut`` metadata."""
 
 
 def _role(adapters: AdapterSet, schema: Any, channel: Any) -> tuple[str | None, Binding | None]:

@@ -5,12 +5,12 @@ Search only ever shows these frames: the raw ones never leave ``raw/``.
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from dataloop.ingest.frames import decode_image
 from dataloop.ingest.tables import read_table
 from dataloop.lake.layout import compliance_key, compliant_hour_key, day_hours
 from dataloop.lake.pointers import read_json
@@ -93,8 +93,6 @@ def open_pack(store: ObjectStore, vehicle: str, drive: str, entry: dict | None =
 
 
 def decode_rgb(jpeg: bytes) -> np.ndarray:
-    """A JPEG (or any image file's bytes) as an RGB uint8 array."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(jpeg)) as img:
-        return np.asarray(img.convert("RGB"))
+    """A JPEG of a frame pack (or any image file's bytes) as an RGB uint8 array: the frames'
+    one decoder (``ingest.frames.decode_image``)."""
+    return decode_image(jpeg)

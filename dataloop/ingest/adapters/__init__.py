@@ -24,7 +24,7 @@ from typing import Any
 from dataloop import rules
 from dataloop.ingest.adapters.fields import FieldType, PathError
 from dataloop.ingest.adapters.known import known_fields
-from dataloop.ingest.tables import ADAPTER_COLUMNS, BLOB_NEEDS, SENSOR_COLUMN
+from dataloop.ingest.tables import ADAPTER_COLUMNS, BLOB_NEEDS, SENSOR_COLUMN, TOGETHER
 from dataloop.rules import schemas as S
 
 
@@ -103,7 +103,12 @@ def load_adapters(files: dict[Path, bytes | None] | None = None) -> AdapterSet:
     import hashlib
 
     files = files if files is not None else {p: None for p in adapter_files()}
-    context = {"tables": ADAPTER_COLUMNS, "sensed": tuple(SENSOR_COLUMN), "needs": BLOB_NEEDS}
+    context = {
+        "tables": ADAPTER_COLUMNS,
+        "sensed": tuple(SENSOR_COLUMN),
+        "needs": BLOB_NEEDS,
+        "together": TOGETHER,
+    }
     digest, out, errors = hashlib.sha256(), [], []
     seen: dict[tuple, str] = {}
     for path, data in files.items():

@@ -19,8 +19,9 @@ from typing import Any
 from dataloop.ingest.adapters import Adapter
 from dataloop.ingest.adapters.codecs import Codec
 from dataloop.ingest.adapters.fields import FieldType, PathError, parse_path, resolve
+from dataloop.ingest.frames import RAW, raw_layout
 from dataloop.ingest.jpeg import jpeg_header
-from dataloop.ingest.tables import SENSOR_COLUMN
+from dataloop.ingest.tables import RAW_FRAME, SENSOR_COLUMN
 from dataloop.lake.hashing import sha256_bytes
 from dataloop.rules.schemas import UNITS
 
@@ -388,10 +389,21 @@ class TableRows:
             c[name].append(value)
 
 
-def _frame_columns(rows: TableRows, binding: Binding, msg: Any, jpeg: bytes) -> tuple:
-    valid, width, height = jpeg_header(jpeg)
-    sensor = binding.sensor_of(msg)
-    return sensor, len(rows.cols["seq"]), len(jpeg), sha256_bytes(jpeg), valid, width, height
+def _frame_columns(rows: TableRows, binding: Binding, msg: Any, image: bytes) -> tuple:
+    """Camera, seq, format, the bytes' size, hash and validity, and the image's size (raw:
+    its encoding, row step and byte order, checked against its bytes: a raw frame that does
+    not fit them raises ValueError, an undecodable message)."""
+    given = binding.inputs
+    head = (binding.sensor_of(msg), len(rows.cols["seq"]))
+    if "pixel_encoding" not in given:  # an image file: its size from its header
+        fmt = given["format"](msg) if "format" in given else None
+        valid, width, height = jpeg_header(image)
+        return *head, fmt, len(image), sha256_bytes(image), valid, width, height, None, None, None
+    width, height, encoding, step = (given[c](msg) for c in RAW_FRAME[:4])
+    big_endian = bool(given["big_endian"](msg)) if "big_endian" in given else None
+    raw_layout(encoding, width, height, step, len(image))
+    size = (int(width), int(height), encoding, int(step), big_endian)
+    return *head, RAW, len(image), sha256_bytes(image), True, *size
 
 
 _POINT_TYPES = {7: "<f4", 8: "<f8"}
@@ -434,7 +446,7 @@ def _scan_columns(rows: TableRows, binding: Binding, msg: Any, data: bytes) -> t
 
 DERIVED: dict[str, tuple[tuple[str, ...], Callable[..., tuple]]] = {
     "frames": (
-        ("camera", "seq", "jpeg_bytes", "jpeg_sha256", "jpeg_valid", "width", "height"),
+        ("camera", "seq", "format", "jpeg_bytes", "jpeg_sha256", "jpeg_valid", *RAW_FRAME),
         _frame_columns,
     ),
     "lidar_scans": (
@@ -444,7 +456,10 @@ DERIVED: dict[str, tuple[tuple[str, ...], Callable[..., tuple]]] = {
     ),
 }
 """Per blob table: the columns ingest derives from the bytes and the message, and how."""
-BLOB_INPUTS = {"frames": ("data",), "lidar_scans": ("data", "point_step", "fields")}
+BLOB_INPUTS = {
+    "frames": ("data", "format", *RAW_FRAME),
+    "lidar_scans": ("data", "point_step", "fields"),
+}
 """Adapter columns that are inputs of a blob's derivation rather than columns of the table."""
 LOCATOR_COLUMNS = (
     "chunk_offset", "chunk_compression", "chunk_length", "chunk_uncompressed_size",

@@ -202,39 +202,46 @@ def _decode_chunk(chunk: Chunk, chunk_offset: int, state: _LogState, log: Decode
     pos = 0
     unpack_header = _RECORD_HEADER.unpack_from
     unpack_message = _MESSAGE_HEADER.unpack_from
-    channels = state.channels
     writers = state.writers
     unmapped = state.unmapped
     counts = log.messages
+    fed: list[int] = []  # the channel of each mapped message, counted per topic at the end
+    seen = fed.append
     where = (chunk_offset, chunk.compression, len(chunk.data), chunk.uncompressed_size)
-    while pos < n:
-        if pos + 9 > n:
-            raise DecodeError("corrupt", "record header runs past the end of its chunk")
-        op, length = unpack_header(data, pos)
-        pos += 9
-        end = pos + length
-        if end > n:
-            raise DecodeError("corrupt", "record runs past the end of its chunk")
-        if op == _OP_MESSAGE:
-            channel_id, _seq, log_time, pub = unpack_message(data, pos)
-            if channel_id not in channels:
-                raise DecodeError("corrupt", f"message on unknown channel {channel_id}")
-            binding = channels[channel_id]
-            if binding is None:
-                unmapped[channel_id]["messages"] += 1
-            else:
-                counts[binding.topic] += 1
-                try:
-                    writers[channel_id](
-                        view[pos + 22 : end], log_time, pub, where, pos - 9, length + 9
-                    )
-                except binding.errors as err:
-                    raise _undecodable(binding, (*where, pos - 9, length + 9), err) from err
-        elif op == _OP_SCHEMA:
-            state.add_schema(Schema.read(ReadDataStream(BytesIO(data[pos:end]))))
-        elif op == _OP_CHANNEL:
-            state.add_channel(Channel.read(ReadDataStream(BytesIO(data[pos:end]))))
-        pos = end
+    try:
+        while pos < n:
+            if pos + 9 > n:
+                raise DecodeError("corrupt", "record header runs past the end of its chunk")
+            op, length = unpack_header(data, pos)
+            pos += 9
+            end = pos + length
+            if end > n:
+                raise DecodeError("corrupt", "record runs past the end of its chunk")
+            if op == _OP_MESSAGE:
+                channel_id, _seq, log_time, pub = unpack_message(data, pos)
+                write = writers.get(channel_id)
+                if write is not None:
+                    seen(channel_id)
+                    try:
+                        write(view[pos + 22 : end], log_time, pub, where, pos - 9, length + 9)
+                    except Exception as err:
+                        binding = state.channels[channel_id]
+                        if not isinstance(err, binding.errors):
+                            raise
+                        loc = (*where, pos - 9, length + 9)
+                        raise _undecodable(binding, loc, err) from err
+                elif channel_id in unmapped:
+                    unmapped[channel_id]["messages"] += 1
+                else:
+                    raise DecodeError("corrupt", f"message on unknown channel {channel_id}")
+            elif op == _OP_SCHEMA:
+                state.add_schema(Schema.read(ReadDataStream(BytesIO(data[pos:end]))))
+            elif op == _OP_CHANNEL:
+                state.add_channel(Channel.read(ReadDataStream(BytesIO(data[pos:end]))))
+            pos = end
+    finally:  # also when a record stops the chunk: its messages so far were decoded
+        for channel_id, k in Counter(fed).items():
+            counts[state.channels[channel_id].topic] += k  # type: ignore[union-attr]
     log.chunks += 1
     start, stop = chunk.message_start_time, chunk.message_end_time
     if counts:

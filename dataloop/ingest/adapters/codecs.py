@@ -35,6 +35,15 @@ SCHEMA_ENCODINGS = {
 """Message encoding -> the schema encoding a channel of it carries."""
 
 
+LARGE_PAYLOAD = 1024
+"""Protobuf payloads over this many bytes parse into a fresh message. A reused message keeps
+every payload it parsed in its arena (upb frees the arena with the message): for camera
+frames that made the parse several times slower, and memory grew with the drive."""
+REUSES = 4096
+"""Smaller payloads parse into a reused message, renewed after this many (by the generated
+writers of ``extract``), so that its arena stays small."""
+
+
 class CodecError(ValueError):
     """The schema embedded in the log cannot be read."""
 
@@ -53,13 +62,16 @@ class Codec:
 
     def parser(self) -> Callable[[bytes | memoryview], Any]:
         """A parse function for one channel (its own reused message where that is faster:
-        creating a protobuf message costs more than most payloads' parsing)."""
+        creating a protobuf message costs more than most payloads' parsing; a payload over
+        ``LARGE_PAYLOAD`` bytes gets a fresh one)."""
         if self.message_class is None:
             return self.parse
         msg = self.message_class()
-        parse = msg.ParseFromString
+        parse, fresh = msg.ParseFromString, self.message_class.FromString
 
         def reuse(payload: bytes | memoryview) -> Any:
+            if len(payload) > LARGE_PAYLOAD:
+                return fresh(payload)
             parse(payload)
             return msg
 

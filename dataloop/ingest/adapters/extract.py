@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import keyword
 import math
 import operator
 import re
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dataloop.ingest.adapters import Adapter
+from dataloop.ingest.adapters import Adapter, codecs
 from dataloop.ingest.adapters.codecs import Codec
 from dataloop.ingest.adapters.fields import FieldType, PathError, parse_path, resolve
 from dataloop.ingest.frames import RAW, raw_layout
@@ -108,6 +109,24 @@ def sensor_from_topic(topic: str) -> str:
     return "_".join(parts) or re.sub(r"\W+", "_", topic.strip("/")) or "default"
 
 
+def _enum_map(spec: dict[str, Any], field: FieldType | None, where: str) -> dict | None:
+    """A column's value names (``enum``), or None."""
+    if spec.get("enum") == "names":
+        if field is None or not field.enum:
+            raise PathError(f"{where}: {spec['path']!r} has no enum names; map its values")
+        return dict(enum_names(field.enum))
+    if isinstance(spec.get("enum"), dict):
+        return dict(spec["enum"])
+    return None
+
+
+def _affine(spec: dict[str, Any]) -> tuple[float, float]:
+    """A column's (factor, offset): its unit's and scale's product, and its offset."""
+    factor = UNITS[spec["unit"]] if spec.get("unit") else 1.0
+    factor *= spec.get("scale") or 1.0
+    return factor, spec.get("offset") or 0.0
+
+
 def _column(
     spec: dict[str, Any], field: FieldType | None, read_path: Callable[[str], Getter], where: str
 ) -> Getter:
@@ -118,16 +137,8 @@ def _column(
     steps: list[Callable[[Any], Any]] = []
     if spec.get("reduce"):
         steps.append(REDUCERS[spec["reduce"]])
-    names: dict[Any, str | None] | None = None
-    if spec.get("enum") == "names":
-        if field is None or not field.enum:
-            raise PathError(f"{where}: {spec['path']!r} has no enum names; map its values")
-        names = dict(enum_names(field.enum))
-    elif isinstance(spec.get("enum"), dict):
-        names = dict(spec["enum"])
-    factor = UNITS[spec["unit"]] if spec.get("unit") else 1.0
-    factor *= spec.get("scale") or 1.0
-    offset = spec.get("offset") or 0.0
+    names = _enum_map(spec, field, where)
+    factor, offset = _affine(spec)
     if names is not None and not steps:  # the common case, in one call: a value's name
         names[None] = None  # type: ignore[index]
         return lambda m: names.get(get(m), "unknown")
@@ -149,6 +160,39 @@ def _column(
         return value
 
     return read
+
+
+Source = tuple[str, dict[str, Any]]
+"""An expression that reads a column inline in a generated writer: its text (``{e}``: the
+message or row element, ``{k}``: a suffix of the column's own names) and those names' values."""
+
+
+def _attribute_source(path: str) -> str | None:
+    """``{e}.a.b`` for a path of plain names (what ``operator.attrgetter`` reads), else None."""
+    steps = parse_path(path)
+    if any(i is not None or keyword.iskeyword(n) or not n.isidentifier() for n, i in steps):
+        return None
+    return "{e}." + path
+
+
+def _column_source(spec: dict[str, Any], field: FieldType | None, where: str) -> Source | None:
+    """What :func:`_column` reads, as an inline expression over an attribute-style message
+    (None where it takes a call: a reduction, an indexed path)."""
+    if "const" in spec:
+        return "C{k}", {"C": spec["const"]}
+    read = _attribute_source(spec["path"])
+    if read is None or spec.get("reduce"):
+        return None
+    names = _enum_map(spec, field, where)
+    factor, offset = _affine(spec)
+    if names is not None:
+        return f"N{{k}}.get({read}, 'unknown')", {"N": {**names, None: None}}
+    if factor != 1.0 or offset:
+        return f"(None if (v := {read}) is None else v * F{{k}} + O{{k}})", {
+            "F": factor,
+            "O": offset,
+        }
+    return read, {}
 
 
 @dataclass
@@ -177,6 +221,9 @@ class Binding:
     errors: tuple[type[Exception], ...] = ()
     """What reading one message raises when its payload does not decode or fit the adapter
     (a null where a number belongs, a stamp that is no stamp)."""
+    sources: dict[Any, Source] = field(default_factory=dict)
+    """Inline expressions of column getters and of ``rows`` (keyed by the getter), where
+    messages are read by attribute: what a generated writer reads without calls."""
 
     def __post_init__(self) -> None:
         if self.parse is None:
@@ -276,11 +323,15 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
         rows = read_path(adapter.rows)
         node = resolve(codec.fields, adapter.rows)
         element = node if node.kind == "any" else FieldType("message", children=node.children)
-    columns = [
-        (name, _column(spec, resolve(element, spec["path"]) if "path" in spec else None,
-                       read_element, adapter.where))
-        for name, spec in adapter.columns
-    ]  # fmt: skip
+    by_attribute = fast is None and codec.attributes  # a protobuf or a dynamic ROS message
+    columns, sources = [], {}
+    for name, spec in adapter.columns:
+        node = resolve(element, spec["path"]) if "path" in spec else None
+        columns.append((name, get := _column(spec, node, read_element, adapter.where)))
+        if by_attribute and (source := _column_source(spec, node, adapter.where)):
+            sources[get] = source
+    if rows is not None and by_attribute and (expr := _attribute_source(adapter.rows)):
+        sources[rows] = (expr, {})
     if isinstance(adapter.sensor, str):
         sensor: str | Getter = adapter.sensor
     elif isinstance(adapter.sensor, dict):
@@ -299,7 +350,16 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
     if adapter.table in SENSOR_COLUMN and adapter.table not in BLOB_INPUTS:  # calibrations
         name = sensor if isinstance(sensor, str) else None
         columns.append((SENSOR_COLUMN[adapter.table], (lambda _m: name) if name else sensor))
-    return Binding(adapter, codec, topic, sensor, time, rows, columns, inputs.get("data"), inputs)
+    blob = inputs.get("data")
+    return Binding(
+        adapter, codec, topic, sensor, time, rows, columns, blob, inputs, sources=sources
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, name: str) -> Any:
+    """Generated code compiled once per process (each drive binds its channels anew)."""
+    return compile(source, name, "exec")
 
 
 class TableRows:
@@ -312,6 +372,13 @@ class TableRows:
 
     def __len__(self) -> int:
         return len(self.cols["t"])
+
+    def _missing(self, binding: Binding) -> list[list[Any]]:
+        """The column lists ``binding`` leaves null."""
+        given = {"t", *(n for n, _ in binding.columns)}
+        if binding.blob is not None:
+            given |= {*DERIVED[binding.table][0], *LOCATOR_COLUMNS}
+        return [values for n, values in self.cols.items() if n not in given]
 
     def _plan(self, binding: Binding) -> tuple:
         """(fill(message, time), columns the binding leaves null), per binding, once: fill is
@@ -327,19 +394,20 @@ class TableRows:
         else:
             body = ["def fill(m, t):", "    for e in R(m) or ():", "        T(t)"]
             body += [f"        {x}" for x in lines]
-        exec(compile("\n".join(body), f"<rows of {binding.topic}>", "exec"), scope)  # noqa: S102
-        given = {"t", *(n for n, _ in binding.columns)}
-        if binding.blob is not None:
-            given |= {*DERIVED[binding.table][0], *LOCATOR_COLUMNS}
-        plan = (scope["fill"], [values for n, values in cols.items() if n not in given])
+        exec(_compiled("\n".join(body), f"<rows of {binding.topic}>"), scope)  # noqa: S102
+        plan = (scope["fill"], self._missing(binding))
         self._plans[id(binding)] = plan
         return plan
 
-    def writer(self, binding: Binding) -> Callable[..., None]:
+    def writer(self, binding: Binding, generated: bool = True) -> Callable[..., None]:
         """``write(payload, log_time, publish_time, chunk, offset, length)``: the rows of one
         message of ``binding``'s channel (``chunk``: the chunk's offset, compression, length
         and uncompressed size; offset and length: the message record's in it). Raises
-        ``binding.errors`` on a payload that does not decode or fit."""
+        ``binding.errors`` on a payload that does not decode or fit. ``generated``: one
+        function of the channel's parse, time, columns and blob (:meth:`_generated`); else
+        the general path it is tested against."""
+        if generated:
+            return self._generated(binding)
         fill, missing = self._plans.get(id(binding)) or self._plan(binding)
         parse, time, blob, cols = binding.parse, binding.time, binding.blob, self.cols
 
@@ -361,6 +429,58 @@ class TableRows:
                     values.extend([None] * (n - len(values)))
 
         return write_any
+
+    def _generated(self, binding: Binding) -> Callable[..., None]:
+        """The writer as one generated function: the parse (a protobuf payload into this
+        channel's reused message, or a fresh one when it is large), then per row one append
+        per column, reading attribute paths inline (``m.accel_x``, an enum's name, a unit)
+        and calling the column's getter otherwise; then the blob and the nulls, as
+        :meth:`writer`'s general path does."""
+        cols, missing = self.cols, self._missing(binding)
+        scope: dict[str, Any] = {
+            "T": cols["t"].append, "TL": cols["t"], "R": binding.rows, "P": binding.parse,
+            "TIME": binding.time, "BLOB": self._blob, "BG": binding.blob, "B": binding,
+            "MISSING": missing,
+        }  # fmt: skip
+        body = ["def write(p, t_log, t_pub, chunk, offset, length):"]
+        cls = binding.codec.message_class
+        if cls is not None:  # see Codec.parser
+            scope |= {"NEW": cls.FromString, "CLS": cls, "RENEW": codecs.REUSES, "K": codecs.REUSES}
+            scope |= {"M": (msg := cls()), "PARSE": msg.ParseFromString}
+            body += [
+                "    global K, M, PARSE",
+                f"    if len(p) > {codecs.LARGE_PAYLOAD}:",
+                "        m = NEW(p)",
+                "    else:",
+                "        K -= 1",
+                "        if not K:",
+                "            K, M = RENEW, CLS()",
+                "            PARSE = M.ParseFromString",
+                "        PARSE(p)",
+                "        m = M",
+            ]
+        else:
+            body.append("    m = P(p)")
+        body.append("    t = t_log" if binding.time is None else "    t = TIME(m, t_log, t_pub)")
+        pad, var = "    ", "m"
+        if binding.rows is not None:
+            rows = binding.sources.get(binding.rows, ("R({e})", {}))[0].format(e="m")
+            body.append(f"    for e in {rows} or ():")
+            pad, var = "        ", "e"
+        body.append(f"{pad}T(t)")
+        for k, (name, get) in enumerate(binding.columns):
+            expr, names = binding.sources.get(get) or (f"G{k}({{e}})", {"G": get})
+            scope |= {f"{n}{k}": value for n, value in names.items()}
+            scope[f"A{k}"] = cols[name].append
+            body.append(f"{pad}A{k}({expr.format(e=var, k=k)})")
+        if binding.blob is not None:
+            body.append("    BLOB(B, m, BG(m), p, (*chunk, offset, length))")
+        if missing:
+            body.append("    n = len(TL)")
+            body.append("    for values in MISSING:")
+            body.append("        values.extend([None] * (n - len(values)))")
+        exec(_compiled("\n".join(body), f"<writer of {binding.topic}>"), scope)  # noqa: S102
+        return scope["write"]
 
     def add(
         self, binding: Binding, payload: memoryview, t_log: int, t_pub: int, loc: tuple

@@ -14,6 +14,7 @@ does not notice bytes missing after the last field it reads.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from struct import unpack_from
@@ -192,6 +193,12 @@ class _Gen:
         return name
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str, name: str) -> Any:
+    """A reader's code, compiled once per process (each drive binds its channels anew)."""
+    return compile(source, name, "exec")
+
+
 def compile_reader(
     name: str,
     text: str,
@@ -211,7 +218,7 @@ def compile_reader(
         raise Unsupported(f"paths not reached: {', '.join(sorted(paths))}")
     source = "\n".join([*(line for fn in gen.skippers.values() for line in fn), *body])
     scope: dict[str, Any] = {"_u": unpack_from}
-    exec(compile(source, f"<cdr reader {name}>", "exec"), scope)  # noqa: S102
+    exec(_compiled(source, f"<cdr reader {name}>"), scope)  # noqa: S102
     little = scope["read"]
 
     def read(payload: bytes) -> dict[str, Any]:

@@ -53,7 +53,6 @@ def bad_uploads(tmp_path):
 
     garbage = tmp_path / "garbage.mcap"
     garbage.write_bytes(os.urandom(50_000))
-    no_imu = [c for c in contract.CHANNELS if c is not contract.IMU]
     return [
         ("truncated-header", _truncate(log("truncated-header"), 5), {}, "truncated"),
         ("garbage", garbage, {}, "not_mcap"),
@@ -71,7 +70,6 @@ def bad_uploads(tmp_path):
             {},
             "undecodable_message",
         ),
-        ("missing-channel", log("missing-channel", channels=no_imu), {}, "missing_channel"),
         ("wrong-identity", log("someone-else"), {}, "identity_mismatch"),
     ]
 

@@ -79,9 +79,9 @@ def test_uploads_set_aside_at_ingest_carry_their_reason_into_the_verdict(tmp_pat
     cases = {
         "cut": (cut, "truncated"),
         "garbage": (garbage, "not_mcap"),
-        "no-imu": (
+        "no-imu": (  # ingest requires no table: the fleet profile's check sets it aside
             write_minimal_log(tmp_path / "n.mcap", drive="no-imu", channels=no_imu),
-            "missing_channel",
+            "missing_table",
         ),
         "ok": (
             write_minimal_log(tmp_path / "o.mcap", drive="ok", compression=CompressionType.NONE),
@@ -98,6 +98,12 @@ def test_uploads_set_aside_at_ingest_carry_their_reason_into_the_verdict(tmp_pat
     for drive, (_, code) in cases.items():
         if code is None:
             assert verdicts[drive]["stage"] == "quality"
+        elif code == "missing_table":
+            assert verdicts[drive]["stage"] == "quality"
+            assert verdicts[drive]["verdict"] == "quarantine"
+            failed = {f["expectation"]: f["family"] for f in verdicts[drive]["failures"]}
+            assert failed["fleet.imu"] == "missing_table"
+            assert {f for f, fam in failed.items() if fam == "missing_table"} == {"fleet.imu"}
         elif code == "truncated":  # recovered: checked, and the verdict says what was lost
             assert verdicts[drive]["verdict"] in ("warn", "quarantine")
             assert "ingest.truncated" in {f["expectation"] for f in verdicts[drive]["failures"]}

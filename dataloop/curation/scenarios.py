@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataloop.curation.clips import CLIP_SCHEMA, clip_id
-from dataloop.ingest.tables import SCHEMAS, read_table, to_parquet
+from dataloop.ingest.tables import SCHEMAS, lacking, read_table, to_parquet
 from dataloop.labeling.offboard import LABEL_SCHEMA
 from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
@@ -41,6 +41,10 @@ from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.query import register_table
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.suites import rules_dir
+
+NEEDS = ("vehicle_state",)
+"""Every view but ``tracks`` stands on the CAN motion; a drive without objects or labels
+still mines (its ego-only scenarios: a hard brake)."""
 
 _TRACK_COLUMNS = "vehicle_id, drive_id, t, {id} AS track_id, object_class, x, y, vx, vy, " + (
     "length, width, heading"
@@ -99,7 +103,8 @@ def _version(compliance: dict | None, labels: dict | None) -> str | None:
 
 def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
     """The drives that arrived on ``day`` and may be curated: approved by the quality
-    checks and made compliant (anonymised, geofenced). Forgotten drives are gone."""
+    checks and made compliant (anonymised, geofenced). Forgotten drives are gone. Each
+    says what mining would set it aside for (``set_aside``: ``no_<table>``, or ``None``)."""
     drives = []
     for hour in day_hours(day):
         for entry in (read_json(store, compliant_hour_key(hour)) or {"drives": []})["drives"]:
@@ -118,6 +123,7 @@ def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
                     "conditions": record.get("log_metadata", {}).get("conditions", "unknown"),
                     "tables": {n: t["key"] for n, t in record["tables"].items()},
                     "labels": labels["labels"] if labels else None,
+                    "set_aside": lacking(record["tables"], NEEDS),
                 }
             )
     return drives
@@ -255,6 +261,10 @@ def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[st
     """Mine one arrival day into an immutable clip table and point the day's index at it."""
     state = day_state(store, day)
     drives = day_drives(store, day)
+    aside = sorted(
+        [d["vehicle_id"], d["drive_id"], d["set_aside"]] for d in drives if d["set_aside"]
+    )
+    drives = [d for d in drives if not d["set_aside"]]
     clips, counts = mine(connect(store, drives), scenarios, day)
     data, sha = to_parquet(clips)
     key = L.day_clips_key(day, sha)
@@ -266,6 +276,7 @@ def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[st
         "clips_key": key,
         "clips": clips.num_rows,
         "drives": len(drives),
+        "set_aside": aside,
         "per_scenario": counts,
         "library_version": library_version(scenarios),
         "drive_versions": sorted(

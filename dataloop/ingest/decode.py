@@ -40,9 +40,8 @@ from dataloop.lake.hashing import HashingReader
 
 DECODER_VERSION = "6"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded (so
-does an edit of the adapters: see :func:`decoder_version`)."""
-REQUIRED_TABLES = tuple(dict.fromkeys(c.table for c in contract.CHANNELS if c.required))
-"""Tables a drive must have rows for."""
+does an edit of the adapters: see :func:`decoder_version`). 6: no table is required at
+ingest (the fleet profile's are checked by quality)."""
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 """Largest record accepted; a hostile length field cannot make us allocate more. The fleet
@@ -384,12 +383,6 @@ def decode_log(
         except (pa.ArrowException, TypeError, ValueError) as err:  # "abc" as a latitude
             detail = f"{name}: a value does not fit its column: {err}"[:1000]
             raise DecodeError("undecodable_message", detail) from err
-    # after the tables: a value that fits no column is a more precise reason than a gap
-    fed = {b.table for b in state.channels.values() if b is not None and log.messages[b.topic]}
-    if missing := [t for t in REQUIRED_TABLES if t not in fed]:
-        code = "truncated" if log.truncated else "missing_channel"
-        detail = f"required tables without messages: {', '.join(missing)}"
-        if log.truncated:
-            detail = f"{log.truncation_detail}; {detail}"
-        raise DecodeError(code, detail)
+    if log.truncated and not any(log.messages.values()):
+        raise DecodeError("truncated", f"{log.truncation_detail}; no message recovered")
     return log

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -175,6 +177,12 @@ def put_table(store: ObjectStore, name: str, vehicle: str, drive: str, table: pa
         "bytes": len(data),
         "schema": schema_fingerprint(table.schema),
     }
+
+
+def lacking(tables: Mapping[str, Mapping[str, Any]], needs: Iterable[str]) -> str | None:
+    """Why a stage that reads the tables ``needs`` sets a drive aside: ``no_<table>`` for the
+    first of them that the drive record's ``tables`` holds no rows of; ``None`` if none."""
+    return next((f"no_{name}" for name in needs if not tables.get(name, {}).get("rows")), None)
 
 
 def read_table(store: ObjectStore, key: str) -> pa.Table:

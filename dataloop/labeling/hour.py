@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from mcap.reader import make_reader
 
 from dataloop.fleet.contract import GROUND_TRUTH_OBJECTS
-from dataloop.ingest.tables import put_table, read_table
+from dataloop.ingest.tables import lacking, put_table, read_table
 from dataloop.labeling.offboard import Params, label_drive
 from dataloop.labeling.score import score
 from dataloop.lake import layout as L
@@ -21,6 +21,8 @@ from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.ranged import open_ranged
 from dataloop.lake.store import ObjectStore
 
+NEEDS = ("objects", "vehicle_state")
+"""Offboard labels are built from the car's object list and its CAN motion."""
 METRICS = ("position_rmse_m", "id_switches_per_100_tracks", "false_positive_rate", "missed_rate")
 
 
@@ -38,7 +40,8 @@ def ground_truth(store: ObjectStore, log_key: str) -> pa.Table | None:
 
 def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, Any]]:
     """Offboard labels for the hour's compliant drives (skipping those labelled with these
-    parameters already); returns a record per drive, with scores where truth exists."""
+    parameters already); returns a record per drive, with scores where truth exists, or
+    with ``set_aside`` (why not) for a drive that lacks a table labelling needs."""
     compliant = read_json(store, compliant_hour_key(hour)) or {"drives": []}
     records = []
     for entry in compliant["drives"]:
@@ -50,6 +53,9 @@ def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, 
             continue
         drive_record = read_json(store, L.drive_record_key(vehicle, drive))
         tables = drive_record["tables"]
+        if reason := lacking(tables, NEEDS):
+            records.append({"vehicle": vehicle, "drive": drive, "set_aside": reason})
+            continue
         objects = read_table(store, tables["objects"]["key"])
         labels = label_drive(
             objects, read_table(store, tables["vehicle_state"]["key"]), params, vehicle, drive

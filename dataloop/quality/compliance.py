@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from dataloop.ingest.frames import frame_image, iter_frames
-from dataloop.ingest.tables import T, put_table, read_table
+from dataloop.ingest.tables import T, lacking, put_table, read_table
 from dataloop.lake import layout as L
 from dataloop.lake.layout import compliance_key, compliant_hour_key
 from dataloop.lake.pointers import read_json, write_json
@@ -24,6 +24,9 @@ from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.anonymise import Detector, anonymise_image
 from dataloop.quality.approved import read_approved
 from dataloop.quality.geofence import Zone, apply_geofence
+
+NEEDS = ("gnss",)
+"""A drive without positions cannot be shown to lie outside the geofence: set aside."""
 
 FRAME_INDEX = pa.schema(
     [
@@ -97,14 +100,17 @@ def make_compliant(
     done = read_json(store, key)
     if done and done["version"] == version and done["manifest_key"] == record["manifest_key"]:
         return {**done, "skipped": True}
+    base = {k: record[k] for k in ("vehicle", "drive", "manifest_key")}
+    if reason := lacking(record["tables"], NEEDS):
+        result = {**base, "version": version, "excluded": True, "set_aside": reason}
+        write_json(store, key, result)
+        return result
     gnss = read_table(store, record["tables"]["gnss"]["key"])
     lat, lon, fence = apply_geofence(
         gnss.column("latitude").to_numpy(), gnss.column("longitude").to_numpy(), zones
     )
     result: dict[str, Any] = {
-        "vehicle": record["vehicle"],
-        "drive": record["drive"],
-        "manifest_key": record["manifest_key"],
+        **base,
         "version": version,
         "anonymiser": {"name": detector.name, "version": detector.version},
         "geofence": {
@@ -151,7 +157,10 @@ def comply_hour(
             "excluded": [
                 [r["vehicle"], r["drive"], r["geofence"]["excluded_by"]]
                 for r in results
-                if r["excluded"]
+                if r["excluded"] and "geofence" in r
+            ],
+            "set_aside": [
+                [r["vehicle"], r["drive"], r["set_aside"]] for r in results if "set_aside" in r
             ],
         },
     )

@@ -128,6 +128,25 @@ def run_checks(tables: dict[str, pa.Table], suites: Suites, engine: str | None =
     return results
 
 
+def fleet_checks(record: dict[str, Any], fleet: dict[str, Any]) -> list[CheckResult]:
+    """One result per table the fleet profile requires: failed where the drive has no rows."""
+    key = (record["vehicle"], record["drive"])
+    return [
+        CheckResult(
+            f"fleet.{name}",
+            "missing_table",
+            "quarantine",
+            "-",
+            *key,
+            int(not rows),
+            1,
+            rows or "no rows",
+        )
+        for name in fleet["required_tables"]
+        for rows in [record["tables"].get(name, {}).get("rows", 0)]
+    ]
+
+
 def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
     """Verdicts for the hour's drives, written to the lake (per drive and per hour)."""
     index = read_json(store, L.hour_record_key(hour)) or {"drives": []}
@@ -173,6 +192,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
         per_drive[(r.vehicle, r.drive)].append(r)
     for record in records:
         key = (record["vehicle"], record["drive"])
+        per_drive[key] += fleet_checks(record, suites.fleet)
         if record["status"] == "recovered":  # only the readable part was ingested: say so
             per_drive[key].append(
                 CheckResult("ingest.truncated", "ingest", "warn", "-", *key, 1, 1, "recovered")

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from dataloop import rules
+from dataloop.ingest.tables import SCHEMAS
 from dataloop.rules import RulesError, rules_dir  # noqa: F401 (rules_dir: callers import it here)
 from dataloop.rules import schemas as S
 
 SEVERITIES = S.SEVERITIES
-NOT_SUITES = ("policy.yaml", "geofence.yaml", "retention.yaml")
-"""Rule files beside the suites: the policy is hashed with them; geofence and retention
-belong to compliance (their own asset, their own code version)."""
+NOT_SUITES = ("policy.yaml", "fleet.yaml", "geofence.yaml", "retention.yaml")
+"""Rule files beside the suites: the policy and the fleet profile are hashed with them;
+geofence and retention belong to compliance (their own asset, their own code version)."""
 # Checks GX can run over the hour's concatenated rows; order-dependent ones (increasing
 # timestamps) must see one drive at a time, which DuckDB does with a window per drive.
 ROW_WISE_GX = set(S.ROW_WISE_GX)
@@ -54,6 +55,8 @@ class Expectation:
 class Suites:
     expectations: tuple[Expectation, ...]
     policy: dict[str, Any]
+    fleet: dict[str, Any]
+    """The fleet profile (fleet.yaml): ``required_tables``, ``front_camera``."""
     version: str
     """Hash of every rule file: part of the verdict asset's code_version."""
 
@@ -62,10 +65,10 @@ class Suites:
 
 
 def suite_files(directory: Path | None = None) -> list[Path]:
-    """The suites (one per table) and the policy, in hashing order."""
+    """The suites (one per table), the fleet profile and the policy, in hashing order."""
     directory = (directory or rules_dir()) / "quality"
     files = sorted(p for p in directory.glob("*.yaml") if p.name not in NOT_SUITES)
-    return [*files, directory / "policy.yaml"]
+    return [*files, directory / "fleet.yaml", directory / "policy.yaml"]
 
 
 def load_suites(
@@ -74,7 +77,7 @@ def load_suites(
     """The suites of the rules folder (or of ``files``, their bytes: a snapshot); raises
     :class:`RulesError` naming file and line."""
     files = files if files is not None else {p: None for p in suite_files(directory)}
-    *suites, policy_path = files
+    *suites, fleet_path, policy_path = files
     digest = hashlib.sha256()
     expectations: list[Expectation] = []
     for path in suites:
@@ -83,10 +86,20 @@ def load_suites(
         doc = rules.load(path, S.Suite, raw)
         for item in doc.get("expectations", []):
             expectations.append(Expectation(table=doc["table"], suite=path.stem, **item))
+    fleet_raw = rules.read_bytes(fleet_path, files[fleet_path])
+    digest.update(b"fleet.yaml\0" + fleet_raw)
+    fleet = load_fleet(fleet_path, fleet_raw)
     policy_raw = rules.read_bytes(policy_path, files[policy_path])
     digest.update(b"policy.yaml\0" + policy_raw)
     policy = rules.load(policy_path, S.QualityPolicy, policy_raw)
-    return Suites(tuple(expectations), policy, digest.hexdigest()[:16])
+    return Suites(tuple(expectations), policy, fleet, digest.hexdigest()[:16])
+
+
+def load_fleet(path: Path | None = None, raw: bytes | None = None) -> dict[str, Any]:
+    """The fleet profile (``quality/fleet.yaml`` of the rules folder), defaults filled in."""
+    path = path or rules_dir() / "quality" / "fleet.yaml"
+    doc = rules.load(path, S.FleetProfile, raw, context={"tables": tuple(SCHEMAS)})
+    return S.FleetProfile.model_validate(doc, context={}).model_dump()
 
 
 def suites_snapshot(directory: Path | None = None) -> rules.Snapshot[Suites]:

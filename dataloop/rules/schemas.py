@@ -103,6 +103,21 @@ class QualityPolicy(Rule):
     min_usable_drives: int = Field(default=1, ge=0)
 
 
+class FleetProfile(Rule):
+    """The fleet profile (fleet.yaml): the tables every drive carries, its front camera."""
+
+    required_tables: list[str] = []
+    front_camera: str = Field(default="front", min_length=1)
+
+    @field_validator("required_tables")
+    @classmethod
+    def _known_tables(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        tables = (info.context or {}).get("tables", ())
+        if unknown := [n for n in names if tables and n not in tables]:
+            raise ValueError(f"unknown table {unknown[0]!r}; allowed: {', '.join(tables)}")
+        return names
+
+
 # -- quality/geofence.yaml, quality/retention.yaml --------------------------------------------
 class Zone(Rule):
     name: str

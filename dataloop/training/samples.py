@@ -15,6 +15,7 @@ learns from its own actions.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,14 @@ import pyarrow.compute as pc
 
 from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import connect, current_drive_version
-from dataloop.ingest.tables import read_table
+from dataloop.ingest.tables import lacking, read_table
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
 from dataloop.policy.features import ego_row, object_frame, window
 
+NEEDS = ("lanes", "vehicle_state")
+"""A sample is a lane-perception frame with the CAN motion that answered it."""
 ACCEL_PER_PEDAL = 3.0
 BRAKE_PER_PEDAL = 8.0
 _MATCH_NS = 5_000_000  # a CAN row within 5 ms of a frame is that frame's
@@ -85,13 +88,12 @@ def _drive(store: ObjectStore, vehicle: str, drive: str, version: str) -> dict |
         "model_version": meta.get("model_version", "unknown"),
         "tables": {n: t["key"] for n, t in record["tables"].items()},
         "labels": labels["labels"] if labels else None,
+        "set_aside": lacking(record["tables"], NEEDS),
     }
 
 
 def drive_frames(store: ObjectStore, drive: dict, tracks: pa.Table) -> dict[str, np.ndarray]:
     """Every frame of one drive: times, ego features, object frames, expert targets."""
-    if "lanes" not in drive["tables"]:
-        return {"t": np.zeros(0, np.int64)}
     lanes = read_table(store, drive["tables"]["lanes"])
     vs = read_table(store, drive["tables"]["vehicle_state"])
     t = _ns(lanes["t"])
@@ -167,10 +169,16 @@ def build_samples(store: ObjectStore, dataset_version: str, config: dict) -> Sam
         key = (c["vehicle_id"], c["drive_id"])
         if key not in drives:
             drives[key] = _drive(store, *key, c["drive_version"])
-    usable = [d for d in drives.values() if d is not None]
+    current = [d for d in drives.values() if d is not None]
+    usable = [d for d in current if not d["set_aside"]]
     con = connect(store, usable)
     out: dict[str, list] = {k: [] for k in ("ego", "objects", "targets", "w", "split", "sc")}
-    report = {"clips": len(clips), "drives": len(usable), "no_lanes": 0, "clips_used": 0}
+    report = {
+        "clips": len(clips),
+        "drives": len(usable),
+        "set_aside": dict(Counter(d["set_aside"] for d in current if d["set_aside"])),
+        "clips_used": 0,
+    }
     for d in usable:
         key = (d["vehicle_id"], d["drive_id"])
         tracks = con.sql(
@@ -179,9 +187,6 @@ def build_samples(store: ObjectStore, dataset_version: str, config: dict) -> Sam
             params=list(key),
         ).to_arrow_table()
         frames = drive_frames(store, d, tracks)
-        if not len(frames["t"]):
-            report["no_lanes"] += 1
-            continue
         events = read_table(store, d["tables"]["events"])
         ok = frames["ok"] & expert_mask(frames["t"], d, events, config)
         for c in (c for c in clips if (c["vehicle_id"], c["drive_id"]) == key):

@@ -7,6 +7,7 @@ from dataloop.curation.scenarios import library_version, load_scenarios, mine_da
 from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
+from dataloop.defs.set_aside import set_aside_metadata
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.layout import key_digest
 from dataloop.rules import snapshot
@@ -46,6 +47,7 @@ def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
         metadata={
             "clips": dg.MetadataValue.int(record["clips"]),
             "drives": dg.MetadataValue.int(record["drives"]),
+            **set_aside_metadata(map(tuple, record["set_aside"])),
             "per_scenario": _table(rows, {"scenario": "string", "clips": "int"}),
             "index": dg.MetadataValue.path(record["clips_key"]),
         },

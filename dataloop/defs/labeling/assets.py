@@ -6,6 +6,7 @@ from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.quality.compliance import compliant_drives
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
+from dataloop.defs.set_aside import set_aside_metadata
 from dataloop.labeling.hour import METRICS, label_hour, metrics_by_condition
 from dataloop.labeling.offboard import load_params
 from dataloop.lake.hashing import sha256_json
@@ -31,13 +32,18 @@ def offboard_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     scored against the simulator's ground truth where a drive carries it."""
     params = rules_or_fail(PARAMS)
     records = label_hour(lake.store(), context.partition_key, params)
+    aside = [(r["vehicle"], r["drive"], r["set_aside"]) for r in records if "set_aside" in r]
+    records = [r for r in records if "set_aside" not in r]
     table = metrics_by_condition(records)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(
-            sha256_json(sorted((r["vehicle"], r["drive"], r["labels"]) for r in records))[:32]
+            sha256_json(
+                [sorted((r["vehicle"], r["drive"], r["labels"]) for r in records), sorted(aside)]
+            )[:32]
         ),
         metadata={
             "drives": dg.MetadataValue.int(len(records)),
+            **set_aside_metadata(aside),
             "tracks": dg.MetadataValue.int(sum(r["tracks"] for r in records)),
             "labeller_version": dg.MetadataValue.text(params.version),
             "onboard_vs_offboard": dg.MetadataValue.table(

@@ -8,6 +8,7 @@ from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.quality.assets import approved_drives
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
+from dataloop.defs.set_aside import set_aside_metadata
 from dataloop.lake.hashing import sha256_json
 from dataloop.quality.compliance import comply_hour
 from dataloop.quality.geofence import load_zones
@@ -58,12 +59,17 @@ def compliant_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> d
         ),
         metadata={
             "drives": dg.MetadataValue.int(len(usable)),
-            "excluded_by_geofence": dg.MetadataValue.int(len(results) - len(usable)),
+            "excluded_by_geofence": dg.MetadataValue.int(
+                sum(bool(r.get("geofence", {}).get("excluded_by")) for r in results)
+            ),
+            **set_aside_metadata(
+                (r["vehicle"], r["drive"], r["set_aside"]) for r in results if "set_aside" in r
+            ),
             "frames": dg.MetadataValue.int(sum(r.get("frames", 0) for r in usable)),
             "faces_blurred": dg.MetadataValue.int(sum(r.get("faces_blurred", 0) for r in usable)),
             "plates_blurred": dg.MetadataValue.int(sum(r.get("plates_blurred", 0) for r in usable)),
             "gnss_points_coarsened": dg.MetadataValue.int(
-                sum(r["geofence"]["coarsened_points"] for r in results)
+                sum(r.get("geofence", {}).get("coarsened_points", 0) for r in results)
             ),
             "anonymiser": dg.MetadataValue.text(f"{detector.name} {detector.version}"),
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -75,6 +76,51 @@ def ros2_payload(name: str, message: dict) -> bytes:
     from dataloop.fleet.ros2_msgs import definition
 
     return serialize_dynamic(name, definition(name))[name](message)
+
+
+def rerecord(
+    src: Path,
+    dst: Path,
+    *,
+    drop: Iterable[str] = (),
+    copies: Mapping[str, tuple[str, Callable[[bytes], bytes]]] | None = None,
+) -> Path:
+    """``src`` as another logger would have recorded it: without the topics ``drop``, and
+    with each message of a topic in ``copies`` also on a second topic (``{topic: (second
+    topic, payload -> payload)}``, same schema): a second camera, say."""
+    from mcap.reader import make_reader
+    from mcap.writer import Writer
+
+    drop, copies = set(drop), copies or {}
+    with src.open("rb") as f, dst.open("wb") as out:
+        reader = make_reader(f)
+        writer = Writer(out)
+        writer.start("dataloop", "test")
+        schemas: dict[int, int] = {}
+        channels: dict[str, int] = {}
+        for schema, channel, message in reader.iter_messages(log_time_order=False):
+            if channel.topic in drop:
+                continue
+            if schema.id not in schemas:
+                schemas[schema.id] = writer.register_schema(
+                    schema.name, schema.encoding, schema.data
+                )
+            targets = [(channel.topic, message.data)]
+            if channel.topic in copies:
+                topic, transform = copies[channel.topic]
+                targets.append((topic, transform(message.data)))
+            for topic, data in targets:
+                if topic not in channels:
+                    channels[topic] = writer.register_channel(
+                        topic, channel.message_encoding, schemas[schema.id]
+                    )
+                writer.add_message(
+                    channels[topic], message.log_time, data, message.publish_time, message.sequence
+                )
+        for metadata in reader.iter_metadata():
+            writer.add_metadata(metadata.name, metadata.metadata)
+        writer.finish()
+    return dst
 
 
 def write_minimal_log(

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mcap.reader import make_reader
-from mcap.writer import Writer
 
 from dataloop.curation.scenarios import load_scenarios, mine_day
 from dataloop.fleet import contract
@@ -29,35 +27,9 @@ from dataloop.quality.compliance import comply_hour
 from dataloop.quality.hour import check_hour
 from dataloop.quality.suites import load_fleet, load_suites
 from dataloop.rules import RulesError, rules_dir
-from tests.helpers import commit_raw, ingest_hour, upload_days
+from tests.helpers import commit_raw, ingest_hour, rerecord, upload_days
 
 T0 = int((datetime.now(UTC) - timedelta(minutes=5)).timestamp() * 1e9)
-
-
-def _without(src: Path, dst: Path, topics: set[str]) -> Path:
-    """``src`` as a logger that does not record ``topics`` would have written it."""
-    with src.open("rb") as f, dst.open("wb") as out:
-        reader = make_reader(f)
-        writer = Writer(out)
-        writer.start("dataloop", "test")
-        schemas, channels = {}, {}
-        for schema, channel, message in reader.iter_messages(log_time_order=False):
-            if channel.topic in topics:
-                continue
-            if schema.id not in schemas:
-                schemas[schema.id] = writer.register_schema(
-                    schema.name, schema.encoding, schema.data
-                )
-            if channel.id not in channels:
-                channels[channel.id] = writer.register_channel(
-                    channel.topic, channel.message_encoding, schemas[schema.id]
-                )
-            writer.add_message(channels[channel.id], message.log_time, message.data,
-                               message.publish_time, message.sequence)  # fmt: skip
-        for metadata in reader.iter_metadata():
-            writer.add_metadata(metadata.name, metadata.metadata)
-        writer.finish()
-    return dst
 
 
 def _drives(tmp_path: Path, store: LocalStore, **dropped: set[str]) -> list[str]:
@@ -67,7 +39,7 @@ def _drives(tmp_path: Path, store: LocalStore, **dropped: set[str]) -> list[str]
             tmp_path / f"{drive}.full.mcap", vehicle="veh-1", drive=drive, start_ns=T0,
             duration_s=20.0, seed=i,
         )  # fmt: skip
-        path = _without(full, tmp_path / f"{drive}.mcap", topics)
+        path = rerecord(full, tmp_path / f"{drive}.mcap", drop=topics)
         commit_raw(store, path, vehicle="veh-1", drive=drive)
     hours = arrival_hours(store, upload_days(store))
     for hour in hours:

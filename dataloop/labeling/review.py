@@ -20,6 +20,7 @@ from dataloop.lake.hashing import sha256_json
 from dataloop.lake.layout import compliance_key, labels_record_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
+from dataloop.quality.suites import load_fleet
 
 CATEGORIES = ["car", "truck", "pedestrian", "cyclist", "motorcycle", "unknown"]
 FRONT_CAMERA = Camera()
@@ -44,7 +45,9 @@ def export_coco(
     store: ObjectStore, drives: list[tuple[str, str]], below: float, camera: Camera = FRONT_CAMERA
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """COCO for the tracks whose confidence is below ``below``, and the anonymised frames it
-    references (file name -> JPEG)."""
+    references (file name -> JPEG), of the fleet profile's front camera (boxes are projected
+    with its calibration ``camera``)."""
+    front_camera = load_fleet()["front_camera"]
     coco: dict[str, Any] = {
         "info": {"description": "dataloop offboard labels for review"},
         "images": [],
@@ -62,7 +65,9 @@ def export_coco(
         if low.num_rows == 0:
             continue
         index = read_table(store, compliance["frame_index"]).to_pylist()
-        frames = {row["t"]: row for row in index}
+        cameras = sorted({row["camera"] for row in index})
+        front = front_camera if front_camera in cameras or not cameras else cameras[0]
+        frames = {row["t"]: row for row in index if row["camera"] == front}
         pack = store.get(compliance["frame_pack"])
         image_ids: dict[Any, int] = {}
         for row in low.to_pylist():

@@ -20,6 +20,7 @@ def add_search_parser(sub: Any) -> None:
     s.add_argument("--road", help="highway, merge, roundabout or intersection")
     s.add_argument("--scenario", help="cut_in, hard_brake, near_miss, disengagement, ...")
     s.add_argument("--vehicle", help="only this vehicle's drives")
+    s.add_argument("--camera", help="with --like: only this camera's frames (e.g. front)")
     s.add_argument("--day", action="append", help="only this arrival day (repeatable)")
     s.add_argument("--sheet", help="contact sheet PNG (default: search/ beside the lake)")
     s.add_argument(
@@ -62,7 +63,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     index = load_index(store, args.day)
     if not index.days:
         raise LookupError("no search index in the lake yet (the clip_embeddings asset builds it)")
-    filters = Filters(args.condition, args.road, args.scenario, args.vehicle)
+    filters = Filters(args.condition, args.road, args.scenario, args.vehicle, args.camera)
     if args.like:
         path = Path(args.like)
         if not path.is_file():

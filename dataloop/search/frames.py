@@ -43,6 +43,28 @@ class FramePack:
     length: np.ndarray
     camera: np.ndarray
 
+    def cameras(self) -> list[str]:
+        return sorted(set(self.camera.tolist()))
+
+    def of(self, camera: str) -> FramePack:
+        """The frames of one camera."""
+        keep = self.camera == camera
+        return FramePack(
+            self.vehicle,
+            self.drive,
+            self.key,
+            self.t[keep],
+            self.offset[keep],
+            self.length[keep],
+            self.camera[keep],
+        )
+
+    def front(self, camera: str) -> FramePack:
+        """The frames of ``camera`` (the fleet profile's front one), or, in a drive without
+        it, of the first camera by name."""
+        cameras = self.cameras()
+        return self.of(camera if camera in cameras or not cameras else cameras[0])
+
     def nearest(self, t_ns: int) -> int:
         """Index of the frame closest in time to ``t_ns``."""
         i = int(np.searchsorted(self.t, t_ns))

@@ -3,8 +3,12 @@
 Rows of two kinds, in one table:
 - ``clip``: a clip of the scenario index with its scene description, the description's text
   embedding (MiniLM, 384-d) and its keyframe's image embedding (the frame nearest the middle);
-- ``frame``: one anonymised frame every ``frame_every_s`` seconds of every compliant drive of
-  the day, with its image embedding and where it is (vehicle, drive, t).
+- ``frame``: one anonymised frame every ``frame_every_s`` seconds of every camera of every
+  compliant drive of the day, with its image embedding and where it is (vehicle, drive,
+  camera, t).
+
+A clip's keyframe is its front camera's (the fleet profile's ``front_camera``). A compliant
+drive without frames is set aside (``no_frames``), its clips with it.
 
 The table is content-addressed (``search/embeddings/date=<day>/<sha>.parquet``, written once)
 and the day's pointer (``search/embeddings/date=<day>.json``) names the current one. A rebuild
@@ -25,18 +29,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataloop.curation.clips import CLIP_SCHEMA, T
-from dataloop.ingest.tables import to_parquet
+from dataloop.ingest.tables import lacking, to_parquet
 from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectNotFound, ObjectStore
+from dataloop.quality.suites import load_fleet
 from dataloop.search import vectors as V
 from dataloop.search.describe import DESCRIBER_VERSION, describe, labels_key, load_drive_scene
 from dataloop.search.encoders import TEXT_DIM, ImageEncoder, TextEncoder
 from dataloop.search.frames import FramePack, compliant_drives_of_day, decode_rgb, open_pack
 
 FRAME_EVERY_S = 2.0
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
+"""2: a frame row per camera, and the camera of each row."""
+NEEDS = ("frames",)
 CLIP, FRAME = "clip", "frame"
 
 
@@ -47,6 +54,7 @@ def index_schema(image_dim: int, text_dim: int = TEXT_DIM) -> pa.Schema:
             ("kind", pa.string()),
             *clip_fields,
             ("t", T),
+            ("camera", pa.string()),
             ("day", pa.string()),
             ("description", pa.string()),
             ("text_embedding", pa.list_(pa.float32(), text_dim)),
@@ -95,9 +103,11 @@ def build_day_index(
     for c in clip_rows:
         entries.setdefault((c["vehicle_id"], c["drive_id"]), {})
     labels = {k: labels_key(store, *k) for k in entries}
+    front = load_fleet()["front_camera"]
     inputs = sha256_json(
         {
             "version": INDEX_VERSION,
+            "front_camera": front,
             "describer": DESCRIBER_VERSION,
             "encoders": [image.name, text.name],
             "every": frame_every_s,
@@ -115,32 +125,45 @@ def build_day_index(
     reuse = _Reuse.from_pointer(store, current, image.name, text.name)
 
     out: dict[str, list] = {f.name: [] for f in index_schema(image.dim, text.dim)}
-    dropped, encoded_images = 0, 0
+    dropped, encoded_images, aside = 0, 0, []
     by_drive: dict[tuple[str, str], list[dict]] = {}
     for c in clip_rows:
         by_drive.setdefault((c["vehicle_id"], c["drive_id"]), []).append(c)
     for (vehicle, drive), entry in sorted(entries.items()):
+        drive_clips = by_drive.get((vehicle, drive), [])
+        record = read_json(store, L.drive_record_key(vehicle, drive)) or {}
+        if reason := lacking(record.get("tables", {}), NEEDS):
+            aside.append([vehicle, drive, reason])
+            continue
         try:
             pack = open_pack(store, vehicle, drive, entry or None)
         except LookupError:
-            dropped += len(by_drive.get((vehicle, drive), []))
+            dropped += len(drive_clips)
             continue
-        drive_clips = by_drive.get((vehicle, drive), [])
-        frames = [int(pack.t[i]) for i in pack.every(frame_every_s)] if entry else []
+        views = {camera: pack.of(camera) for camera in pack.cameras()}
+        key_view = pack.front(front)
+        key_camera = str(key_view.camera[0]) if len(key_view.t) else front
+        frames = (
+            [(c, int(v.t[i])) for c, v in views.items() for i in v.every(frame_every_s)]
+            if entry
+            else []
+        )
         keyframes = [
-            int(pack.t[pack.nearest((c["start_t"] + c["end_t"]) // 2)]) for c in drive_clips
+            (key_camera, int(key_view.t[key_view.nearest((c["start_t"] + c["end_t"]) // 2)]))
+            for c in drive_clips
         ]
-        vecs, n = _image_vectors(store, pack, sorted(set(frames + keyframes)), image, reuse)
+        vecs, n = _image_vectors(store, views, sorted(set(frames + keyframes)), image, reuse)
         encoded_images += n
         scene = load_drive_scene(store, vehicle, drive) if drive_clips else None
-        meta = (scene.road, scene.conditions) if scene else _road_conditions(store, vehicle, drive)
-        for t in frames:
-            _append(out, kind=FRAME, vehicle_id=vehicle, drive_id=drive, t=t, day=day)
+        meta = (scene.road, scene.conditions) if scene else _road_conditions(record)
+        for camera, t in frames:
+            _append(out, kind=FRAME, vehicle_id=vehicle, drive_id=drive, t=t, camera=camera,
+                    day=day)  # fmt: skip
             out["road"][-1], out["conditions"][-1] = meta
-            out["image_embedding"][-1] = vecs[t]
-        for c, t in zip(drive_clips, keyframes, strict=True):
-            _append(out, **c, kind=CLIP, t=t, description=describe(c, scene))
-            out["image_embedding"][-1] = vecs[t]
+            out["image_embedding"][-1] = vecs[(camera, t)]
+        for c, (camera, t) in zip(drive_clips, keyframes, strict=True):
+            _append(out, **c, kind=CLIP, t=t, camera=camera, description=describe(c, scene))
+            out["image_embedding"][-1] = vecs[(camera, t)]
     clip_at = [i for i, k in enumerate(out["kind"]) if k == CLIP]
     texts = [out["description"][i] for i in clip_at]
     vectors, encoded_texts = reuse.texts(texts, text)
@@ -162,6 +185,7 @@ def build_day_index(
         "frames": table.num_rows - len(clip_at),
         "drives": len(entries),
         "clips_not_compliant": dropped,
+        "set_aside": aside,
         "image_encoder": image.name,
         "image_dim": image.dim,
         "text_encoder": text.name,
@@ -179,21 +203,32 @@ def _append(out: dict[str, list], **values: Any) -> None:
         column.append(values.get(name))
 
 
-def _road_conditions(store: ObjectStore, vehicle: str, drive: str) -> tuple[str, str]:
-    meta = (read_json(store, L.drive_record_key(vehicle, drive)) or {}).get("log_metadata", {})
+def _road_conditions(record: dict) -> tuple[str, str]:
+    meta = record.get("log_metadata", {})
     return meta.get("road", "unknown"), meta.get("conditions", "unknown")
 
 
 def _image_vectors(
-    store: ObjectStore, pack: FramePack, times: list[int], image: ImageEncoder, reuse: _Reuse
-) -> tuple[dict[int, np.ndarray], int]:
-    """Image embeddings of the pack's frames at ``times``: carried over or encoded."""
-    vecs = {t: v for t in times if (v := reuse.image(pack.vehicle, pack.drive, t)) is not None}
-    todo = [t for t in times if t not in vecs]
-    if todo:
-        jpegs = pack.read(store, [pack.nearest(t) for t in todo])
+    store: ObjectStore,
+    views: dict[str, FramePack],
+    frames: list[tuple[str, int]],
+    image: ImageEncoder,
+    reuse: _Reuse,
+) -> tuple[dict[tuple[str, int], np.ndarray], int]:
+    """Image embeddings of the ``(camera, t)`` frames of one drive (``views``: its frames per
+    camera): carried over or encoded."""
+    vecs = {
+        f: v
+        for f in frames
+        if (v := reuse.image(views[f[0]].vehicle, views[f[0]].drive, *f)) is not None
+    }
+    todo = [f for f in frames if f not in vecs]
+    for camera in sorted({c for c, _ in todo}):
+        view = views[camera]
+        times = [t for c, t in todo if c == camera]
+        jpegs = view.read(store, [view.nearest(t) for t in times])
         encoded = image.encode([decode_rgb(j) for j in jpegs])
-        vecs.update(zip(todo, encoded, strict=True))
+        vecs.update(zip(((camera, t) for t in times), encoded, strict=True))
     return vecs, len(todo)
 
 
@@ -201,7 +236,7 @@ def _image_vectors(
 class _Reuse:
     """Embeddings of the day's previous table, when it was built with the same encoders."""
 
-    images: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
+    images: dict[tuple[str, str, str, int], np.ndarray] = field(default_factory=dict)
     text_by_description: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -213,14 +248,20 @@ class _Reuse:
             return reuse
         old = pq.read_table(io.BytesIO(store.get(pointer["key"])))
         if pointer.get("image_encoder") == image:
-            for v, d, t, e in zip(
+            cameras = (  # a table from before several cameras: the one it had
+                old.column("camera").to_pylist()
+                if "camera" in old.column_names
+                else ["front"] * old.num_rows
+            )
+            for v, d, c, t, e in zip(
                 old.column("vehicle_id").to_pylist(),
                 old.column("drive_id").to_pylist(),
+                cameras,
                 old.column("t").cast(pa.int64()).to_pylist(),
                 _matrix(old.column("image_embedding"), pointer["image_dim"]),
                 strict=True,
             ):
-                reuse.images[(v, d, t)] = e
+                reuse.images[(v, d, c, t)] = e
         if pointer.get("text_encoder") == text:
             clips = old.filter(pc.equal(old.column("kind"), CLIP))
             reuse.text_by_description = dict(
@@ -232,8 +273,8 @@ class _Reuse:
             )
         return reuse
 
-    def image(self, vehicle: str, drive: str, t: int) -> np.ndarray | None:
-        return self.images.get((vehicle, drive, t))
+    def image(self, vehicle: str, drive: str, camera: str, t: int) -> np.ndarray | None:
+        return self.images.get((vehicle, drive, camera, t))
 
     def texts(self, texts: list[str], encoder: TextEncoder) -> tuple[list[np.ndarray], int]:
         todo = sorted({t for t in texts if t not in self.text_by_description})
@@ -332,7 +373,11 @@ def load_index(
         return _LOADED[cache_key]
     tables = [pq.read_table(io.BytesIO(store.get(p["key"]))) for p in same.values()]
     image_dim = next((p["image_dim"] for p in same.values()), 1)
-    table = pa.concat_tables(tables) if tables else index_schema(image_dim).empty_table()
+    table = (  # a day indexed before cameras were: its rows' camera is null
+        pa.concat_tables(tables, promote_options="default")
+        if tables
+        else index_schema(image_dim).empty_table()
+    )
     clips = table.filter(pc.equal(table.column("kind"), CLIP))
     meta = [c for c in table.column_names if not c.endswith("_embedding")]
     index = SearchIndex(

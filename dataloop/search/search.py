@@ -8,7 +8,7 @@ clip that contains it, or a window of +-3 s around it where no clip does.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,8 @@ class Filters:
     road: str | None = None
     scenario: str | None = None
     vehicle: str | None = None
+    camera: str | None = None
+    """Image search only: frames of this camera (clips stand for their front camera)."""
 
     def rows(self, table: pa.Table, scenario: bool = True) -> np.ndarray | None:
         """Row numbers of ``table`` that pass (None: no filter set, every row)."""
@@ -43,6 +45,8 @@ class Filters:
             mask = _and(mask, pc.equal(table.column("road"), self.road))
         if self.vehicle:
             mask = _and(mask, pc.equal(table.column("vehicle_id"), self.vehicle))
+        if self.camera:
+            mask = _and(mask, pc.equal(table.column("camera"), self.camera))
         if scenario and self.scenario:
             hits = [
                 s == self.scenario or self.scenario in (tags or [])
@@ -82,6 +86,8 @@ class Hit:
     end_ns: int
     frame_ns: int
     """The frame that stands for the hit (the clip's keyframe, or the matching frame)."""
+    camera: str | None = None
+    """The camera of that frame."""
     clip_id: str | None = None
     scenario: str | None = None
     severity: float | None = None
@@ -102,7 +108,13 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
-def _clip_hit(index: SearchIndex, row: int, score: float, frame_ns: int | None = None) -> Hit:
+def _clip_hit(
+    index: SearchIndex,
+    row: int,
+    score: float,
+    frame_ns: int | None = None,
+    camera: str | None = None,
+) -> Hit:
     c = index.clips.slice(row, 1).to_pylist()[0]
     start = int(index.clips.column("start_t").cast(pa.int64())[row].as_py())
     end = int(index.clips.column("end_t").cast(pa.int64())[row].as_py())
@@ -116,6 +128,7 @@ def _clip_hit(index: SearchIndex, row: int, score: float, frame_ns: int | None =
         start_ns=start,
         end_ns=end,
         frame_ns=frame_ns if frame_ns is not None else keyframe,
+        camera=camera if frame_ns is not None else c.get("camera"),
         clip_id=c["clip_id"],
         scenario=c["scenario"],
         severity=c["severity"],
@@ -147,7 +160,7 @@ def text_search(
     index = index or load_index(store, days)
     if not index.clips.num_rows:
         return []
-    rows = (filters or Filters()).rows(index.clips)
+    rows = replace(filters or Filters(), camera=None).rows(index.clips)  # a clip is all cameras
     vector = text_encoder().encode([query])[0]
     faiss_index = index.faiss_index("clips") if rows is None else None
     scores, found = V.top_k(faiss_index, index.clip_vectors, vector, k, rows)
@@ -192,6 +205,7 @@ def _to_clips(
     clip_ids = images.column("clip_id")
     vehicles, drives = images.column("vehicle_id"), images.column("drive_id")
     times = images.column("t").cast(pa.int64())
+    cameras = images.column("camera")
     clip_row = {c: i for i, c in enumerate(index.clips.column("clip_id").to_pylist())}
     starts = index.clips.column("start_t").cast(pa.int64()).to_numpy()
     ends = index.clips.column("end_t").cast(pa.int64()).to_numpy()
@@ -207,7 +221,7 @@ def _to_clips(
             inside = [i for i in index.clips_of_drive(vehicle, drive) if starts[i] <= t <= ends[i]]
             row = min(inside, key=lambda i: ends[i] - starts[i]) if inside else None
         if row is not None:
-            hit = _clip_hit(index, row, score, frame_ns=t)
+            hit = _clip_hit(index, row, score, frame_ns=t, camera=cameras[r].as_py())
             if hit.clip_id in seen or (scenario and not _has_scenario(hit, scenario)):
                 continue
             seen.add(hit.clip_id)
@@ -225,6 +239,7 @@ def _to_clips(
                 start_ns=t - WINDOW_NS,
                 end_ns=t + WINDOW_NS,
                 frame_ns=t,
+                camera=cameras[r].as_py(),
                 road=images.column("road")[r].as_py(),
                 conditions=images.column("conditions")[r].as_py(),
                 day=images.column("day")[r].as_py(),

@@ -79,5 +79,6 @@ def _thumbnail(store: ObjectStore, hit: Hit, packs: dict):
         thumb = Image.new("RGB", THUMB, (60, 60, 60))
         ImageDraw.Draw(thumb).text((8, 8), "no frame", fill=(200, 200, 200))
         return thumb
-    jpeg = pack.read(store, [pack.nearest(hit.frame_ns)])[0]
+    view = pack.of(hit.camera) if hit.camera in pack.cameras() else pack
+    jpeg = view.read(store, [view.nearest(hit.frame_ns)])[0]
     return Image.fromarray(decode_rgb(jpeg)).resize(THUMB, Image.BILINEAR)

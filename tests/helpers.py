@@ -84,10 +84,11 @@ def rerecord(
     *,
     drop: Iterable[str] = (),
     copies: Mapping[str, tuple[str, Callable[[bytes], bytes]]] | None = None,
+    drive: str | None = None,
 ) -> Path:
-    """``src`` as another logger would have recorded it: without the topics ``drop``, and
-    with each message of a topic in ``copies`` also on a second topic (``{topic: (second
-    topic, payload -> payload)}``, same schema): a second camera, say."""
+    """``src`` as another logger would have recorded it: without the topics ``drop``, with
+    each message of a topic in ``copies`` also on a second topic (``{topic: (second topic,
+    payload -> payload)}``, same schema): a second camera, say; as drive ``drive``."""
     from mcap.reader import make_reader
     from mcap.writer import Writer
 
@@ -118,7 +119,10 @@ def rerecord(
                     channels[topic], message.log_time, data, message.publish_time, message.sequence
                 )
         for metadata in reader.iter_metadata():
-            writer.add_metadata(metadata.name, metadata.metadata)
+            values = dict(metadata.metadata)
+            if drive and metadata.name == contract.DRIVE_METADATA:
+                values["drive"] = drive
+            writer.add_metadata(metadata.name, values)
         writer.finish()
     return dst
 

@@ -9,15 +9,20 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from dataloop.curation.scenarios import load_scenarios, mine_day
+from dataloop.curation import datasets as D
+from dataloop.curation.scenarios import current_drive_version, load_scenarios, mine_day
 from dataloop.fleet import contract
-from dataloop.fleet.synthetic import write_synthetic_drive
+from dataloop.fleet.simulator.config import SimConfig
+from dataloop.fleet.simulator.fleet import simulate_fleet
 from dataloop.ingest.hour import arrival_hours
-from dataloop.ingest.tables import lacking
+from dataloop.ingest.tables import lacking, read_table
 from dataloop.labeling.hour import label_hour
 from dataloop.labeling.offboard import load_params
+from dataloop.lake import layout as L
 from dataloop.lake.layout import compliant_hour_key, day_index_key, verdict_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
@@ -27,20 +32,29 @@ from dataloop.quality.compliance import comply_hour
 from dataloop.quality.hour import check_hour
 from dataloop.quality.suites import load_fleet, load_suites
 from dataloop.rules import RulesError, rules_dir
+from dataloop.training.config import model_config
+from dataloop.training.samples import build_samples
 from tests.helpers import commit_raw, ingest_hour, rerecord, upload_days
 
+VEHICLE = "veh-0001"  # the simulated fleet's first vehicle
 T0 = int((datetime.now(UTC) - timedelta(minutes=5)).timestamp() * 1e9)
 
 
-def _drives(tmp_path: Path, store: LocalStore, **dropped: set[str]) -> list[str]:
-    """Commit one 20 s simulated drive per ``name=topics it does not record``; ingest."""
-    for i, (drive, topics) in enumerate(dropped.items()):
-        full = write_synthetic_drive(
-            tmp_path / f"{drive}.full.mcap", vehicle="veh-1", drive=drive, start_ns=T0,
-            duration_s=20.0, seed=i,
-        )  # fmt: skip
-        path = rerecord(full, tmp_path / f"{drive}.mcap", drop=topics)
-        commit_raw(store, path, vehicle="veh-1", drive=drive)
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> Path:
+    """One 30 s fleet-simulator drive (every contract channel), to re-record without some."""
+    out = tmp_path_factory.mktemp("fleet")
+    start = datetime.fromtimestamp(T0 / 1e9, UTC)
+    config = SimConfig().without_faults()
+    reports = simulate_fleet(vehicles=1, minutes=0.5, seed=5, out=out, start=start, config=config)
+    return Path(reports[0].drives[0]["path"])
+
+
+def _drives(tmp_path: Path, store: LocalStore, recorded: Path, **dropped: set[str]) -> list[str]:
+    """Commit the recorded drive once per ``name=topics it does not record``; ingest."""
+    for drive, topics in dropped.items():
+        path = rerecord(recorded, tmp_path / f"{drive}.mcap", drop=topics, drive=drive)
+        commit_raw(store, path, vehicle=VEHICLE, drive=drive)
     hours = arrival_hours(store, upload_days(store))
     for hour in hours:
         report = ingest_hour(store, hour)
@@ -64,9 +78,9 @@ def test_shipped_profile_requires_what_the_contract_requires():
     assert load_fleet()["front_camera"] == "front"
 
 
-def test_a_drive_without_a_required_table_is_quarantined_by_quality(tmp_path):
+def test_a_drive_without_a_required_table_is_quarantined_by_quality(tmp_path, recorded):
     store = LocalStore(tmp_path / "lake")
-    hours = _drives(tmp_path, store, full=set(), **{"no-gnss": {contract.GNSS.topic}})
+    hours = _drives(tmp_path, store, recorded, full=set(), **{"no-gnss": {contract.GNSS.topic}})
     verdicts = {}
     for hour in hours:
         verdicts |= {d["drive"]: d for d in check_hour(store, hour, load_suites()).drives}
@@ -74,10 +88,10 @@ def test_a_drive_without_a_required_table_is_quarantined_by_quality(tmp_path):
     failures = verdicts["no-gnss"]["failures"]
     assert verdicts["no-gnss"]["verdict"] == "quarantine"
     assert [f["expectation"] for f in failures if f["family"] == "missing_table"] == ["fleet.gnss"]
-    assert read_json(store, verdict_key("veh-1", "no-gnss"))["verdict"] == "quarantine"
+    assert read_json(store, verdict_key(VEHICLE, "no-gnss"))["verdict"] == "quarantine"
 
 
-def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(tmp_path):
+def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(tmp_path, recorded):
     """A fleet without onboard perception (no objects) and one drive that also lost its
     GNSS: quality passes both under a profile that requires neither; compliance sets the
     GNSS-less drive aside (`no_gnss`: the geofence cannot be shown); labelling sets the
@@ -87,8 +101,10 @@ def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(tmp_pa
     hours = _drives(
         tmp_path,
         store,
+        recorded,
         perceptionless=no_objects,
         positionless=no_objects | {contract.GNSS.topic},
+        laneless={contract.LANE.topic},
     )
     rules = _rules(tmp_path, "required_tables: [vehicle_state, imu]\n")
     suites = load_suites(rules)
@@ -101,18 +117,41 @@ def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(tmp_pa
         assert not any(
             f["family"] == "missing_table" for d in quality.drives for f in d["failures"]
         )
-        assert len(approve_hour(store, hour)) == 2
+        assert len(approve_hour(store, hour)) == 3
         comply_hour(store, hour, HaarDetector(), [], "v1")
         compliant = read_json(store, compliant_hour_key(hour))
-        assert [d["drive"] for d in compliant["drives"]] == ["perceptionless"]
-        assert compliant["set_aside"] == [["veh-1", "positionless", "no_gnss"]]
+        assert [d["drive"] for d in compliant["drives"]] == ["laneless", "perceptionless"]
+        assert compliant["set_aside"] == [[VEHICLE, "positionless", "no_gnss"]]
         labelled += label_hour(store, hour, params)
         mined.add(hour[:10])
-    assert labelled == [{"vehicle": "veh-1", "drive": "perceptionless", "set_aside": "no_objects"}]
+    assert {r["drive"]: r.get("set_aside") for r in labelled} == {
+        "laneless": None,
+        "perceptionless": "no_objects",
+    }
     for day in mined:
         mine_day(store, day, load_scenarios())
         record = read_json(store, day_index_key(day))
-        assert record["drives"] == 1 and record["set_aside"] == []
+        assert record["drives"] == 2 and record["set_aside"] == []
+    # training: a whole-drive clip of each; the lane-less one is set aside, the other trains
+    rows = []
+    for drive in ("laneless", "perceptionless"):
+        vs = read_table(
+            store,
+            read_json(store, L.drive_record_key(VEHICLE, drive))["tables"]["vehicle_state"]["key"],
+        )
+        rows.append({
+            "clip_id": drive, "vehicle_id": VEHICLE, "drive_id": drive,
+            "drive_version": current_drive_version(store, VEHICLE, drive),
+            "scenario": "lane_keeping",
+            "start_t": pc.min(vs["t"]).as_py(), "end_t": pc.max(vs["t"]).as_py(), "severity": 1.0,
+            "split": "train", "weight": 1.0, "tags": [], "road": "highway", "conditions": "day",
+            "day": hours[0][:10],
+        })  # fmt: skip
+    manifest = pa.Table.from_pylist(rows, schema=D.MANIFEST_SCHEMA)
+    version = D.publish(store, "test", manifest, {})["version"]
+    samples = build_samples(store, version, model_config())
+    assert samples.report["set_aside"] == {"no_lanes": 1} and samples.report["drives"] == 1
+    assert len(samples) > 0
 
 
 def test_lacking_names_the_first_missing_table():

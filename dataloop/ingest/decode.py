@@ -38,10 +38,10 @@ from dataloop.ingest.adapters.fields import PathError
 from dataloop.ingest.tables import CORE_TABLES, SCHEMAS
 from dataloop.lake.hashing import HashingReader
 
-DECODER_VERSION = "6"
+DECODER_VERSION = "7"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded (so
-does an edit of the adapters: see :func:`decoder_version`). 6: no table is required at
-ingest (the fleet profile's are checked by quality)."""
+does an edit of the adapters: see :func:`decoder_version`). 6: raw camera images; 7: no
+table is required at ingest (the fleet profile's are checked by quality)."""
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 """Largest record accepted; a hostile length field cannot make us allocate more. The fleet

@@ -10,7 +10,7 @@ import json
 import math
 import struct
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -375,6 +375,44 @@ def test_the_same_simulated_drive_recorded_as_ros2_gives_the_same_tables(tmp_pat
                 np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=f"{name}.{column}")
             else:
                 assert b == a, f"{name}.{column}"
+
+
+def test_the_same_drive_recorded_both_ways_gives_the_same_verdicts_clips_and_dataset(tmp_path):
+    """Taken through the whole hourly path (Dagster's ingest, quality, compliance and label
+    assets), scenario mining and the dataset policy, the drive recorded as protobuf and as
+    ROS 2 gets the same verdict, the same clips and the same dataset rows."""
+    from dataloop.curation import datasets as D
+    from dataloop.curation.scenarios import load_scenarios, mine_day, read_scenario_index
+    from dataloop.fleet.simulator.config import SimConfig
+    from dataloop.lake.layout import verdict_key
+    from dataloop.lake.pointers import read_json
+    from tests.helpers import simulated_lake
+
+    start = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(minutes=9)
+    seen = {}
+    for fmt in ("protobuf", "ros2"):
+        config = replace(
+            SimConfig(log_format=fmt).without_faults(),
+            camera_size=(96, 64),
+            corner_cases_per_hour=dict.fromkeys(SimConfig().corner_cases_per_hour, 600.0),
+        )
+        store, reports, _, hours = simulated_lake(
+            tmp_path / fmt, config, vehicles=1, minutes=0.5, seed=11, start=start
+        )
+        drives = [(r.vehicle, d["drive"]) for r in reports for d in r.drives]
+        verdicts = [read_json(store, verdict_key(*k)) for k in drives]
+        days = sorted({h[:10] for h in hours})
+        for day in days:
+            mine_day(store, day, load_scenarios())
+        clips = read_scenario_index(store, days)
+        manifest, _ = D.curate(clips, D.load_policy())
+        seen[fmt] = (
+            [(v["verdict"], sorted(f["expectation"] for f in v["failures"])) for v in verdicts],
+            clips.drop_columns(["drive_version"]).to_pylist(),
+            manifest.drop_columns(["drive_version"]).to_pylist(),
+        )
+    assert seen["protobuf"][1], "the corner cases make clips"
+    assert seen["ros2"] == seen["protobuf"]
 
 
 def _random_message(defs: dict, key: str, rng) -> dict:

@@ -21,7 +21,7 @@ from dataloop.fleet.ros2_msgs import definition
 from dataloop.ingest.adapters import adapter_files, load_adapters
 from dataloop.ingest.decode import DecodeError, decode_log
 from dataloop.ingest.frames import decode_image, frame_image, iter_frames, raw_layout
-from dataloop.ingest.tables import put_table
+from dataloop.ingest.tables import SCHEMAS, put_table
 from dataloop.lake.local import LocalStore
 from dataloop.rules import RulesError
 from tests.helpers import ForeignChannel, write_minimal_log
@@ -273,11 +273,15 @@ def test_compliance_anonymises_a_raw_camera_into_the_frame_pack_as_jpeg(tmp_path
     lying = frames.to_pylist()
     lying[0]["step"] = 10_000  # a row edited to claim more than its bytes: dropped, counted
     frames = pa.Table.from_pylist(lying, schema=frames.schema)
+    fix = {f.name: [None] for f in SCHEMAS["gnss"]} | {  # compliance needs a position
+        "vehicle_id": ["veh-ros"], "drive_id": ["d1"], "t": frames["t"].to_pylist()[:1],
+        "latitude": [48.1], "longitude": [11.5],
+    }  # fmt: skip
+    gnss = pa.Table.from_pydict(fix, schema=SCHEMAS["gnss"])
     tables = {
-        name: {"key": put_table(store, name, "veh-ros", "d1", log.tables[name])["key"]}
-        for name in ("gnss",)
+        "gnss": put_table(store, "gnss", "veh-ros", "d1", gnss),
+        "frames": put_table(store, "frames", "veh-ros", "d1", frames),
     }
-    tables["frames"] = {"key": put_table(store, "frames", "veh-ros", "d1", frames)["key"]}
     record = {"vehicle": "veh-ros", "drive": "d1", "manifest_key": "m", "log_key": "raw/d1.mcap"}
     result = make_compliant(store, record | {"tables": tables}, _WholeFrame(), [], "test")
     assert (result["frames"], result["undecodable_dropped"]) == (5, 1)

@@ -217,7 +217,8 @@ out = {"code_versions": {k.to_user_string(): graph.get(k).code_version
        "schedules": [s.name for s in defs.schedules or []]}
 assets = {a.key.to_user_string(): a for a in defs.assets}
 lake = {"lake": LakeResource(url=sys.argv[1])}
-for name, partition in [("offboard_labels", sys.argv[2]), ("retention_sweep", None)]:
+for name, partition in [("offboard_labels", sys.argv[2]), ("retention_sweep", None),
+                        ("decoded_drives", sys.argv[2])]:
     result = dg.materialize([assets[name]], resources=lake, partition_key=partition,
                             raise_on_error=False)
     failures = [e.step_failure_data for e in result.get_step_failure_events()]
@@ -228,10 +229,9 @@ print("PROBE" + json.dumps(out))
 """
 
 
-def test_a_broken_rule_fails_only_its_assets_and_the_code_location_loads(rules_copy, tmp_path):
-    line = _break(rules_copy, "labeling/offboard.yaml", "min_frames: 8", "min_framez: 8")
-    _break(rules_copy, "training/trigger.yaml", "cron: ", "cron: every monday ")
-    env = {**os.environ, "DATALOOP_RULES": str(rules_copy), "DAGSTER_HOME": str(tmp_path)}
+def _probe(rules: Path, tmp_path: Path) -> dict:
+    """Load the definitions on ``rules`` in a fresh process; materialize a few assets."""
+    env = {**os.environ, "DATALOOP_RULES": str(rules), "DAGSTER_HOME": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path / "lake"), "2026-01-01-00:00"],
         env=env,
@@ -241,7 +241,15 @@ def test_a_broken_rule_fails_only_its_assets_and_the_code_location_loads(rules_c
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.split("PROBE", 1)[1])
+    return json.loads(proc.stdout.split("PROBE", 1)[1])
+
+
+def test_a_broken_rule_fails_only_its_assets_and_the_code_location_loads(rules_copy, tmp_path):
+    line = _break(rules_copy, "labeling/offboard.yaml", "min_frames: 8", "min_framez: 8")
+    _break(rules_copy, "training/trigger.yaml", "cron: ", "cron: every monday ")
+    adapter_line = _break(rules_copy, "ingest/adapters/ros2.yaml", "accel_x: linear_acceleration.x",
+                          "accel_x: linear_aceleration.x")  # fmt: skip
+    out = _probe(rules_copy, tmp_path)
     versions = out["code_versions"]
     assert versions["offboard_labels"].startswith("invalid-rules:")
     assert versions["trained_model"].startswith("invalid-rules:")  # trigger.yaml is its rule
@@ -253,6 +261,26 @@ def test_a_broken_rule_fails_only_its_assets_and_the_code_location_loads(rules_c
     assert f"offboard.yaml, line {line}: unknown key 'min_framez'" in message
     assert "allowed: min_frames" in message and "Traceback" not in message
     assert out["retention_sweep"] == {"success": True, "failure": []}
+    # broken adapters: ingest fails its runs (naming file and line), quarantining nothing
+    assert versions["decoded_drives"].startswith("invalid-rules:")
+    ingest = out["decoded_drives"]
+    assert not ingest["success"]
+    assert f"ros2.yaml, line {adapter_line}" in ingest["failure"][0], ingest["failure"][0][:400]
+    assert "linear_aceleration" in ingest["failure"][0]
+    assert not (tmp_path / "lake" / "quarantine").exists()
+
+
+def test_an_adapter_edit_marks_every_hour_stale(rules_copy, tmp_path):
+    """The adapters are part of the ingest asset's code version: a valid edit (a unit on an
+    IMU column) changes it, so Dagster shows every decoded hour stale to re-run."""
+    from dataloop.defs.ingest.assets import decoded_drives
+
+    shipped = decoded_drives.code_versions_by_key[decoded_drives.key]
+    _break(rules_copy, "ingest/adapters/ros2.yaml", "accel_x: linear_acceleration.x",
+           "accel_x: {path: linear_acceleration.x, scale: 1.0}")  # fmt: skip
+    edited = _probe(rules_copy, tmp_path)["code_versions"]["decoded_drives"]
+    assert edited.startswith("decoder-") and edited != shipped
+    assert edited.split(".contract-")[1] == shipped.split(".contract-")[1]
 
 
 @pytest.mark.timeout(300)

@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dataloop import rules
 from dataloop.ingest.adapters.fields import FieldType, PathError
 from dataloop.ingest.adapters.known import known_fields
@@ -41,6 +43,8 @@ class Adapter:
     """(column, spec) in file order; a bare path is ``{"path": ...}``."""
     where: str
     """``file, line N``: where a person fixes it."""
+    lines: tuple[tuple[str, str], ...] = ()
+    """(column, or time/rows/sensor; ``file, line N`` of it), for an error in one path."""
 
     def matches(self, topic: str, schema: str, encoding: str) -> bool:
         return (
@@ -78,7 +82,8 @@ class Adapter:
             try:
                 resolve(fields if what in ("time", "rows", "sensor") else element, path)
             except PathError as err:
-                raise PathError(f"{self.where}: {what}: {err}") from None
+                where = dict(self.lines).get(what, self.where)
+                raise PathError(f"{where}: {what}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def load_adapters(files: dict[Path, bytes | None] | None = None) -> AdapterSet:
         rules.validate(path, doc, node, S.Adapters, context)
         items = node.value[[k.value for k, _ in node.value].index("adapters")][1].value
         for item, item_node in zip(doc["adapters"], items, strict=True):
-            adapter = _adapter(item, f"{rules.display(path)}, line {item_node.start_mark.line + 1}")
+            adapter = _adapter(item, item_node, rules.display(path))
             for encoding in adapter.encodings:
                 key = (adapter.schema, encoding, adapter.topic)
                 if key in seen:
@@ -138,7 +143,15 @@ def load_adapters(files: dict[Path, bytes | None] | None = None) -> AdapterSet:
     return AdapterSet(tuple(out), digest.hexdigest()[:16])
 
 
-def _adapter(item: dict[str, Any], where: str) -> Adapter:
+def _key_lines(node: yaml.MappingNode, file: str) -> dict[str, str]:
+    """``file, line N`` of each key of a (validated) YAML mapping."""
+    return {k.value: f"{file}, line {k.start_mark.line + 1}" for k, _ in node.value}
+
+
+def _adapter(item: dict[str, Any], node: yaml.MappingNode, file: str) -> Adapter:
+    keys = {k.value: v for k, v in node.value}
+    lines = {k: v for k, v in _key_lines(node, file).items() if k in ("time", "rows", "sensor")}
+    lines |= _key_lines(keys["columns"], file)
     columns = tuple(
         (name, {"path": spec} if isinstance(spec, str) else dict(spec))
         for name, spec in item["columns"].items()
@@ -152,7 +165,8 @@ def _adapter(item: dict[str, Any], where: str) -> Adapter:
         rows=item.get("rows"),
         sensor=item.get("sensor"),
         columns=columns,
-        where=where,
+        where=f"{file}, line {node.start_mark.line + 1}",
+        lines=tuple(lines.items()),
     )
 
 

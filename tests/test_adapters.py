@@ -271,7 +271,7 @@ def test_foxglove_json_channels_decode_like_protobuf_ones(tmp_path):
          r"allowed: protobuf, json, cdr, ros1"),
         ("adapters:\n  - schema: sensor_msgs/msg/Imu\n    encodings: [cdr]\n    table: imu\n"
          "    topic: /imu/raw\n    columns:\n      accel_x: linear_acceleraton.x\n",
-         r"acme\.yaml, line 2: accel_x: field path 'linear_acceleraton\.x': no field "
+         r"acme\.yaml, line 7: accel_x: field path 'linear_acceleraton\.x': no field "
          r"'linear_acceleraton' in sensor_msgs/msg/Imu \(did you mean 'linear_acceleration'\?\)"),
         ("adapters:\n  - schema: dataloop.Imu\n    encodings: [protobuf]\n    table: imu\n"
          "    columns: {accel_x: accel_x}\n",
@@ -287,7 +287,7 @@ def test_a_bad_adapter_names_its_file_line_and_the_allowed_values(tmp_path, text
 
 def test_a_custom_path_the_log_lacks_quarantines_with_the_adapter_named(tmp_path):
     """A fleet message's paths can only be checked against the definition its log embeds:
-    a misspelled one sets the drive aside as adapter_mismatch, naming the adapter's line."""
+    a misspelled one sets the drive aside as adapter_mismatch, naming the column's line."""
     adapters = load_adapters(
         _rules(tmp_path, {"acme.yaml": ACME.replace("speed_kph,", "speed_kmh,")})
     )
@@ -295,7 +295,7 @@ def test_a_custom_path_the_log_lacks_quarantines_with_the_adapter_named(tmp_path
     with path.open("rb") as f, pytest.raises(DecodeError) as err:
         decode_log(f, vehicle="veh-ros", drive="d1", adapters=adapters)
     assert err.value.code == "adapter_mismatch"
-    assert "acme.yaml, line 3: speed_mps: field path 'speed_kmh'" in err.value.detail
+    assert "acme.yaml, line 7: speed_mps: field path 'speed_kmh'" in err.value.detail
     assert "did you mean 'speed_kph'" in err.value.detail
 
 

@@ -169,3 +169,25 @@ def test_a_bad_profile_names_file_line_and_allowed_values(tmp_path):
     path.write_text("required_table: [frames]\n")
     with pytest.raises(RulesError, match=r"line 1.*required_table"):
         load_fleet(path)
+
+
+def test_two_imus_and_two_receivers_are_each_their_own_sensor(tmp_path, recorded):
+    """A vehicle with a second IMU and a second GNSS receiver, at the same instants as the
+    first: each row names its sensor, and order and rate are checked per sensor (two 100 Hz
+    IMUs interleave; neither runs backwards or at 200 Hz)."""
+    store = LocalStore(tmp_path / "lake")
+    copies = {
+        contract.IMU.topic: ("/sensing/imu/rear/imu_raw", lambda payload: payload),
+        contract.GNSS.topic: ("/sensing/gnss/secondary/fix", lambda payload: payload),
+    }
+    path = rerecord(recorded, tmp_path / "two.mcap", copies=copies, drive="two")
+    commit_raw(store, path, vehicle=VEHICLE, drive="two")
+    (hour,) = arrival_hours(store, upload_days(store))
+    ingest_hour(store, hour)
+    tables = read_json(store, L.drive_record_key(VEHICLE, "two"))["tables"]
+    for name, second in (("imu", "rear"), ("gnss", "secondary")):
+        sensors = read_table(store, tables[name]["key"])["sensor"].to_pylist()
+        assert set(sensors) == {name, second} and sensors.count(name) == sensors.count(second)
+    (verdict,) = check_hour(store, hour, load_suites()).drives
+    assert verdict["verdict"] != "quarantine", verdict["failures"]
+    assert not [f for f in verdict["failures"] if f["expectation"].split(".")[0] in ("imu", "gnss")]

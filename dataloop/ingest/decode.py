@@ -41,7 +41,8 @@ from dataloop.lake.hashing import HashingReader
 DECODER_VERSION = "7"
 """Bump when decoding changes what lands in the tables: every drive is then re-decoded (so
 does an edit of the adapters: see :func:`decoder_version`). 6: raw camera images; 7: no
-table is required at ingest (the fleet profile's are checked by quality)."""
+table is required at ingest (the fleet profile's are checked by quality), and imu and gnss
+name their sensor (several IMUs or receivers in one log)."""
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 """Largest record accepted; a hostile length field cannot make us allocate more. The fleet

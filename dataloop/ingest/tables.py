@@ -56,14 +56,18 @@ SCHEMAS: dict[str, pa.Schema] = {
             *LOCATOR,
         ],
         "gnss": [
+            ("sensor", pa.string()),
             ("latitude", pa.float64()),
             ("longitude", pa.float64()),
             ("altitude", pa.float64()),
             ("horizontal_sigma_m", pa.float64()),
         ],
         "imu": [
-            (f, pa.float64())
-            for f in ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z")
+            ("sensor", pa.string()),
+            *[
+                (f, pa.float64())
+                for f in ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z")
+            ],
         ],
         "vehicle_state": [
             ("speed_mps", pa.float64()),
@@ -129,8 +133,16 @@ SCHEMAS: dict[str, pa.Schema] = {
 TABLES = tuple(SCHEMAS)
 CORE_TABLES = ("frames", "gnss", "imu", "vehicle_state", "objects", "events", "lanes")
 """Written for every drive, empty or not; the others only when a drive has rows for them."""
-SENSOR_COLUMN = {"frames": "camera", "lidar_scans": "sensor", "calibrations": "camera"}
+SENSOR_COLUMN = {
+    "frames": "camera",
+    "lidar_scans": "sensor",
+    "calibrations": "camera",
+    "imu": "sensor",
+    "gnss": "sensor",
+}
 """Tables of several sensors of a kind: the column naming the sensor."""
+SENSOR_KIND = {"frames": "camera", "lidar_scans": "lidar", "calibrations": "camera"}
+"""A sensor's name when neither its adapter nor its topic names it (default: the table's)."""
 ADAPTER_COLUMNS: dict[str, tuple[str, ...]] = {
     name: tuple(f.name for f in schema if f.name not in ("vehicle_id", "drive_id", "t"))
     for name, schema in SCHEMAS.items()

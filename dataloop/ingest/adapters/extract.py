@@ -14,7 +14,6 @@ import functools
 import keyword
 import math
 import operator
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,7 +23,7 @@ from dataloop.ingest.adapters.codecs import Codec
 from dataloop.ingest.adapters.fields import FieldType, PathError, parse_path, resolve
 from dataloop.ingest.frames import RAW, raw_layout
 from dataloop.ingest.jpeg import jpeg_header
-from dataloop.ingest.tables import RAW_FRAME, SENSOR_COLUMN
+from dataloop.ingest.tables import RAW_FRAME, SENSOR_COLUMN, SENSOR_KIND
 from dataloop.lake.hashing import sha256_bytes
 from dataloop.rules.schemas import UNITS
 
@@ -100,15 +99,17 @@ def enum_names(values: dict[int, str]) -> dict[int, str]:
 _NOT_A_NAME = {
     "camera", "cameras", "image", "image_raw", "image_rect", "compressed", "sensing",
     "lidar", "points", "points_raw", "pointcloud", "point_cloud", "camera_info", "calibration",
+    "imu", "imu_data", "imu_raw", "data", "data_raw", "gnss", "gps", "fix", "nav_sat_fix",
+    "navsatfix",
 }  # fmt: skip
 
 
-def sensor_from_topic(topic: str) -> str:
+def sensor_from_topic(topic: str, table: str) -> str:
     """A sensor name from its topic when the adapter gives none: the topic's parts that say
     which sensor (``/camera/front/image`` and ``/sensing/camera/front/image_raw/compressed``
-    -> ``front``)."""
+    -> ``front``), else the kind's name (``/sensing/imu/imu_data`` -> ``imu``)."""
     parts = [p for p in topic.strip("/").split("/") if p and p.lower() not in _NOT_A_NAME]
-    return "_".join(parts) or re.sub(r"\W+", "_", topic.strip("/")) or "default"
+    return "_".join(parts) or SENSOR_KIND.get(table, table)
 
 
 def _enum_map(spec: dict[str, Any], field: FieldType | None, where: str) -> dict | None:
@@ -339,7 +340,7 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
     elif isinstance(adapter.sensor, dict):
         sensor = read_path(adapter.sensor["path"])
     else:
-        sensor = sensor_from_topic(topic)
+        sensor = sensor_from_topic(topic, adapter.table)
     if adapter.time == "publish_time":
         time: Callable[[Any, int, int], int] | None = lambda _m, _log, pub: pub  # noqa: E731
     elif isinstance(adapter.time, dict):
@@ -349,7 +350,7 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
         time = None
     inputs = dict(columns)
     columns = [(n, g) for n, g in columns if n not in BLOB_INPUTS.get(adapter.table, ())]
-    if adapter.table in SENSOR_COLUMN and adapter.table not in BLOB_INPUTS:  # calibrations
+    if adapter.table in SENSOR_COLUMN and adapter.table not in BLOB_INPUTS:  # not located
         name = sensor if isinstance(sensor, str) else None
         columns.append((SENSOR_COLUMN[adapter.table], (lambda _m: name) if name else sensor))
     blob = inputs.get("data")

@@ -169,6 +169,11 @@ def _ros2_drive(path: Path, seconds: float = 2.0) -> Path:
                 w.write_message(
                     "/sensing/lidar/top/pointcloud", s["sensor_msgs/msg/PointCloud2"], cloud, t
                 )
+                swapped = struct.pack(">12f", *struct.unpack("<12f", POINTS))  # same points
+                cloud |= {"is_bigendian": True, "data": swapped}
+                w.write_message(
+                    "/sensing/lidar/rear/pointcloud", s["sensor_msgs/msg/PointCloud2"], cloud, t
+                )
                 det = {"track": 7, "label": "car", "center": {"x": 20.0, "y": 1.0, "z": 0.0}}
                 det |= {"length": 4.5, "width": 1.8}
                 w.write_message("/perception/detections", detections, {"detections": [det]}, t)
@@ -207,10 +212,14 @@ def test_a_ros2_drive_ingests_by_type_with_a_yaml_adapter_for_its_own_messages(t
     assert len(calibration) == 20 and calibration[0]["camera"] == "front"  # joins frames.camera
     assert calibration[0]["k"][0] == 500.0 and calibration[0]["d"] == [0.1, -0.05, 0, 0, 0]
     assert (calibration[0]["width"], calibration[0]["distortion_model"]) == (32, "plumb_bob")
-    scans = log.tables["lidar_scans"].to_pylist()
-    assert len(scans) == 20 and scans[0]["sensor"] == "top" and scans[0]["points"] == 3
+    every = log.tables["lidar_scans"].to_pylist()
+    scans = [r for r in every if r["sensor"] == "top"]
+    assert len(scans) == 20 and scans[0]["points"] == 3
     assert (scans[0]["range_min_m"], scans[0]["range_max_m"]) == (3.0, 10.0)
     assert scans[0]["range_mean_m"] == pytest.approx(6.0) and scans[0]["intensity_max"] == 30.0
+    rear = [r for r in every if r["sensor"] == "rear"]  # a big-endian cloud: the same numbers
+    stats = ("points", "range_min_m", "range_max_m", "range_mean_m", "intensity_max")
+    assert len(rear) == 20 and [rear[0][k] for k in stats] == [scans[0][k] for k in stats]
 
     # A frame and a scan read back from the raw log by their location alone (no CDR).
     store = LocalStore(tmp_path / "lake")

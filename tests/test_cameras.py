@@ -63,6 +63,7 @@ def test_every_camera_is_anonymised_and_indexed_and_search_keeps_to_one(tmp_path
                                      return_counts=True), strict=True))  # fmt: skip
     assert set(per_camera) == {"front", "rear"} and per_camera["front"] == per_camera["rear"]
     assert result["frames"] == sum(per_camera.values())
+    assert {c: v["frames"] for c, v in result["per_camera"].items()} == per_camera
 
     record = read_json(store, L.drive_record_key("veh-1", "two-cams"))
     frames = read_table(store, record["tables"]["frames"]["key"])

@@ -1,7 +1,8 @@
 """Hostile uploads beyond tests/test_bad_logs.py (decompression bombs, absurd lengths, huge
 or deeply nested JSON, manifests with wrong types or giant fields, int64-extreme times): each
-is quarantined with its reason, and the process ingesting all of them stays in bounded
-memory (peak RSS measured by the kernel, in a process of its own)."""
+is quarantined with its reason (a channel no adapter maps is only listed), and the process
+ingesting all of them stays in bounded memory (peak RSS measured by the kernel, in a process
+of its own)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def test_hostile_uploads_are_quarantined_in_bounded_memory(tmp_path):
     assert [r["name"] for r in rows] == ["warm-up", *(c.name for c in cases)]
     assert rows[0]["status"] == "ingested", "a good upload next to them is ingested"
     for row in rows[1:]:
+        if row["expected"] == "ingested":  # harmless once nothing parses it: listed
+            assert row["status"] == "ingested" and row["unmapped"], row
+            continue
         assert row["status"] == "quarantined", row
         assert (row["name"], row["code"]) == (row["name"], row["expected"]), row
         assert row["detail"], row

@@ -150,7 +150,7 @@ ADAPTER_COLUMNS: dict[str, tuple[str, ...]] = {
 RAW_FRAME = ("width", "height", "pixel_encoding", "step", "big_endian")
 """What a raw frame's adapter gives besides its ``data`` (``big_endian`` may be left out)."""
 ADAPTER_COLUMNS["frames"] = ("format", "data", *RAW_FRAME)
-ADAPTER_COLUMNS["lidar_scans"] = ("data", "point_step", "fields")
+ADAPTER_COLUMNS["lidar_scans"] = ("data", "point_step", "fields", "big_endian")
 """What an adapter may fill, per table: every column, except that a frame gives its image's
 ``data`` and ``format`` (or, raw, its pixels' ``data`` and :data:`RAW_FRAME`), a scan its point
 ``data``, ``point_step`` and point ``fields`` (name, offset, datatype or type), and ingest

@@ -29,7 +29,7 @@ BOMB_BYTES = 512 * 1024 * 1024
 class Hostile:
     name: str
     code: str
-    """The quarantine reason ingest must give."""
+    """The quarantine reason ingest must give (``ingested``: none, the upload is harmless)."""
     log: Path
     manifest: bytes | Path | None = None
     """Raw manifest bytes (or a file of them) to commit instead of a proper manifest."""
@@ -210,7 +210,7 @@ def _cases(folder: Path) -> list[Hostile]:
         ),
         Hostile(
             "deeply-nested-json-message",
-            "missing_channel",  # the JSON channel is listed, never parsed
+            "ingested",  # no adapter maps it: its channel is listed, never parsed
             _nested_json_log(folder / "deeply-nested-json-message.mcap"),
         ),
         Hostile(
@@ -276,6 +276,7 @@ def measure(corpus: Path, lake: Path) -> list[dict]:
                 "status": record["status"],
                 "code": reason.get("code", record["status"]),
                 "detail": reason.get("detail", ""),
+                "unmapped": [u["topic"] for u in record.get("unmapped_topics", [])],
                 "peak_rss_mib": round(peak_rss_mib(), 1),
             }
         )

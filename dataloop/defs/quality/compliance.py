@@ -1,6 +1,7 @@
 """Compliance: anonymised frames and geofenced GNSS for every approved drive; retention."""
 
 import os
+from collections import Counter
 
 import dagster as dg
 
@@ -72,8 +73,18 @@ def compliant_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> d
                 sum(r.get("geofence", {}).get("coarsened_points", 0) for r in results)
             ),
             "anonymiser": dg.MetadataValue.text(f"{detector.name} {detector.version}"),
+            "per_camera": dg.MetadataValue.json(_per_camera(usable)),
         },
     )
+
+
+def _per_camera(results: list[dict]) -> dict[str, dict[str, int]]:
+    """The hour's frames, faces and plates blurred, per camera."""
+    out: dict[str, Counter] = {}
+    for r in results:
+        for camera, counts in r.get("per_camera", {}).items():
+            out.setdefault(camera, Counter()).update(counts)
+    return {camera: dict(counts) for camera, counts in sorted(out.items())}
 
 
 @dg.asset(

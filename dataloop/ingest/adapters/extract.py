@@ -529,9 +529,9 @@ def _frame_columns(rows: TableRows, binding: Binding, msg: Any, image: bytes) ->
     return *head, RAW, len(image), sha256_bytes(image), True, *size
 
 
-_POINT_TYPES = {7: "<f4", 8: "<f8"}
+_POINT_TYPES = {7: "f4", 8: "f8"}
 """Point field types read for statistics: FLOAT32 and FLOAT64 (the same numbers in ROS
-PointField and Foxglove PackedElementField)."""
+PointField and Foxglove PackedElementField), in the cloud's byte order."""
 
 
 def _scan_columns(rows: TableRows, binding: Binding, msg: Any, data: bytes) -> tuple:
@@ -540,10 +540,12 @@ def _scan_columns(rows: TableRows, binding: Binding, msg: Any, data: bytes) -> t
 
     step = int(binding.inputs["point_step"](msg) or 0)
     n = len(data) // step if step > 0 else 0
+    order = ">" if binding.inputs.get("big_endian", lambda _m: False)(msg) else "<"
     fields = {}
     for f in binding.inputs.get("fields", lambda _m: [])(msg) or []:
         kind = _part(f, "datatype") if _part(f, "datatype") is not None else _part(f, "type")
-        fields[_part(f, "name")] = (int(_part(f, "offset") or 0), _POINT_TYPES.get(kind))
+        dtype = order + _POINT_TYPES[kind] if kind in _POINT_TYPES else None
+        fields[_part(f, "name")] = (int(_part(f, "offset") or 0), dtype)
     points = np.frombuffer(data, np.uint8, n * step).reshape(n, step) if n else None
 
     def column(name: str):
@@ -581,7 +583,7 @@ DERIVED: dict[str, tuple[tuple[str, ...], Callable[..., tuple]]] = {
 """Per blob table: the columns ingest derives from the bytes and the message, and how."""
 BLOB_INPUTS = {
     "frames": ("data", "format", *RAW_FRAME),
-    "lidar_scans": ("data", "point_step", "fields"),
+    "lidar_scans": ("data", "point_step", "fields", "big_endian"),
 }
 """Adapter columns that are inputs of a blob's derivation rather than columns of the table."""
 LOCATOR_COLUMNS = (

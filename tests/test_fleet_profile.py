@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from dataloop.curation import datasets as D
+from dataloop.curation.clips import CLIP_SCHEMA
 from dataloop.curation.scenarios import current_drive_version, load_scenarios, mine_day
 from dataloop.fleet import contract
 from dataloop.fleet.simulator.config import SimConfig
@@ -32,6 +33,7 @@ from dataloop.quality.compliance import comply_hour
 from dataloop.quality.hour import check_hour
 from dataloop.quality.suites import load_fleet, load_suites
 from dataloop.rules import RulesError, rules_dir
+from dataloop.search.index import build_day_index
 from dataloop.training.config import model_config
 from dataloop.training.samples import build_samples
 from tests.helpers import commit_raw, ingest_hour, rerecord, upload_days
@@ -42,11 +44,11 @@ T0 = int((datetime.now(UTC) - timedelta(minutes=5)).timestamp() * 1e9)
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> Path:
-    """One 30 s fleet-simulator drive (every contract channel), to re-record without some."""
+    """One 24 s fleet-simulator drive (every contract channel), to re-record without some."""
     out = tmp_path_factory.mktemp("fleet")
     start = datetime.fromtimestamp(T0 / 1e9, UTC)
     config = SimConfig().without_faults()
-    reports = simulate_fleet(vehicles=1, minutes=0.5, seed=5, out=out, start=start, config=config)
+    reports = simulate_fleet(vehicles=1, minutes=0.4, seed=5, out=out, start=start, config=config)
     return Path(reports[0].drives[0]["path"])
 
 
@@ -91,11 +93,15 @@ def test_a_drive_without_a_required_table_is_quarantined_by_quality(tmp_path, re
     assert read_json(store, verdict_key(VEHICLE, "no-gnss"))["verdict"] == "quarantine"
 
 
-def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(tmp_path, recorded):
-    """A fleet without onboard perception (no objects) and one drive that also lost its
-    GNSS: quality passes both under a profile that requires neither; compliance sets the
-    GNSS-less drive aside (`no_gnss`: the geofence cannot be shown); labelling sets the
-    other aside (`no_objects`), and mining still mines it (it needs only vehicle_state)."""
+def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(
+    tmp_path, recorded, monkeypatch
+):
+    """Five drives, each without what one stage needs, under a profile that requires only
+    the IMU: quality passes them all; compliance sets aside the one without GNSS (`no_gnss`:
+    the geofence cannot be shown); labelling those without objects or CAN; mining the one
+    without CAN (and still mines the one without objects: its ego-only scenarios); search
+    the one without a camera (`no_frames`); training the ones without lanes or CAN."""
+    monkeypatch.setenv("DATALOOP_IMAGE_ENCODER", "tests.test_search:MeanColour")
     store = LocalStore(tmp_path / "lake")
     no_objects = {contract.OBJECTS.topic}
     hours = _drives(
@@ -105,53 +111,60 @@ def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(tmp_pa
         perceptionless=no_objects,
         positionless=no_objects | {contract.GNSS.topic},
         laneless={contract.LANE.topic},
+        canless={contract.VEHICLE_STATE.topic},
+        blind={contract.CAMERA.topic},
     )
-    rules = _rules(tmp_path, "required_tables: [vehicle_state, imu]\n")
+    rules = _rules(tmp_path, "required_tables: [imu]\n")
     suites = load_suites(rules)
     assert suites.version != load_suites().version, "the profile is part of the suites"
     params = load_params(rules / "labeling" / "offboard.yaml")
-    labelled, mined = [], set()
+    labelled, days = [], sorted({h[:10] for h in hours})
     for hour in hours:
         quality = check_hour(store, hour, suites)
         assert all(d["stage"] == "quality" for d in quality.drives)
         assert not any(
             f["family"] == "missing_table" for d in quality.drives for f in d["failures"]
         )
-        assert len(approve_hour(store, hour)) == 3
+        assert len(approve_hour(store, hour)) == 5
         comply_hour(store, hour, HaarDetector(), [], "v1")
         compliant = read_json(store, compliant_hour_key(hour))
-        assert [d["drive"] for d in compliant["drives"]] == ["laneless", "perceptionless"]
+        assert [d["drive"] for d in compliant["drives"]] == [
+            "blind", "canless", "laneless", "perceptionless"
+        ]  # fmt: skip
         assert compliant["set_aside"] == [[VEHICLE, "positionless", "no_gnss"]]
         labelled += label_hour(store, hour, params)
-        mined.add(hour[:10])
     assert {r["drive"]: r.get("set_aside") for r in labelled} == {
+        "blind": None,
+        "canless": "no_vehicle_state",
         "laneless": None,
         "perceptionless": "no_objects",
     }
-    for day in mined:
+    for day in days:
         mine_day(store, day, load_scenarios())
         record = read_json(store, day_index_key(day))
-        assert record["drives"] == 2 and record["set_aside"] == []
-    # training: a whole-drive clip of each; the lane-less one is set aside, the other trains
+        assert record["drives"] == 3 and record["set_aside"] == [
+            [VEHICLE, "canless", "no_vehicle_state"]
+        ]
+        pointer = build_day_index(store, day, CLIP_SCHEMA.empty_table())
+        assert pointer["set_aside"] == [[VEHICLE, "blind", "no_frames"]]
+    # training: a whole-drive clip of each; those without lanes or CAN are set aside
     rows = []
-    for drive in ("laneless", "perceptionless"):
-        vs = read_table(
-            store,
-            read_json(store, L.drive_record_key(VEHICLE, drive))["tables"]["vehicle_state"]["key"],
-        )
+    for drive in ("canless", "laneless", "perceptionless"):
+        tables = read_json(store, L.drive_record_key(VEHICLE, drive))["tables"]
+        times = read_table(store, tables["imu"]["key"])["t"]
         rows.append({
             "clip_id": drive, "vehicle_id": VEHICLE, "drive_id": drive,
             "drive_version": current_drive_version(store, VEHICLE, drive),
             "scenario": "lane_keeping",
-            "start_t": pc.min(vs["t"]).as_py(), "end_t": pc.max(vs["t"]).as_py(), "severity": 1.0,
+            "start_t": pc.min(times).as_py(), "end_t": pc.max(times).as_py(), "severity": 1.0,
             "split": "train", "weight": 1.0, "tags": [], "road": "highway", "conditions": "day",
-            "day": hours[0][:10],
+            "day": days[0],
         })  # fmt: skip
     manifest = pa.Table.from_pylist(rows, schema=D.MANIFEST_SCHEMA)
     version = D.publish(store, "test", manifest, {})["version"]
     samples = build_samples(store, version, model_config())
-    assert samples.report["set_aside"] == {"no_lanes": 1} and samples.report["drives"] == 1
-    assert len(samples) > 0
+    assert samples.report["set_aside"] == {"no_lanes": 1, "no_vehicle_state": 1}
+    assert samples.report["drives"] == 1 and len(samples) > 0
 
 
 def test_lacking_names_the_first_missing_table():
@@ -185,9 +198,9 @@ def test_two_imus_and_two_receivers_are_each_their_own_sensor(tmp_path, recorded
     (hour,) = arrival_hours(store, upload_days(store))
     ingest_hour(store, hour)
     tables = read_json(store, L.drive_record_key(VEHICLE, "two"))["tables"]
-    for name, second in (("imu", "rear"), ("gnss", "secondary")):
+    for name, first, second in (("imu", "imu", "rear"), ("gnss", "gnss_fix", "secondary")):
         sensors = read_table(store, tables[name]["key"])["sensor"].to_pylist()
-        assert set(sensors) == {name, second} and sensors.count(name) == sensors.count(second)
+        assert set(sensors) == {first, second} and sensors.count(first) == sensors.count(second)
     (verdict,) = check_hour(store, hour, load_suites()).drives
     assert verdict["verdict"] != "quarantine", verdict["failures"]
     assert not [f for f in verdict["failures"] if f["expectation"].split(".")[0] in ("imu", "gnss")]

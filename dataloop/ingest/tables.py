@@ -141,8 +141,6 @@ SENSOR_COLUMN = {
     "gnss": "sensor",
 }
 """Tables of several sensors of a kind: the column naming the sensor."""
-SENSOR_KIND = {"frames": "camera", "lidar_scans": "lidar", "calibrations": "camera"}
-"""A sensor's name when neither its adapter nor its topic names it (default: the table's)."""
 ADAPTER_COLUMNS: dict[str, tuple[str, ...]] = {
     name: tuple(f.name for f in schema if f.name not in ("vehicle_id", "drive_id", "t"))
     for name, schema in SCHEMAS.items()

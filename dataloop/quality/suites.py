@@ -86,9 +86,9 @@ def load_suites(
         doc = rules.load(path, S.Suite, raw)
         for item in doc.get("expectations", []):
             expectations.append(Expectation(table=doc["table"], suite=path.stem, **item))
-    fleet_raw = rules.read_bytes(fleet_path, files[fleet_path])
-    digest.update(b"fleet.yaml\0" + fleet_raw)
-    fleet = load_fleet(fleet_path, fleet_raw)
+    fleet = load_fleet(fleet_path, rules.read_bytes(fleet_path, files[fleet_path]))
+    # what quality checks of it (the front camera is search's and the review's)
+    digest.update(b"fleet.yaml\0" + repr(fleet["required_tables"]).encode())
     policy_raw = rules.read_bytes(policy_path, files[policy_path])
     digest.update(b"policy.yaml\0" + policy_raw)
     policy = rules.load(policy_path, S.QualityPolicy, policy_raw)

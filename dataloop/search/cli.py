@@ -59,6 +59,8 @@ def cmd_search(args: argparse.Namespace) -> None:
         raise UserError("give either a TEXT to search for or --like IMAGE")
     if args.k < 1:
         raise UserError("--k must be >= 1")
+    if args.camera and not args.like:
+        raise UserError("--camera keeps an image search (--like) to one camera; a clip is all")
     store = open_store(create=False)
     index = load_index(store, args.day)
     if not index.days:

@@ -77,17 +77,19 @@ def export_cut(
     left_out: set[str] = set()
     roles: dict[int, tuple[str | None, Binding | None]] = {}
     gnss = read_table(store, compliance["gnss_public"])
-    public = dict(
-        zip(
+    sensors = (  # (an older record has none: its fixes are left out, never the raw ones)
+        gnss.column("sensor").to_pylist() if "sensor" in gnss.column_names else [None] * len(gnss)
+    )
+    public = {
+        (sensor, t): position
+        for sensor, t, *position in zip(
+            sensors,
             gnss.column("t").cast("int64").to_pylist(),
-            zip(
-                gnss.column("latitude").to_pylist(),
-                gnss.column("longitude").to_pylist(),
-                strict=True,
-            ),
+            gnss.column("latitude").to_pylist(),
+            gnss.column("longitude").to_pylist(),
             strict=True,
         )
-    )
+    }
     counts: dict[str, int] = {}
     first = last = None
     path = Path(path)
@@ -132,12 +134,13 @@ def export_cut(
                     continue  # never the raw frame
                 image.data = jpegs[key]
                 data = image.SerializeToString()
-            elif table == "gnss":
-                if message.log_time not in public:
-                    continue
+            elif table == "gnss":  # each receiver's own public fixes
                 fix = LocationFix()
                 fix.ParseFromString(data)
-                fix.latitude, fix.longitude = public[message.log_time]
+                key = (binding.sensor_of(fix), message.log_time)
+                if key not in public:
+                    continue
+                fix.latitude, fix.longitude = public[key]
                 data = fix.SerializeToString()
             writer.add_message(
                 channel_id(schema, channel),

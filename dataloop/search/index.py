@@ -131,14 +131,15 @@ def build_day_index(
         by_drive.setdefault((c["vehicle_id"], c["drive_id"]), []).append(c)
     for (vehicle, drive), entry in sorted(entries.items()):
         drive_clips = by_drive.get((vehicle, drive), [])
-        record = read_json(store, L.drive_record_key(vehicle, drive)) or {}
-        if reason := lacking(record.get("tables", {}), NEEDS):
-            aside.append([vehicle, drive, reason])
-            continue
         try:
             pack = open_pack(store, vehicle, drive, entry or None)
         except LookupError:
             dropped += len(drive_clips)
+            continue
+        record = read_json(store, L.drive_record_key(vehicle, drive)) or {}
+        reason = lacking(record.get("tables", {}), NEEDS) or ("" if len(pack.t) else "no_frames")
+        if reason:  # (no frame anonymised is no frame)
+            aside.append([vehicle, drive, reason])
             continue
         views = {camera: pack.of(camera) for camera in pack.cameras()}
         key_view = pack.front(front)
@@ -247,16 +248,12 @@ class _Reuse:
         if not pointer:
             return reuse
         old = pq.read_table(io.BytesIO(store.get(pointer["key"])))
-        if pointer.get("image_encoder") == image:
-            cameras = (  # a table from before several cameras: the one it had
-                old.column("camera").to_pylist()
-                if "camera" in old.column_names
-                else ["front"] * old.num_rows
-            )
+        # a table from before several cameras sampled them mixed: nothing of it is reused
+        if pointer.get("image_encoder") == image and "camera" in old.column_names:
             for v, d, c, t, e in zip(
                 old.column("vehicle_id").to_pylist(),
                 old.column("drive_id").to_pylist(),
-                cameras,
+                old.column("camera").to_pylist(),
                 old.column("t").cast(pa.int64()).to_pylist(),
                 _matrix(old.column("image_embedding"), pointer["image_dim"]),
                 strict=True,
@@ -371,13 +368,9 @@ def load_index(
     if cache_key in _LOADED:
         _LOADED.move_to_end(cache_key)
         return _LOADED[cache_key]
-    tables = [pq.read_table(io.BytesIO(store.get(p["key"]))) for p in same.values()]
+    tables = [_with_camera(pq.read_table(io.BytesIO(store.get(p["key"])))) for p in same.values()]
     image_dim = next((p["image_dim"] for p in same.values()), 1)
-    table = (  # a day indexed before cameras were: its rows' camera is null
-        pa.concat_tables(tables, promote_options="default")
-        if tables
-        else index_schema(image_dim).empty_table()
-    )
+    table = pa.concat_tables(tables) if tables else index_schema(image_dim).empty_table()
     clips = table.filter(pc.equal(table.column("kind"), CLIP))
     meta = [c for c in table.column_names if not c.endswith("_embedding")]
     index = SearchIndex(
@@ -396,6 +389,14 @@ def load_index(
     while len(_LOADED) > 2:
         _LOADED.popitem(last=False)
     return index
+
+
+def _with_camera(table: pa.Table) -> pa.Table:
+    """A day indexed before several cameras has no camera column: null (any camera)."""
+    if "camera" in table.column_names:
+        return table
+    at = table.schema.get_field_index("t") + 1
+    return table.add_column(at, "camera", pa.nulls(table.num_rows, pa.string()))
 
 
 def index_code_version() -> str:

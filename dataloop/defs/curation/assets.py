@@ -75,6 +75,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
             "clips": dg.MetadataValue.int(record["clips"]),
             "frames": dg.MetadataValue.int(record["frames"]),
             "drives": dg.MetadataValue.int(record["drives"]),
+            **set_aside_metadata(map(tuple, record.get("set_aside", []))),
             "clips_not_compliant": dg.MetadataValue.int(record["clips_not_compliant"]),
             "image_encoder": dg.MetadataValue.text(record["image_encoder"]),
             "encoded": dg.MetadataValue.json(record["encoded"]),

@@ -18,7 +18,8 @@ from dataloop.quality.suites import rules_hash
 from dataloop.rules import rules_dir, snapshot
 
 ANONYMISER = os.environ.get("DATALOOP_ANONYMISER", "haar")
-COMPLIANCE_VERSION = "1"
+COMPLIANCE_VERSION = "2"
+"""2: a count per camera, the sensors of gnss_public, the cameras named anew."""
 _RULES = rules_dir() / "quality"
 RULES_HASH = rules_hash(_RULES / "geofence.yaml")
 GEOFENCE = snapshot(_RULES / "geofence.yaml", load_zones)

@@ -44,7 +44,7 @@ class Adapter:
     where: str
     """``file, line N``: where a person fixes it."""
     lines: tuple[tuple[str, str], ...] = ()
-    """(column, or time/rows/sensor; ``file, line N`` of it), for an error in one path."""
+    """(what: a column, or ``@time``/``@rows``/``@sensor``; ``file, line N`` of it)."""
 
     def matches(self, topic: str, schema: str, encoding: str) -> bool:
         return (
@@ -57,11 +57,11 @@ class Adapter:
         """(what, path) for every field path, each relative to what it reads."""
         out = []
         if isinstance(self.time, dict):
-            out.append(("time", self.time["path"]))
+            out.append(("@time", self.time["path"]))
         if self.rows:
-            out.append(("rows", self.rows))
+            out.append(("@rows", self.rows))
         if isinstance(self.sensor, dict):
-            out.append(("sensor", self.sensor["path"]))
+            out.append(("@sensor", self.sensor["path"]))
         out += [(name, spec["path"]) for name, spec in self.columns if "path" in spec]
         return out
 
@@ -80,10 +80,10 @@ class Adapter:
             raise PathError(f"{self.where}: rows {self.rows!r} is not an array of messages")
         for what, path in self.paths():
             try:
-                resolve(fields if what in ("time", "rows", "sensor") else element, path)
+                resolve(fields if what.startswith("@") else element, path)
             except PathError as err:
                 where = dict(self.lines).get(what, self.where)
-                raise PathError(f"{where}: {what}: {err}") from None
+                raise PathError(f"{where}: {what.lstrip('@')}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,9 @@ def _key_lines(node: yaml.MappingNode, file: str) -> dict[str, str]:
 
 def _adapter(item: dict[str, Any], node: yaml.MappingNode, file: str) -> Adapter:
     keys = {k.value: v for k, v in node.value}
-    lines = {k: v for k, v in _key_lines(node, file).items() if k in ("time", "rows", "sensor")}
+    lines = {
+        f"@{k}": v for k, v in _key_lines(node, file).items() if k in ("time", "rows", "sensor")
+    }
     lines |= _key_lines(keys["columns"], file)
     columns = tuple(
         (name, {"path": spec} if isinstance(spec, str) else dict(spec))

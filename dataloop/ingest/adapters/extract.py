@@ -14,6 +14,7 @@ import functools
 import keyword
 import math
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,7 +24,7 @@ from dataloop.ingest.adapters.codecs import Codec
 from dataloop.ingest.adapters.fields import FieldType, PathError, parse_path, resolve
 from dataloop.ingest.frames import RAW, raw_layout
 from dataloop.ingest.jpeg import jpeg_header
-from dataloop.ingest.tables import RAW_FRAME, SENSOR_COLUMN, SENSOR_KIND
+from dataloop.ingest.tables import RAW_FRAME, SENSOR_COLUMN
 from dataloop.lake.hashing import sha256_bytes
 from dataloop.rules.schemas import UNITS
 
@@ -99,17 +100,20 @@ def enum_names(values: dict[int, str]) -> dict[int, str]:
 _NOT_A_NAME = {
     "camera", "cameras", "image", "image_raw", "image_rect", "compressed", "sensing",
     "lidar", "points", "points_raw", "pointcloud", "point_cloud", "camera_info", "calibration",
-    "imu", "imu_data", "imu_raw", "data", "data_raw", "gnss", "gps", "fix", "nav_sat_fix",
-    "navsatfix",
+    "imu", "imu_data", "imu_raw", "gnss", "gps", "fix", "nav_sat_fix", "navsatfix",
 }  # fmt: skip
+"""Words of a topic that say what kind of sensor it is, not which one (``data`` and
+``data_raw`` stay: ``/imu/data`` and ``/imu/data_raw`` are two streams)."""
 
 
-def sensor_from_topic(topic: str, table: str) -> str:
+def sensor_from_topic(topic: str) -> str:
     """A sensor name from its topic when the adapter gives none: the topic's parts that say
     which sensor (``/camera/front/image`` and ``/sensing/camera/front/image_raw/compressed``
-    -> ``front``), else the kind's name (``/sensing/imu/imu_data`` -> ``imu``)."""
+    -> ``front``), else the whole topic (``/gnss/fix`` -> ``gnss_fix``). A function of the
+    topic alone: ingest and cuts agree, and two topics name two sensors unless their
+    distinctive parts agree (then an adapter's ``sensor`` names them)."""
     parts = [p for p in topic.strip("/").split("/") if p and p.lower() not in _NOT_A_NAME]
-    return "_".join(parts) or SENSOR_KIND.get(table, table)
+    return "_".join(parts) or re.sub(r"\W+", "_", topic.strip("/")) or "default"
 
 
 def _enum_map(spec: dict[str, Any], field: FieldType | None, where: str) -> dict | None:
@@ -272,8 +276,8 @@ def _fast_cdr(adapter: Adapter, codec: Codec, schema: str, text: str):
 
     if codec.encoding != "cdr":
         return None
-    top = [p for what, p in adapter.paths() if what in ("time", "sensor")]
-    inner = [p for what, p in adapter.paths() if what not in ("time", "sensor", "rows")]
+    top = [p for what, p in adapter.paths() if what in ("@time", "@sensor")]
+    inner = [p for what, p in adapter.paths() if not what.startswith("@")]
     planned = _dict_paths(top + ([] if adapter.rows else inner), codec.fields)
     rows: dict[str, set[str]] = {}
     if planned is None:
@@ -340,7 +344,7 @@ def bind(adapter: Adapter, codec: Codec, topic: str, schema_text: str = "") -> B
     elif isinstance(adapter.sensor, dict):
         sensor = read_path(adapter.sensor["path"])
     else:
-        sensor = sensor_from_topic(topic, adapter.table)
+        sensor = sensor_from_topic(topic)
     if adapter.time == "publish_time":
         time: Callable[[Any, int, int], int] | None = lambda _m, _log, pub: pub  # noqa: E731
     elif isinstance(adapter.time, dict):

@@ -6,7 +6,7 @@ from collections import Counter
 import dagster as dg
 
 from dataloop.defs.ingest.partitions import arrival_hours
-from dataloop.defs.quality.assets import approved_drives
+from dataloop.defs.quality import assets as quality
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
 from dataloop.defs.set_aside import set_aside_metadata
@@ -28,7 +28,9 @@ RETENTION = snapshot(_RULES / "retention.yaml", load_retention)
 
 @dg.asset(
     partitions_def=arrival_hours,
-    deps=[approved_drives],
+    # Through the module, not a name of ours: the defs folder loads every asset it finds in
+    # a module's namespace, so a re-exported one would count twice once its module reloads.
+    deps=[quality.approved_drives],
     group_name="quality",
     code_version=GEOFENCE.version(
         lambda _: f"compliance-{COMPLIANCE_VERSION}.{ANONYMISER}.geofence-{RULES_HASH}"

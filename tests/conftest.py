@@ -18,6 +18,34 @@ from dataloop.lake.s3 import S3Store
 from dataloop.lake.store import ObjectStore
 from tests.radosgw import radosgw, radosgw_lake  # noqa: F401 - session fixtures, shared here
 
+SLOW_FIRST = (
+    "test_demo",
+    "test_curation",
+    "test_search",
+    "test_cli",
+    "test_training",
+    "test_postgres_storage",
+    "test_infra",
+    "test_crash",
+    "test_labeling",
+    "test_simulator",
+    "test_backfill",
+    "test_ui_browser",
+    "test_tick_faults",
+    "test_batched_sim",
+    "test_storage_faults",
+)
+"""The longest modules (measured, slowest first). pytest-xdist (pyproject's addopts: two
+workers, whole modules each) hands them out first, so that no worker is left alone with a long
+one at the end: the rest fill in behind them, in collection order."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # one process: the order of the files
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: modules stay whole
+
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:

@@ -388,7 +388,11 @@ def test_compose_flow_sensor_queue_code_server_run_worker(
             hour = run.tags["dagster/partition"]
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a loaded machine: stop it, the test is about the run
+            server.kill()
+            server.wait()
     record = read_json(store, hour_record_key(hour))
     assert [(d["vehicle"], d["drive"], d["status"]) for d in record["drives"]] == [
         ("veh-9", "stack", "ingested")

@@ -138,6 +138,7 @@ def _fleet_imports_more_than_the_car(i: Import) -> bool:
             "fleet",
             "lake",
             "policy",
+            "processes",  # spawned process pools: the standard library only
         )
     )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib
 import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from dataloop.policy.observation import BASELINE, BaselineExpert, DrivingPolicy
+from dataloop.processes import process_pool
 from dataloop.simulation.episode import run_episode
 from dataloop.simulation.scenario import Scenario
 from dataloop.simulation.score import score, subscores
@@ -74,6 +74,6 @@ def run_suite(
     if workers == 1 or len(tasks) == 1:
         results = [_scenario_task(t) for t in tasks]
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        with process_pool(min(workers, len(tasks))) as pool:
             results = list(pool.map(_scenario_task, tasks))
     return [row for rows in results for row in rows]

@@ -8,16 +8,15 @@ import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import Manager
 from pathlib import Path
 
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.drive import DriveResult, simulate_drive
 from dataloop.fleet.simulator.traffic import rng_for
 from dataloop.policy.bundle_policy import load_policy
+from dataloop.processes import CONTEXT, process_pool
 
 SEGMENT_GAP_S = 2.0
 NS = 1_000_000_000
@@ -170,7 +169,7 @@ def simulate_fleet(
     config = config or SimConfig()
     start_ns = int(start.timestamp()) * NS
     workers = workers or min(vehicles, os.cpu_count() or 1)
-    with Manager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
+    with CONTEXT.Manager() as manager, process_pool(workers) as pool:
         queue = manager.Queue()
         futures = [
             pool.submit(

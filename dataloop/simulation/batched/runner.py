@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from dataloop.fleet.simulator.traffic import DT, SIM_HZ
 from dataloop.policy.observation import BASELINE, BaselineExpert, Control, Observation
+from dataloop.processes import process_pool
 from dataloop.simulation.batched import agents, ego, metrics
 from dataloop.simulation.batched.agents import Traffic
 from dataloop.simulation.batched.initial import heading_of, initial
@@ -356,7 +356,7 @@ def run_suite(
     if workers == 1 or len(tasks) == 1:
         results = [_chunk_task(t) for t in tasks]
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        with process_pool(min(workers, len(tasks))) as pool:
             results = list(pool.map(_chunk_task, tasks))
     per_scenario: list[list[dict]] = [[] for _ in scenarios]
     width = len(policies)

@@ -20,7 +20,7 @@ from dataloop.lake.hashing import sha256_json
 from dataloop.lake.layout import compliance_key, labels_record_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
-from dataloop.quality.suites import load_fleet
+from dataloop.quality.suites import load_fleet, pick_front
 
 CATEGORIES = ["car", "truck", "pedestrian", "cyclist", "motorcycle", "unknown"]
 FRONT_CAMERA = Camera()
@@ -65,8 +65,7 @@ def export_coco(
         if low.num_rows == 0:
             continue
         index = read_table(store, compliance["frame_index"]).to_pylist()
-        cameras = sorted({row["camera"] for row in index})
-        front = front_camera if front_camera in cameras or not cameras else cameras[0]
+        front = pick_front((row["camera"] for row in index), front_camera)
         frames = {row["t"]: row for row in index if row["camera"] == front}
         pack = store.get(compliance["frame_pack"])
         image_ids: dict[Any, int] = {}

@@ -9,7 +9,7 @@ failure quarantines the drive or only warns.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,3 +113,10 @@ def rules_hash(*paths: Path) -> str:
     for p in paths:
         digest.update(p.name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"-"))
     return digest.hexdigest()[:16]
+
+
+def pick_front(cameras: Iterable[str], front: str) -> str | None:
+    """The camera that stands for a drive: the profile's ``front`` one, or, in a drive
+    without it, the first by name (``None``: the drive has no camera)."""
+    cameras = sorted(set(cameras))
+    return front if front in cameras else next(iter(cameras), None)

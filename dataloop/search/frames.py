@@ -15,6 +15,7 @@ from dataloop.ingest.tables import read_table
 from dataloop.lake.layout import compliance_key, compliant_hour_key, day_hours
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
+from dataloop.quality.suites import pick_front
 
 NS = 1_000_000_000
 
@@ -62,8 +63,7 @@ class FramePack:
     def front(self, camera: str) -> FramePack:
         """The frames of ``camera`` (the fleet profile's front one), or, in a drive without
         it, of the first camera by name."""
-        cameras = self.cameras()
-        return self.of(camera if camera in cameras or not cameras else cameras[0])
+        return self.of(pick_front(self.cameras(), camera) or camera)
 
     def nearest(self, t_ns: int) -> int:
         """Index of the frame closest in time to ``t_ns``."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dataloop.lake.store import ObjectStore
+from dataloop.quality.suites import load_fleet
 from dataloop.search.frames import FramePack, decode_rgb, open_pack
 from dataloop.search.search import Hit
 
@@ -65,12 +66,6 @@ def contact_sheet(
     return path
 
 
-def _front() -> str:
-    from dataloop.quality.suites import load_fleet
-
-    return load_fleet()["front_camera"]
-
-
 def _thumbnail(store: ObjectStore, hit: Hit, packs: dict):
     from PIL import Image, ImageDraw
 
@@ -85,6 +80,10 @@ def _thumbnail(store: ObjectStore, hit: Hit, packs: dict):
         thumb = Image.new("RGB", THUMB, (60, 60, 60))
         ImageDraw.Draw(thumb).text((8, 8), "no frame", fill=(200, 200, 200))
         return thumb
-    view = pack.of(hit.camera) if hit.camera in pack.cameras() else pack.front(_front())
+    view = (
+        pack.of(hit.camera)
+        if hit.camera in pack.cameras()
+        else pack.front(load_fleet()["front_camera"])
+    )
     jpeg = view.read(store, [view.nearest(hit.frame_ns)])[0]
     return Image.fromarray(decode_rgb(jpeg)).resize(THUMB, Image.BILINEAR)

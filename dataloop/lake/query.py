@@ -6,33 +6,31 @@ DuckDB's Arrow scan (httpfs is not bundled and cannot be downloaded in an air-ga
 
 from __future__ import annotations
 
-import os
-
 import duckdb
 import pyarrow as pa
 
 from dataloop.lake.local import LocalStore
-from dataloop.lake.s3 import S3Store
+from dataloop.lake.s3 import S3Options, S3Store
 from dataloop.lake.store import ObjectStore
 
 
-def _s3_filesystem():
+def _s3_filesystem(options: S3Options):
     from pyarrow import fs
 
-    endpoint = os.environ.get("DATALOOP_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = options.endpoint_url
     scheme = "http" if endpoint and endpoint.startswith("http://") else "https"
     return fs.S3FileSystem(
         endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
         scheme=scheme,
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        region=options.region,
+        access_key=options.access_key_id,
+        secret_key=options.secret_access_key,
+        session_token=options.session_token,
+        anonymous=options.unsigned,
         # The same fault tolerance as the boto3 store (dataloop/lake/s3.py).
-        retry_strategy=fs.AwsStandardS3RetryStrategy(
-            max_attempts=int(os.environ.get("DATALOOP_S3_MAX_ATTEMPTS") or 10)
-        ),
-        connect_timeout=float(os.environ.get("DATALOOP_S3_CONNECT_TIMEOUT") or 5),
-        request_timeout=float(os.environ.get("DATALOOP_S3_READ_TIMEOUT") or 30),
+        retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=options.max_attempts),
+        connect_timeout=options.connect_timeout_s,
+        request_timeout=options.read_timeout_s,
     )
 
 
@@ -54,7 +52,7 @@ def register_table(
 
         dataset = ds.dataset(
             [f"{store.bucket}/{store.prefix}{k}" for k in keys],
-            filesystem=_s3_filesystem(),
+            filesystem=_s3_filesystem(store.options),
             format="parquet",
         )
         con.register(name, dataset)

@@ -1,8 +1,11 @@
 """The lake on S3 or MinIO, through boto3.
 
-Endpoint, region and credentials come from the environment: ``DATALOOP_S3_ENDPOINT`` (or
-boto3's own ``AWS_ENDPOINT_URL``), ``AWS_REGION``/``AWS_DEFAULT_REGION`` and the usual
-``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``.
+Endpoint, region, credentials, retries and timeouts are one ``S3Options``: in Dagster from the
+``lake`` resource's ``s3`` settings (``dataloop/defs/resources.py``, shown on the UI's resource
+page), on the command line from the environment (``S3Options.from_env``):
+``DATALOOP_S3_ENDPOINT`` (or boto3's own ``AWS_ENDPOINT_URL``), ``AWS_REGION``/
+``AWS_DEFAULT_REGION`` and boto3's credential chain (``AWS_ACCESS_KEY_ID``/
+``AWS_SECRET_ACCESS_KEY``, a profile, a pod's web identity).
 
 Write-once and pointer swaps use S3 conditional writes (``If-None-Match: *`` and
 ``If-Match: <etag>``), which AWS S3, MinIO, moto and Ceph radosgw enforce on PutObject. The ETag
@@ -54,10 +57,12 @@ import io
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
@@ -119,21 +124,70 @@ def _env_number(name: str, default: float) -> float:
     return float(os.environ.get(name) or default)
 
 
-def client_config() -> Config:
-    """botocore settings: retries with backoff, timeouts, path-style addressing."""
-    return Config(
-        s3={"addressing_style": "path"},
-        retries={
-            "max_attempts": int(_env_number("DATALOOP_S3_MAX_ATTEMPTS", 10)),
-            "mode": os.environ.get("DATALOOP_S3_RETRY_MODE") or "standard",
-        },
-        connect_timeout=_env_number("DATALOOP_S3_CONNECT_TIMEOUT", 5),
-        read_timeout=_env_number("DATALOOP_S3_READ_TIMEOUT", 30),
-        tcp_keepalive=True,
-        # Checksums are sent where we compute them ourselves (SHA-256 per part).
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
+@dataclass(frozen=True)
+class S3Options:
+    """How the lake talks to its S3 server. Credentials left ``None`` come from boto3's chain."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    profile: str | None = None
+    use_ssl: bool = True
+    verify: bool | None = None
+    unsigned: bool = False
+    max_attempts: int = 10
+    retry_mode: str = "standard"
+    connect_timeout_s: float = 5
+    read_timeout_s: float = 30
+    conditional_writes: bool = True
+
+    @classmethod
+    def from_env(cls) -> S3Options:
+        """The settings of the environment variables (module docstring)."""
+        return cls(
+            endpoint_url=os.environ.get("DATALOOP_S3_ENDPOINT")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None,
+            region=os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or cls.region,
+            max_attempts=int(_env_number("DATALOOP_S3_MAX_ATTEMPTS", cls.max_attempts)),
+            retry_mode=os.environ.get("DATALOOP_S3_RETRY_MODE") or cls.retry_mode,
+            connect_timeout_s=_env_number("DATALOOP_S3_CONNECT_TIMEOUT", cls.connect_timeout_s),
+            read_timeout_s=_env_number("DATALOOP_S3_READ_TIMEOUT", cls.read_timeout_s),
+            conditional_writes=os.environ.get("DATALOOP_S3_CONDITIONAL", "1") != "0",
+        )
+
+    def client_config(self) -> Config:
+        """botocore settings: retries with backoff, timeouts, path-style addressing."""
+        return Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": self.max_attempts, "mode": self.retry_mode},
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
+            tcp_keepalive=True,
+            # Checksums are sent where we compute them ourselves (SHA-256 per part).
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            signature_version=UNSIGNED if self.unsigned else None,
+        )
+
+    def client(self):
+        """A boto3 S3 client with these settings."""
+        session = boto3.session.Session(profile_name=self.profile)
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            aws_session_token=self.session_token,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            config=self.client_config(),
+        )
 
 
 def _backoff(attempt: int) -> None:
@@ -226,30 +280,25 @@ class _ResumingBody(io.RawIOBase):
 
 
 class S3Store(ObjectStore):
-    def __init__(self, bucket: str, prefix: str = "", *, client=None):
+    def __init__(
+        self, bucket: str, prefix: str = "", *, client=None, options: S3Options | None = None
+    ):
+        """``options`` default to the environment's; ``client`` (another identity's) overrides
+        the one they would make."""
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}"
-        self.conditional = os.environ.get("DATALOOP_S3_CONDITIONAL", "1") != "0"
-        self.client = _RetryingClient(
-            client
-            or boto3.client(
-                "s3",
-                endpoint_url=os.environ.get("DATALOOP_S3_ENDPOINT") or None,
-                region_name=os.environ.get("AWS_REGION")
-                or os.environ.get("AWS_DEFAULT_REGION")
-                or "us-east-1",
-                config=client_config(),
-            )
-        )
+        self.options = options or S3Options.from_env()
+        self.conditional = self.options.conditional_writes
+        self.client = _RetryingClient(client or self.options.client())
 
     @classmethod
-    def from_url(cls, url: str) -> S3Store:
+    def from_url(cls, url: str, options: S3Options | None = None) -> S3Store:
         rest = url.removeprefix("s3://")
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise ValueError(f"no bucket in {url!r}")
-        return cls(bucket, prefix)
+        return cls(bucket, prefix, options=options)
 
     def _k(self, key: str) -> str:
         if not key or key.startswith("/") or ".." in key.split("/"):

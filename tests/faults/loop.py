@@ -62,7 +62,7 @@ def process_lake(url: str, run: LoopRun, *, curate: bool = True, instance=None) 
     import dagster as dg
 
     from dataloop.defs.curation.assets import scenario_index, training_dataset
-    from dataloop.defs.resources import LakeResource
+    from dataloop.defs.resources import LakeResource, s3_resource
     from dataloop.ingest.hour import arrival_hours, upload_days
     from tests.helpers import hourly_assets
 
@@ -70,7 +70,8 @@ def process_lake(url: str, run: LoopRun, *, curate: bool = True, instance=None) 
     instance = instance or dg.DagsterInstance.ephemeral()
     hourly = hourly_assets()
     assets = [*hourly, scenario_index, training_dataset]
-    resources = {"lake": LakeResource(url=url)}
+    # The S3 settings as the code location makes them: from the environment, secrets as EnvVars.
+    resources = {"lake": LakeResource(url=url, s3=s3_resource())}
     hours = again(lambda: arrival_hours(store, upload_days(store)), run, "run_retries")
 
     def materialize(selection: list, partition: str | None) -> None:

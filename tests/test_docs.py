@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 MAX_README_LINES = 200
-RUN = "python3.11 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/dataloop demo"
-TEST = "python3.11 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
+VENV = "python3.11 -m venv .venv && .venv/bin/pip install -q -c requirements.lock"
+RUN = f"{VENV} -e . && .venv/bin/dataloop demo"
+TEST = f"{VENV} -e '.[test]' && .venv/bin/pytest"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 

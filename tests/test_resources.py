@@ -79,3 +79,30 @@ def test_a_run_uses_the_resource_settings_not_the_environment(monkeypatch, s3_en
         Bucket=bucket
     )["Contents"]
     assert [k["Key"].split("/")[1] for k in keys] == ["tables"]
+
+
+def test_the_ui_lists_the_s3_settings_with_their_variables(monkeypatch, s3_endpoint):
+    """The code location's own resources, as the webserver's resource page gets them (the
+    repository snapshot): ``lake_s3`` is a resource of its own that ``lake`` uses, each
+    setting from the environment shown as its variable, no secret's value anywhere."""
+    from dagster._core.remote_representation.external_data import (
+        NestedResourceType,
+        RepositorySnap,
+    )
+
+    from dataloop.defs.resources import resources
+
+    monkeypatch.setenv("DATALOOP_LAKE", "s3://some-bucket/lake")
+    monkeypatch.setenv("DATALOOP_S3_ENDPOINT", s3_endpoint)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "pLaNtEd-secret-value")
+    repo = resources().get_repository_def()
+    snap = RepositorySnap.from_def(repo)
+    by_name = {r.name: r for r in snap.resources}
+    assert {"lake", "lake_s3"} <= set(by_name)
+    s3 = by_name["lake_s3"]
+    assert not s3.dagster_maintained
+    assert s3.configured_values["endpoint_url"].name == "DATALOOP_S3_ENDPOINT"
+    assert s3.configured_values["aws_secret_access_key"].name == "AWS_SECRET_ACCESS_KEY"
+    nested = by_name["lake"].nested_resources["s3"]
+    assert (nested.type, nested.name) == (NestedResourceType.TOP_LEVEL, "lake_s3")
+    assert "pLaNtEd-secret-value" not in repr(snap)

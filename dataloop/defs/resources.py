@@ -1,9 +1,11 @@
 """Resources, chosen by environment from environment variables.
 
-The lake's S3 settings are a resource of their own, dagster-aws's ``S3Resource`` with the
-lake's retry, timeout and conditional-write settings added, nested in ``lake``: the UI's
-resource page shows each of them, and for one taken from the environment, the variable's name
-(never a secret's value).
+The lake's S3 settings are a resource of their own, ``lake_s3``: dagster-aws's ``S3Resource``
+with the lake's retry, timeout and conditional-write settings added, which ``lake`` uses. The
+UI's resource page shows each setting and, for one taken from the environment, the variable's
+name (never a secret's value). The code location builds it from the environment, which the
+processes a step starts (training through Pipes, the gate's worker pool) inherit and read
+(``S3Options.from_env``): configure S3 through those variables, not only on the resource.
 """
 
 import os
@@ -21,7 +23,7 @@ class LakeS3(S3Resource):
 
     max_attempts: int = Field(
         default=S3Options.max_attempts,
-        description="Attempts per request, the first included, with exponential backoff.",
+        description="botocore's retries.max_attempts for each request, with exponential backoff.",
     )
     retry_mode: str = Field(
         default=S3Options.retry_mode,
@@ -38,6 +40,10 @@ class LakeS3(S3Resource):
         description="Write-once and pointer swaps by If-None-Match/If-Match (off only for a "
         "server that ignores them, with a single writer per pointer).",
     )
+
+    @classmethod
+    def _is_dagster_maintained(cls) -> bool:
+        return False  # ours, though it extends dagster-aws's
 
     def options(self) -> S3Options:
         return S3Options(
@@ -79,7 +85,7 @@ class LakeResource(dg.ConfigurableResource):
 
 # Each S3 setting an environment variable gives: (field, variables in order of precedence).
 _S3_ENV: dict[str, tuple[str, ...]] = {
-    "endpoint_url": ("DATALOOP_S3_ENDPOINT", "AWS_ENDPOINT_URL"),
+    "endpoint_url": ("DATALOOP_S3_ENDPOINT",),  # boto3 reads AWS_ENDPOINT_URL* itself
     "region_name": ("AWS_REGION", "AWS_DEFAULT_REGION"),
     "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
     "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
@@ -110,13 +116,16 @@ def s3_resource() -> LakeS3:
     return LakeS3(**settings)
 
 
-def lake_resource() -> LakeResource:
+def lake_resource(s3: LakeS3 | None = None) -> LakeResource:
+    s3 = s3 or s3_resource()
     if os.environ.get("DATALOOP_LAKE"):
-        return LakeResource(url=dg.EnvVar("DATALOOP_LAKE"), s3=s3_resource())
+        return LakeResource(url=dg.EnvVar("DATALOOP_LAKE"), s3=s3)
     # A relative default is pinned to an absolute path here, so every run process agrees.
-    return LakeResource(url=os.path.abspath(DEFAULT_LAKE), s3=s3_resource())
+    return LakeResource(url=os.path.abspath(DEFAULT_LAKE), s3=s3)
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"lake": lake_resource()})
+    s3 = s3_resource()
+    # Registered under its own key too, so the UI lists it as a resource of its own.
+    return dg.Definitions(resources={"lake": lake_resource(s3), "lake_s3": s3})

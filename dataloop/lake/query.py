@@ -6,6 +6,8 @@ DuckDB's Arrow scan (httpfs is not bundled and cannot be downloaded in an air-ga
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 import pyarrow as pa
 
@@ -17,15 +19,21 @@ from dataloop.lake.store import ObjectStore
 def _s3_filesystem(options: S3Options):
     from pyarrow import fs
 
-    endpoint = options.endpoint_url
+    endpoint = (
+        options.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )  # boto3 reads the last two itself
+    keys = bool(options.access_key_id and options.secret_access_key) and not options.unsigned
     scheme = "http" if endpoint and endpoint.startswith("http://") else "https"
     return fs.S3FileSystem(
         endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
         scheme=scheme,
         region=options.region,
-        access_key=options.access_key_id,
-        secret_key=options.secret_access_key,
-        session_token=options.session_token,
+        # Explicit keys only as a pair (else the SDK's own chain), none for an unsigned session.
+        access_key=options.access_key_id if keys else None,
+        secret_key=options.secret_access_key if keys else None,
+        session_token=options.session_token if keys else None,
         anonymous=options.unsigned,
         # The same fault tolerance as the boto3 store (dataloop/lake/s3.py).
         retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=options.max_attempts),

@@ -57,7 +57,7 @@ import io
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -130,9 +130,9 @@ class S3Options:
 
     endpoint_url: str | None = None
     region: str = "us-east-1"
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
     profile: str | None = None
     use_ssl: bool = True
     verify: bool | None = None
@@ -147,9 +147,8 @@ class S3Options:
     def from_env(cls) -> S3Options:
         """The settings of the environment variables (module docstring)."""
         return cls(
-            endpoint_url=os.environ.get("DATALOOP_S3_ENDPOINT")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None,
+            # None: boto3 resolves AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself.
+            endpoint_url=os.environ.get("DATALOOP_S3_ENDPOINT") or None,
             region=os.environ.get("AWS_REGION")
             or os.environ.get("AWS_DEFAULT_REGION")
             or cls.region,

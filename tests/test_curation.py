@@ -38,8 +38,8 @@ SCENARIOS = (
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     root = tmp_path_factory.mktemp("curation")
-    # Straight roads: the queries have no map, so they read motion in the ego frame (the
-    # README gives their lower recall at junctions). Corner cases at several times the
+    # Straight roads: the queries have no map, so they read motion in the ego frame
+    # (docs/curation.md gives their lower recall at junctions). Corner cases at several times the
     # fleet's rate, so that every scenario occurs a few dozen times in 24 minutes of driving.
     config = replace(
         SimConfig().without_faults(),

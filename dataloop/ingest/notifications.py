@@ -1,5 +1,5 @@
-"""New uploads from bucket notifications instead of listing (the fleet-scale path; README:
-Scaling).
+"""New uploads from bucket notifications instead of listing (the fleet-scale path;
+docs/scaling.md).
 
 S3 sends ``s3:ObjectCreated:*`` events to SQS; MinIO to NATS, AMQP, Kafka or a webhook. All of
 them carry the S3 event JSON (``{"Records": [...]}``). ``dataloop infra bootstrap

@@ -1,4 +1,4 @@
-"""The closed-loop score, modelled on nuPlan CLS / NAVSIM PDMS (see README, "Simulation gate"):
+"""The closed-loop score, modelled on nuPlan CLS / NAVSIM PDMS (see docs/simulation.md):
 
     score = NC * DAC * (5 * EP + 5 * TTC + 2 * C) / 12
 

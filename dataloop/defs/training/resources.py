@@ -1,5 +1,5 @@
 """The Pipes client that runs training outside the code location (a subprocess here; see
-the README for PipesK8sClient on a cluster)."""
+docs/training.md for PipesK8sClient on a cluster)."""
 
 import dagster as dg
 

@@ -1,2 +1,2 @@
 """Batched closed-loop simulation (#13): thousands of scenarios stepped as NumPy arrays,
-validated against highway-env. See README, "Batched simulation"."""
+validated against highway-env. See docs/batched-simulation.md."""

@@ -300,15 +300,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # -- labels review ---------------------------------------------------------------------------
 def cmd_review_export(args: argparse.Namespace) -> None:
     from dataloop.labeling.review import export_coco
-    from dataloop.lake import open_store
-    from dataloop.lake.layout import LABEL_RECORDS, parse_drive_record_key
+    from dataloop.lake import ledger, open_store
 
     store = open_store(create=False)
-    drives = sorted(
-        parsed
-        for o in store.list(LABEL_RECORDS)
-        if (parsed := parse_drive_record_key(o.key)) is not None
-    )
+    drives = sorted((s.vehicle, s.drive) for s in ledger.all_drives(store) if s.labels)
     coco, images = export_coco(store, drives, below=args.below)
     out_dir = Path(args.out)
     for name, jpeg in images.items():
@@ -351,10 +346,9 @@ def _fmt(metric: str, value: float) -> str:
 def _labels_table(store) -> Table:
     """Offboard labels against onboard perception, scored on the simulator's ground truth."""
     from dataloop.labeling.hour import METRICS, metrics_by_condition
-    from dataloop.lake.layout import LABEL_RECORDS
-    from dataloop.lake.pointers import read_json
+    from dataloop.lake import ledger
 
-    records = [read_json(store, o.key) for o in store.list(LABEL_RECORDS)]
+    records = [s.labels for s in ledger.all_drives(store) if s.labels]
     table = Table(title="offboard labels vs onboard perception (simulator ground truth)")
     table.caption = "onboard→offboard, lower is better"
     table.add_column("conditions")

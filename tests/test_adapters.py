@@ -26,6 +26,7 @@ from dataloop.fleet.synthetic import write_synthetic_drive
 from dataloop.ingest.adapters import adapter_files, load_adapters
 from dataloop.ingest.decode import DecodeError, decode_log
 from dataloop.ingest.frames import iter_frames
+from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_bytes
 from dataloop.lake.local import LocalStore
 from dataloop.rules import RulesError
@@ -393,8 +394,6 @@ def test_the_same_drive_recorded_both_ways_gives_the_same_verdicts_clips_and_dat
     from dataloop.curation import datasets as D
     from dataloop.curation.scenarios import load_scenarios, mine_day, read_scenario_index
     from dataloop.fleet.simulator.config import SimConfig
-    from dataloop.lake.layout import verdict_key
-    from dataloop.lake.pointers import read_json
     from tests.helpers import simulated_lake
 
     start = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(minutes=9)
@@ -409,7 +408,7 @@ def test_the_same_drive_recorded_both_ways_gives_the_same_verdicts_clips_and_dat
             tmp_path / fmt, config, vehicles=1, minutes=0.5, seed=11, start=start
         )
         drives = [(r.vehicle, d["drive"]) for r in reports for d in r.drives]
-        verdicts = [read_json(store, verdict_key(*k)) for k in drives]
+        verdicts = [ledger.section(store, *k, ledger.VERDICT) for k in drives]
         days = sorted({h[:10] for h in hours})
         for day in days:
             mine_day(store, day, load_scenarios())

@@ -25,7 +25,8 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from dataloop.lake.layout import approved_key, hour_verdicts_key, verdict_key
+from dataloop.lake import ledger
+from dataloop.lake.layout import approved_key, hour_verdicts_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.quality.suites import load_suites
@@ -201,7 +202,7 @@ def test_suite_edit_then_backfill_changes_exactly_the_affected_hours(
         for hour in hours:
             assert read_json(store, hour_verdicts_key(hour))["fit"]
         for drive in fast.values():
-            assert read_json(store, verdict_key("veh-b", drive))["verdict"] != "quarantine"
+            assert ledger.section(store, "veh-b", drive, ledger.VERDICT)["verdict"] != "quarantine"
         assert {s for s, _ in _staleness(ctx, "drive_verdicts", hours).values()} == {"FRESH"}
 
         # Tighten a rule: no drive faster than 18 m/s. Reload the code location, as the UI's
@@ -236,7 +237,7 @@ def test_suite_edit_then_backfill_changes_exactly_the_affected_hours(
         for hour in (h0, h3):
             assert after[asset, hour] == before[asset, hour], (asset, hour)
     for hour in (h0, h3):
-        assert read_json(store, verdict_key("veh-b", fast[hour]))["verdict"] != "quarantine"
+        assert ledger.section(store, "veh-b", fast[hour], ledger.VERDICT)["verdict"] != "quarantine"
 
     # Inside: new verdicts under the new code version, a new data version (the suites' hash is
     # part of it); decoding was not asked for again.
@@ -246,9 +247,9 @@ def test_suite_edit_then_backfill_changes_exactly_the_affected_hours(
         assert storage_id > before["drive_verdicts", hour][0]
         assert code == new_code
         assert data != before["drive_verdicts", hour][2]
-    assert read_json(store, verdict_key("veh-b", "fast-h2"))["verdict"] == "quarantine"
-    assert read_json(store, verdict_key("veh-a", "slow-h2"))["verdict"] != "quarantine"
-    assert read_json(store, verdict_key("veh-a", "slow-h1"))["verdict"] != "quarantine"
+    assert ledger.section(store, "veh-b", "fast-h2", ledger.VERDICT)["verdict"] == "quarantine"
+    assert ledger.section(store, "veh-a", "slow-h2", ledger.VERDICT)["verdict"] != "quarantine"
+    assert ledger.section(store, "veh-a", "slow-h1", ledger.VERDICT)["verdict"] != "quarantine"
     assert read_json(store, hour_verdicts_key(h2))["fit"]  # one of two: within policy
 
     # Downstream: materialized again in both hours, but a new data version only where a verdict

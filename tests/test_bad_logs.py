@@ -21,6 +21,7 @@ from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.catalog import drives_overview
 from dataloop.ingest.tables import read_table
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.pointers import read_json
 from tests.helpers import (
     ForeignChannel,
@@ -222,7 +223,7 @@ def test_hostile_keys_are_quarantined_without_escaping(store, manifest_key):
     q_key = L.quarantine_key(key)
     assert q_key.startswith("quarantine/") and ".." not in q_key.split("/")
     assert read_json(store, q_key)["manifest_key"] == key
-    assert list(store.list("ingest/drives/")) == []
+    assert list(store.list(L.LEDGER_DRIVES)) == [] and list(store.list(L.LEDGER_HOURS)) == []
 
 
 def test_manifest_claiming_an_escaping_drive_id_is_quarantined(store, tmp_path):
@@ -253,6 +254,6 @@ def test_duplicate_and_conflicting_uploads_are_quarantined(store, make_log, seed
     quarantined = read_json(store, L.quarantine_key(again.manifest))
     assert quarantined["reasons"][0]["code"] == code
     assert quarantined["original"] == original.manifest_key
-    record = read_json(store, L.drive_record_key("veh-1", "drive-1"))
+    record = ledger.section(store, "veh-1", "drive-1", ledger.INGEST)
     assert record["manifest_key"] == original.manifest_key and record["status"] == "ingested"
     assert {o.key: o.etag for o in store.list("tables/")} == tables_before

@@ -17,9 +17,8 @@ from dataloop.fleet import contract
 from dataloop.fleet.synthetic import write_synthetic_drive
 from dataloop.ingest.hour import arrival_hours
 from dataloop.ingest.tables import read_table
-from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.local import LocalStore
-from dataloop.lake.pointers import read_json
 from dataloop.quality.anonymise import HaarDetector
 from dataloop.quality.approved import approve_hour
 from dataloop.quality.compliance import comply_hour
@@ -65,7 +64,7 @@ def test_every_camera_is_anonymised_and_indexed_and_search_keeps_to_one(tmp_path
     assert result["frames"] == sum(per_camera.values())
     assert {c: v["frames"] for c, v in result["per_camera"].items()} == per_camera
 
-    record = read_json(store, L.drive_record_key("veh-1", "two-cams"))
+    record = ledger.section(store, "veh-1", "two-cams", ledger.INGEST)
     frames = read_table(store, record["tables"]["frames"]["key"])
     mid = int(frames["t"].cast(pa.int64())[len(frames) // 2].as_py())
     day = hours[0][:10]

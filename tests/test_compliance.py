@@ -17,8 +17,8 @@ from skimage import data as skdata
 
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.hour import arrival_hours
+from dataloop.lake import ledger
 from dataloop.lake.local import LocalStore
-from dataloop.lake.pointers import read_json
 from dataloop.quality.anonymise import Detection, HaarDetector, anonymise_jpeg, load_detector
 from dataloop.quality.compliance import make_compliant
 from dataloop.quality.geofence import Zone, apply_geofence, load_zones
@@ -134,7 +134,7 @@ def test_a_drive_is_made_compliant_once(tmp_path, make_log):
     upload_drive(store, make_log(drive="c", seconds=3.0), vehicle="veh-1")
     for hour in arrival_hours(store, upload_days(store)):
         ingest_hour(store, hour)
-    record = read_json(store, "ingest/drives/vehicle=veh-1/c.json")
+    record = ledger.section(store, "veh-1", "c", ledger.INGEST)
     # the synthetic drive starts at the Munich origin: inside this zone
     zones = [
         Zone(
@@ -156,7 +156,7 @@ def test_a_drive_is_made_compliant_once(tmp_path, make_log):
         assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
     gnss = pq.read_table(io.BytesIO(store.get(result["gnss_public"])))
     assert len(set(gnss.column("latitude").to_pylist())) <= 2
-    assert read_json(store, "compliance/drives/vehicle=veh-1/c.json")["anonymiser"]["name"] == (
+    assert ledger.section(store, "veh-1", "c", ledger.COMPLIANCE)["anonymiser"]["name"] == (
         "opencv-haar"
     )
     assert make_compliant(store, record, HaarDetector(), zones, "v1").get("skipped")
@@ -178,7 +178,7 @@ def test_a_truncated_drive_is_made_compliant_from_its_recovered_frames(tmp_path,
     upload_drive(store, log, vehicle="veh-1", drive="cut")
     for hour in arrival_hours(store, upload_days(store)):
         ingest_hour(store, hour)
-    record = read_json(store, "ingest/drives/vehicle=veh-1/cut.json")
+    record = ledger.section(store, "veh-1", "cut", ledger.INGEST)
     assert record["status"] == "recovered", record["reasons"]
     result = make_compliant(store, record, HaarDetector(), [], "v1")
     assert 0 < result["frames"] == record["tables"]["frames"]["rows"]

@@ -7,7 +7,7 @@ import pytest
 
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.hour import arrival_hours, ingest_hour, upload_days
-from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.pointers import read_json, update_json
 from dataloop.lake.store import PreconditionFailed, open_store
 from tests.faults.loop import audit
@@ -50,7 +50,7 @@ def test_two_ingests_of_the_same_hour_at_once(store, make_log):
     assert [r.count("ingested") for r in reports] == [2, 2]
     result = audit(store, logs, curate=False)
     assert (result.processed, result.lost, result.duplicated, result.partial) == (2, [], [], [])
-    records = [_strip(read_json(store, L.drive_record_key(v, d))) for v, d, _ in logs]
+    records = [_strip(ledger.section(store, v, d, ledger.INGEST)) for v, d, _ in logs]
     again = ingest_hour(store, hour)  # a third run afterwards finds both done, and skips
     assert all(d.get("skipped") for d in again.drives)
     found = [_strip({k: v for k, v in d.items() if k != "skipped"}) for d in again.drives]

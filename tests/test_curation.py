@@ -16,6 +16,7 @@ from dataloop.curation.scenarios import day_drives, read_scenario_index
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.ingest.tables import read_table
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.dryrun import DryRunStore
 from dataloop.lake.pointers import read_json
 from dataloop.lineage import graph
@@ -263,13 +264,12 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
 def test_a_label_review_is_a_new_drive_version_in_lineage(curated):
     from dataloop.curation.scenarios import current_drive_version, load_scenarios, mine_day
     from dataloop.labeling.review import import_reviewed
-    from dataloop.lake.layout import labels_record_key
 
     store, _, _, days, _ = curated
     clips = read_scenario_index(store)
     vehicle, drive = clips["vehicle_id"][-1].as_py(), clips["drive_id"][-1].as_py()
     before = current_drive_version(store, vehicle, drive)
-    labels = read_table(store, read_json(store, labels_record_key(vehicle, drive))["labels"])
+    labels = read_table(store, ledger.section(store, vehicle, drive, ledger.LABELS)["labels"])
     track = labels["track_id"][0].as_py()
     review = {
         "categories": [{"id": 1, "name": "truck"}],

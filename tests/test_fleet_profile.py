@@ -23,8 +23,8 @@ from dataloop.ingest.hour import arrival_hours
 from dataloop.ingest.tables import lacking, read_table
 from dataloop.labeling.hour import label_hour
 from dataloop.labeling.offboard import load_params
-from dataloop.lake import layout as L
-from dataloop.lake.layout import compliant_hour_key, day_index_key, verdict_key
+from dataloop.lake import ledger
+from dataloop.lake.layout import compliant_hour_key, day_index_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.quality.anonymise import HaarDetector
@@ -90,7 +90,7 @@ def test_a_drive_without_a_required_table_is_quarantined_by_quality(tmp_path, re
     failures = verdicts["no-gnss"]["failures"]
     assert verdicts["no-gnss"]["verdict"] == "quarantine"
     assert [f["expectation"] for f in failures if f["family"] == "missing_table"] == ["fleet.gnss"]
-    assert read_json(store, verdict_key(VEHICLE, "no-gnss"))["verdict"] == "quarantine"
+    assert ledger.section(store, VEHICLE, "no-gnss", ledger.VERDICT)["verdict"] == "quarantine"
 
 
 def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(
@@ -150,7 +150,7 @@ def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(
     # training: a whole-drive clip of each; those without lanes or CAN are set aside
     rows = []
     for drive in ("canless", "laneless", "perceptionless"):
-        tables = read_json(store, L.drive_record_key(VEHICLE, drive))["tables"]
+        tables = ledger.section(store, VEHICLE, drive, ledger.INGEST)["tables"]
         times = read_table(store, tables["imu"]["key"])["t"]
         rows.append({
             "clip_id": drive, "vehicle_id": VEHICLE, "drive_id": drive,
@@ -197,7 +197,7 @@ def test_two_imus_and_two_receivers_are_each_their_own_sensor(tmp_path, recorded
     commit_raw(store, path, vehicle=VEHICLE, drive="two")
     (hour,) = arrival_hours(store, upload_days(store))
     ingest_hour(store, hour)
-    tables = read_json(store, L.drive_record_key(VEHICLE, "two"))["tables"]
+    tables = ledger.section(store, VEHICLE, "two", ledger.INGEST)["tables"]
     for name, first, second in (("imu", "imu", "rear"), ("gnss", "gnss_fix", "secondary")):
         sensors = read_table(store, tables[name]["key"])["sensor"].to_pylist()
         assert set(sensors) == {first, second} and sensors.count(first) == sensors.count(second)

@@ -11,8 +11,7 @@ import pytest
 
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.labeling.hour import METRICS
-from dataloop.lake.layout import labels_record_key
-from dataloop.lake.pointers import read_json
+from dataloop.lake import ledger
 from tests.helpers import hourly_assets, materialize_hours, simulated_lake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +33,7 @@ def labelled(tmp_path_factory):
 def test_offboard_beats_onboard_on_every_metric_in_every_condition(labelled):
     store, reports, _, _ = labelled
     records = [
-        read_json(store, labels_record_key(r.vehicle, d["drive"]))
+        ledger.section(store, r.vehicle, d["drive"], ledger.LABELS)
         for r in reports
         for d in r.drives
     ]
@@ -53,7 +52,7 @@ def test_offboard_beats_onboard_on_every_metric_in_every_condition(labelled):
 def test_a_parameter_change_relabels(labelled, tmp_path, monkeypatch):
     store, reports, hours, instance = labelled
     vehicle, drive = reports[0].vehicle, reports[0].drives[0]["drive"]
-    before = read_json(store, labels_record_key(vehicle, drive))
+    before = ledger.section(store, vehicle, drive, ledger.LABELS)
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "assets", rules)
     params = rules / "labeling" / "offboard.yaml"
@@ -63,7 +62,7 @@ def test_a_parameter_change_relabels(labelled, tmp_path, monkeypatch):
     labels = assets[-1]
     assert labels.code_versions_by_key[labels.key] != f"offboard.{before['labeller_version']}"
     result = materialize_hours(store, hours, assets, instance, selection=[labels])
-    after = read_json(store, labels_record_key(vehicle, drive))
+    after = ledger.section(store, vehicle, drive, ledger.LABELS)
     assert after["labeller_version"] != before["labeller_version"]
     assert after["labeller_params"]["ghosts"]["min_frames"] == 12
     meta = result.get_asset_materialization_events()[0].materialization.metadata
@@ -110,11 +109,11 @@ def test_review_export_is_valid_coco_and_an_import_changes_exactly_that_track(la
             and a["attributes"]["vehicle"] == vehicle
         ],
     }
-    before_key = read_json(store, labels_record_key(vehicle, drive))["labels"]
+    before_key = ledger.section(store, vehicle, drive, ledger.LABELS)["labels"]
     before = pq.read_table(io.BytesIO(store.get(before_key))).to_pylist()
     changes = import_reviewed(store, reviewed)
     assert [(c["track_id"], c["class_to"]) for c in changes] == [(track, "truck")]
-    record = read_json(store, labels_record_key(vehicle, drive))
+    record = ledger.section(store, vehicle, drive, ledger.LABELS)
     after = pq.read_table(io.BytesIO(store.get(record["labels"]))).to_pylist()
     assert record["labels"] != before_key and record["labels_before_review"] == before_key
     assert record["reviews"][-1]["track_id"] == track

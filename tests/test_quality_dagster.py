@@ -17,7 +17,8 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dataloop.defs.ingest.assets import decoded_drives, raw_drive_logs
 from dataloop.defs.resources import LakeResource
 from dataloop.fleet.uploader import upload_drive
-from dataloop.lake.layout import hour_verdicts_key, verdict_key
+from dataloop.lake import ledger
+from dataloop.lake.layout import hour_verdicts_key
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from tests.helpers import commit_raw
@@ -101,7 +102,7 @@ def test_blocking_check_stops_downstream_in_the_same_run(tmp_path, make_log, mon
             "approved_drives",
             "compliant_drives",
         }
-    assert read_json(store, verdict_key("veh-1", "ok"))["verdict"] in ("pass", "warn")
+    assert ledger.section(store, "veh-1", "ok", ledger.VERDICT)["verdict"] in ("pass", "warn")
 
 
 def test_suite_edit_marks_checked_hours_stale_and_backfill_reapplies(

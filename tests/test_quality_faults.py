@@ -11,9 +11,8 @@ from pathlib import Path
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
 from dataloop.ingest.hour import arrival_hours
-from dataloop.lake.layout import verdict_key
+from dataloop.lake import ledger
 from dataloop.lake.local import LocalStore
-from dataloop.lake.pointers import read_json
 from dataloop.quality.hour import check_hour
 from dataloop.quality.suites import load_suites
 from tests.helpers import ingest_hour, upload_days
@@ -53,7 +52,7 @@ def test_every_injected_fault_is_named_by_the_verdict(tmp_path):
     checked = 0
     for d in reports[0].drives:
         truth = json.loads(Path(d["path"]).with_suffix(".truth.json").read_text())
-        verdict = read_json(store, verdict_key("veh-0001", d["drive"]))
+        verdict = ledger.section(store, "veh-0001", d["drive"], ledger.VERDICT)
         families = {f["family"] for f in verdict["failures"]}
         for fault in truth["faults"]:
             if fault["t"] + fault["duration_s"] < d["seconds"] - 0.5:

@@ -73,5 +73,5 @@ def test_killed_tick_then_two_ticks_at_once(tmp_path, make_log):
     assert (result.processed, result.lost, result.duplicated, result.partial) == (2, [], [], [])
     got, want = snapshot(lake.root), snapshot(reference)
     for key in want:
-        if key.startswith(("tables/", "ingest/drives/")):
+        if key.startswith(("tables/", "ledger/drives/")):
             assert got[key] == want[key], key

@@ -29,14 +29,9 @@ from dataloop.curation.clips import CLIP_SCHEMA, clip_id
 from dataloop.ingest.tables import SCHEMAS, lacking, read_table, to_parquet
 from dataloop.labeling.offboard import LABEL_SCHEMA
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import (
-    compliance_key,
-    compliant_hour_key,
-    day_hours,
-    day_index_key,
-    labels_record_key,
-)
+from dataloop.lake.layout import day_index_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.query import register_table
 from dataloop.lake.store import ObjectExists, ObjectStore
@@ -88,45 +83,35 @@ def library_version(scenarios: list[Scenario]) -> str:
 
 
 def current_drive_version(store: ObjectStore, vehicle: str, drive: str) -> str | None:
-    """The exact state of a drive that curation uses: its compliance record (upload,
-    anonymiser and geofence versions, derived frames) and its labels (labeller version, human
-    review) hashed. ``None`` when the drive is not (or no longer) approved and anonymised."""
-    labels = read_json(store, labels_record_key(vehicle, drive))
-    return _version(read_json(store, compliance_key(vehicle, drive)), labels)
+    """The drive's version in the ledger (``DriveState.version``): ``None`` when the drive is
+    not (or no longer) approved and anonymised."""
+    state = ledger.drive(store, vehicle, drive)
+    return state.version if state else None
 
 
-def _version(compliance: dict | None, labels: dict | None) -> str | None:
-    if compliance is None or compliance["excluded"]:
-        return None
-    return sha256_json([compliance, labels["labels"] if labels else None])[:16]
+def curatable(state: ledger.DriveState, needs: tuple[str, ...] = NEEDS) -> dict[str, Any]:
+    """A drive as mining, training and simulation read it: ids, version, road and
+    conditions, table and label keys, and what ``needs`` would set it aside for
+    (``set_aside``: ``no_<table>``, or ``None``)."""
+    meta = state.log_metadata
+    return {
+        "vehicle_id": state.vehicle,
+        "drive_id": state.drive,
+        "drive_version": state.version,
+        "road": meta.get("road", "unknown"),
+        "conditions": meta.get("conditions", "unknown"),
+        "model_version": meta.get("model_version", "unknown"),
+        "tables": state.tables,
+        "labels": state.labels_key,
+        "set_aside": lacking(state.table_infos, needs),
+    }
 
 
 def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
     """The drives that arrived on ``day`` and may be curated: approved by the quality
-    checks and made compliant (anonymised, geofenced). Forgotten drives are gone. Each
-    says what mining would set it aside for (``set_aside``: ``no_<table>``, or ``None``)."""
-    drives = []
-    for hour in day_hours(day):
-        for entry in (read_json(store, compliant_hour_key(hour)) or {"drives": []})["drives"]:
-            vehicle, drive = entry["vehicle"], entry["drive"]
-            record = read_json(store, L.drive_record_key(vehicle, drive))
-            labels = read_json(store, labels_record_key(vehicle, drive))
-            version = _version(read_json(store, compliance_key(vehicle, drive)), labels)
-            if record is None or version is None:
-                continue
-            drives.append(
-                {
-                    "vehicle_id": vehicle,
-                    "drive_id": drive,
-                    "drive_version": version,
-                    "road": record.get("log_metadata", {}).get("road", "unknown"),
-                    "conditions": record.get("log_metadata", {}).get("conditions", "unknown"),
-                    "tables": {n: t["key"] for n, t in record["tables"].items()},
-                    "labels": labels["labels"] if labels else None,
-                    "set_aside": lacking(record["tables"], NEEDS),
-                }
-            )
-    return drives
+    checks and made compliant (anonymised, geofenced), read from the day's ledger indexes
+    (one request per hour). Forgotten drives are gone."""
+    return [curatable(s) for s in ledger.drives_of_day(store, day) if s.version is not None]
 
 
 def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
@@ -243,24 +228,16 @@ def mine(
 
 
 def day_state(store: ObjectStore, day: str) -> str | None:
-    """A hash of what mining ``day`` reads (its compliant drives and their labels); ``None``
-    when the day has no compliant drives yet."""
-    hours = [read_json(store, compliant_hour_key(h)) for h in day_hours(day)]
-    if not any(hours):
-        return None
-    labels = [
-        (read_json(store, labels_record_key(e["vehicle"], e["drive"])) or {}).get("labels")
-        for h in hours
-        if h
-        for e in h["drives"]
-    ]
-    return sha256_json([hours, labels])[:16]
+    """A hash of what mining ``day`` reads (its compliant drives at their versions, labels
+    included); ``None`` when no drive of the day has been through compliance yet."""
+    return ledger.day_state(store, day)
 
 
 def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[str, Any]:
     """Mine one arrival day into an immutable clip table and point the day's index at it."""
-    state = day_state(store, day)
-    drives = day_drives(store, day)
+    states = ledger.drives_of_day(store, day)
+    state = ledger.day_state_of(states)
+    drives = [curatable(s) for s in states if s.version is not None]
     aside = sorted(
         [d["vehicle_id"], d["drive_id"], d["set_aside"]] for d in drives if d["set_aside"]
     )

@@ -1,4 +1,5 @@
-"""What the lake knows about drives: the per-drive records and the quarantine."""
+"""What the lake knows about drives: the ledger (read hour by hour, from its indexes) and the
+quarantine."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import duckdb
 
 from dataloop.ingest.tables import SCHEMAS
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.query import register_table
 from dataloop.lake.store import ObjectStore
 
@@ -21,8 +23,9 @@ def _records(store: ObjectStore, prefix: str) -> Iterator[dict[str, Any]]:
 
 
 def drive_records(store: ObjectStore) -> list[dict[str, Any]]:
-    """One record per (vehicle, drive): the upload that counts and what became of it."""
-    return list(_records(store, L.DRIVE_RECORDS))
+    """One ingest section per (vehicle, drive): the upload that counts and what became of it
+    (one request per arrival hour)."""
+    return [s.ingest for s in ledger.all_drives(store) if s.ingest]
 
 
 def quarantine_records(store: ObjectStore) -> list[dict[str, Any]]:
@@ -31,14 +34,15 @@ def quarantine_records(store: ObjectStore) -> list[dict[str, Any]]:
 
 def drives_overview(store: ObjectStore) -> list[dict[str, Any]]:
     """Every drive and every quarantined upload: stage reached, verdict, reasons."""
-    drives = drive_records(store)
+    states = list(ledger.all_drives(store))
+    drives = [s.ingest for s in states if s.ingest]
     counted = {d["manifest_key"] for d in drives}
     rows = drives + [
         q
         for q in quarantine_records(store)
         if q["manifest_key"] not in counted and q.get("stage", "ingest") == "ingest"
     ]
-    verdicts = {(v["vehicle"], v["drive"]): v for v in _records(store, L.VERDICTS)}
+    verdicts = {(s.vehicle, s.drive): s.verdict for s in states if s.verdict}
     out = []
     for r in rows:
         v = verdicts.get((r.get("vehicle"), r.get("drive")))

@@ -2,7 +2,7 @@
 
 Idempotent: a drive already decoded from the same bytes at the same decoder version is skipped.
 Nothing is ever overwritten: tables are content-addressed and raw objects are only read. The
-per-drive record (``ingest/drives/...``) is the one pointer that changes.
+drive's ingest section of the ledger is what changes.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from typing import Any
 from dataloop.ingest.decode import DecodedLog, DecodeError, decode_log, decoder_version
 from dataloop.ingest.tables import put_table
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.manifest import MAX_MANIFEST_BYTES, InvalidManifest, UploadManifest
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectInfo, ObjectStore
 
-INGESTED, RECOVERED, QUARANTINED = "ingested", "recovered", "quarantined"
-USABLE = (INGESTED, RECOVERED)
+INGESTED, RECOVERED, QUARANTINED = ledger.INGESTED, ledger.RECOVERED, ledger.QUARANTINED
+USABLE = ledger.USABLE
 
 
 def _now() -> str:
@@ -85,7 +86,8 @@ def _write_tables(store: ObjectStore, log: DecodedLog, upload: UploadManifest) -
 
 
 def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dict[str, Any]:
-    """Ingest the upload committed by ``manifest``; returns its drive record."""
+    """Ingest the upload committed by ``manifest``; returns its drive record (the drive's
+    ingest section of the ledger, or the quarantine record of an upload that does not count)."""
     parsed = L.parse_raw_key(manifest.key)
     try:
         if parsed is None:
@@ -116,8 +118,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
     except InvalidManifest as err:
         return quarantine(store, manifest, "invalid_manifest", str(err), hour=hour)
 
-    record_key = L.drive_record_key(upload.vehicle, upload.drive)
-    current = read_json(store, record_key)
+    current = ledger.section(store, upload.vehicle, upload.drive, ledger.INGEST)
     if current is not None:
         same_upload = current.get("manifest_key") == manifest.key
         if same_upload and current.get("decoder_version") == decoder_version():
@@ -139,7 +140,7 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
 
     def set_aside(code: str, detail: str, **extra: Any) -> dict[str, Any]:
         record = quarantine(store, manifest, code, detail, hour=hour, upload=upload, **extra)
-        write_json(store, record_key, {k: v for k, v in record.items() if k != "skipped"})
+        ledger.write_section(store, upload.vehicle, upload.drive, ledger.INGEST, record)
         return record
 
     log_info = store.head(upload.log_key)
@@ -193,5 +194,5 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
             "processed_at": _now(),
         }
     )
-    write_json(store, record_key, record)
+    ledger.write_section(store, upload.vehicle, upload.drive, ledger.INGEST, record)
     return record

@@ -15,9 +15,7 @@ from dataloop.fleet.contract import GROUND_TRUTH_OBJECTS
 from dataloop.ingest.tables import lacking, put_table, read_table
 from dataloop.labeling.offboard import Params, label_drive
 from dataloop.labeling.score import score
-from dataloop.lake import layout as L
-from dataloop.lake.layout import compliant_hour_key, labels_record_key
-from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake import ledger
 from dataloop.lake.ranged import open_ranged
 from dataloop.lake.store import ObjectStore
 
@@ -42,16 +40,16 @@ def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, 
     """Offboard labels for the hour's compliant drives (skipping those labelled with these
     parameters already); returns a record per drive, with scores where truth exists, or
     with ``set_aside`` (why not) for a drive that lacks a table labelling needs."""
-    compliant = read_json(store, compliant_hour_key(hour)) or {"drives": []}
     records = []
-    for entry in compliant["drives"]:
-        vehicle, drive = entry["vehicle"], entry["drive"]
-        key = labels_record_key(vehicle, drive)
-        done = read_json(store, key)
+    for state in ledger.hour_drives(store, hour):
+        if not state.compliant:
+            continue
+        vehicle, drive = state.vehicle, state.drive
+        done = state.labels
         if done and done["labeller_version"] == params.version:
             records.append({**done, "skipped": True})
             continue
-        drive_record = read_json(store, L.drive_record_key(vehicle, drive))
+        drive_record = state.ingest
         tables = drive_record["tables"]
         if reason := lacking(tables, NEEDS):
             records.append({"vehicle": vehicle, "drive": drive, "set_aside": reason})
@@ -74,7 +72,7 @@ def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, 
         if truth is not None:
             record["onboard"] = score(objects, truth, "object_id")
             record["offboard"] = score(labels, truth, "track_id")
-        write_json(store, key, record)
+        ledger.write_section(store, vehicle, drive, ledger.LABELS, record, hour)
         records.append(record)
     return records
 

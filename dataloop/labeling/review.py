@@ -16,9 +16,8 @@ import pyarrow.compute as pc
 
 from dataloop.fleet.simulator.camera import Camera
 from dataloop.ingest.tables import put_table, read_table
+from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import compliance_key, labels_record_key
-from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
 from dataloop.quality.suites import load_fleet, pick_front
 
@@ -56,10 +55,10 @@ def export_coco(
     }
     images: dict[str, bytes] = {}
     for vehicle, drive in drives:
-        record = read_json(store, labels_record_key(vehicle, drive))
-        compliance = read_json(store, compliance_key(vehicle, drive))
-        if not record or not compliance or compliance.get("excluded"):
+        state = ledger.drive(store, vehicle, drive)
+        if state is None or not state.labels or not state.compliant:
             continue
+        record, compliance = state.labels, state.compliance
         labels = read_table(store, record["labels"])
         low = labels.filter(pc.less(labels.column("confidence"), below))
         if low.num_rows == 0:
@@ -121,7 +120,7 @@ def import_reviewed(store: ObjectStore, coco: dict[str, Any]) -> list[dict[str, 
     review_id = sha256_json(coco)[:16]
     changes = []
     for vehicle, drive in sorted({(v, d) for v, d, _ in votes}):
-        record = read_json(store, labels_record_key(vehicle, drive))
+        record = ledger.section(store, vehicle, drive, ledger.LABELS)
         labels = read_table(store, record["labels"])
         columns = {name: labels.column(name).to_pylist() for name in labels.schema.names}
         keep = [True] * labels.num_rows
@@ -150,9 +149,11 @@ def import_reviewed(store: ObjectStore, coco: dict[str, Any]) -> list[dict[str, 
             )
         table = pa.Table.from_pydict(columns, schema=labels.schema).filter(pa.array(keep))
         key = put_table(store, "labels", vehicle, drive, table)["key"]
-        write_json(
+        ledger.write_section(
             store,
-            labels_record_key(vehicle, drive),
+            vehicle,
+            drive,
+            ledger.LABELS,
             {
                 **record,
                 "labels": key,

@@ -8,8 +8,9 @@ one version of the loop is read by the next. A key string here changes only with
 
 Raw uploads are keyed by *upload* date first so that the ingest sensor lists only the recent
 days; per-vehicle write policies wildcard the date (``raw/date=????-??-??/vehicle=<id>/*``).
-Per-drive records are pointers (small JSON objects replaced atomically); everything else a
-stage writes is immutable and named by its content hash.
+Each drive has one ledger record (a small JSON pointer updated by compare-and-swap, one section
+per stage) and is listed in its arrival hour's ledger index; everything else a stage writes is
+immutable and named by its content hash.
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ TELEMETRY = "telemetry"  # what each vehicle reports about the model it runs
 QUARANTINE = "quarantine"  # uploads ingest refused, and why
 TABLES = "tables"  # decoded canonical tables, one Parquet object per table and drive
 DERIVED = "derived"  # anonymised frame packs
-INGEST = "ingest"  # per-drive ingest records and per-hour indexes
-QUALITY = "quality"  # verdicts per drive and hour, approved drives per hour
-COMPLIANCE = "compliance"  # per-drive compliance records and per-hour indexes
-LABELING = "labeling"  # per-drive label records
+INGEST = "ingest"  # per-hour ingest summaries (per-drive records before the ledger)
+QUALITY = "quality"  # verdicts per hour, approved drives per hour
+COMPLIANCE = "compliance"  # per-hour compliance summaries
+LABELING = "labeling"  # per-drive label records (before the ledger)
+LEDGER = "ledger"  # the per-drive ledger and its per-hour indexes
 CURATION = "curation"  # mined scenario clips per arrival day
 SEARCH = "search"  # embeddings per arrival day, cached faiss indexes
 DATASETS = "datasets"  # dataset versions, their manifests and supersessions
@@ -79,8 +81,8 @@ ZONES: tuple[Zone, ...] = (
     Zone("telemetry", (f"{TELEMETRY}/",), aged=True, doc="fleet reports"),
     Zone(
         "pointers",
-        tuple(f"{p}/" for p in (INGEST, QUALITY, COMPLIANCE, LABELING, CURATION, SEARCH)),
-        doc="per-drive records and hour/day indexes (and the objects they point at)",
+        tuple(f"{p}/" for p in (LEDGER, INGEST, QUALITY, COMPLIANCE, LABELING, CURATION, SEARCH)),
+        doc="the drive ledger, hour/day indexes (and the objects they point at)",
     ),
     Zone("history", (f"{DATASETS}/", f"{LINEAGE}/", f"{AUDIT}/"), doc="never rewritten"),
     Zone("artefacts", (f"{MODELS}/", f"{SIMULATION}/"), doc="models, suites, gate results"),
@@ -252,27 +254,45 @@ def rehashed_key(key: str, sha256: str) -> str:
     return f"{key.rsplit('/', 1)[0]}/{sha256[:32]}.parquet"
 
 
-# -- ingest ---------------------------------------------------------------------------------
-DRIVE_RECORDS = f"{INGEST}/drives/"
-HOUR_RECORDS = f"{INGEST}/hours/"
-QUARANTINE_RECORDS = f"{QUARANTINE}/"
+# -- the ledger: one record per drive, one index per arrival hour ---------------------------
+LEDGER_DRIVES = f"{LEDGER}/drives/"
+LEDGER_HOURS = f"{LEDGER}/hours/"
 
 
-def drive_record_key(vehicle: str, drive: str) -> str:
-    """The per-drive ingest record: a small pointer, replaced atomically."""
-    return f"{INGEST}/drives/vehicle={vehicle}/{drive}.json"
+def ledger_key(vehicle: str, drive: str) -> str:
+    """A drive's ledger record (one section per stage): a small pointer, updated by CAS."""
+    return f"{LEDGER_DRIVES}vehicle={vehicle}/{drive}.json"
+
+
+def ledger_hour_key(hour: str) -> str:
+    """The ledger's index of one arrival hour: the hour's drives with their sections."""
+    return f"{LEDGER_HOURS}{hour_slug(hour)}.json"
+
+
+def parse_ledger_hour_key(key: str) -> str | None:
+    """The hourly partition key of a ledger hour-index key, or ``None``."""
+    name = key.removeprefix(LEDGER_HOURS)
+    if name == key or "/" in name or not name.endswith(".json") or len(name) != 20:
+        return None
+    slug = name.removesuffix(".json")
+    return f"{slug[:-2]}:{slug[-2:]}"
 
 
 def parse_drive_record_key(key: str) -> tuple[str, str] | None:
-    """``(vehicle, drive)`` of a per-drive record key (ingest, quality, compliance, labels)."""
+    """``(vehicle, drive)`` of a per-drive record key (the ledger's, or a pre-ledger one)."""
     parts = key.split("/")
     if len(parts) != 4 or parts[1] != "drives" or not parts[3].endswith(".json"):
         return None
     return parts[2].removeprefix("vehicle="), parts[3].removesuffix(".json")
 
 
+# -- ingest ---------------------------------------------------------------------------------
+HOUR_RECORDS = f"{INGEST}/hours/"
+QUARANTINE_RECORDS = f"{QUARANTINE}/"
+
+
 def hour_record_key(hour: str) -> str:
-    """The per-hour ingest index."""
+    """The per-hour ingest summary (every upload of the hour, quarantined ones included)."""
     return f"{INGEST}/hours/{hour_slug(hour)}.json"
 
 
@@ -301,13 +321,6 @@ def quarantine_key(manifest_key: str) -> str:
 
 
 # -- quality and compliance -----------------------------------------------------------------
-VERDICTS = f"{QUALITY}/drives/"
-
-
-def verdict_key(vehicle: str, drive: str) -> str:
-    return f"{VERDICTS}vehicle={vehicle}/{drive}.json"
-
-
 def hour_verdicts_key(hour: str) -> str:
     return f"{QUALITY}/hours/{hour_slug(hour)}.json"
 
@@ -315,10 +328,6 @@ def hour_verdicts_key(hour: str) -> str:
 def approved_key(hour: str) -> str:
     """The drives of an arrival hour that passed quality and may be made compliant."""
     return f"{QUALITY}/approved/{hour_slug(hour)}.json"
-
-
-def compliance_key(vehicle: str, drive: str) -> str:
-    return f"{COMPLIANCE}/drives/vehicle={vehicle}/{drive}.json"
 
 
 def compliant_hour_key(hour: str) -> str:
@@ -330,11 +339,27 @@ def frame_pack_key(vehicle: str, drive: str, sha256: str) -> str:
     return f"{DERIVED}/frames/vehicle={vehicle}/drive={drive}/{sha256[:32]}.jpgs"
 
 
-# -- labelling ------------------------------------------------------------------------------
-LABEL_RECORDS = f"{LABELING}/drives/"
+# -- before the ledger: per-stage drive records (read only by ``ledger.migrate``) -----------
+LEGACY_DRIVE_RECORDS = f"{INGEST}/drives/"
+
+
+def drive_record_key(vehicle: str, drive: str) -> str:
+    """A drive's ingest record as a lake before the ledger holds it."""
+    return f"{INGEST}/drives/vehicle={vehicle}/{drive}.json"
+
+
+def verdict_key(vehicle: str, drive: str) -> str:
+    """A drive's quality verdict as a lake before the ledger holds it."""
+    return f"{QUALITY}/drives/vehicle={vehicle}/{drive}.json"
+
+
+def compliance_key(vehicle: str, drive: str) -> str:
+    """A drive's compliance record as a lake before the ledger holds it."""
+    return f"{COMPLIANCE}/drives/vehicle={vehicle}/{drive}.json"
 
 
 def labels_record_key(vehicle: str, drive: str) -> str:
+    """A drive's label record as a lake before the ledger holds it."""
     return f"{LABELING}/drives/vehicle={vehicle}/{drive}.json"
 
 
@@ -521,6 +546,7 @@ def forget_audit_key(at: str, digest: str) -> str:
 
 # -- indexes that list drives by id (rewritten, not deleted, by a deletion request) ---------
 HOUR_INDEXES = (
+    LEDGER_HOURS,
     HOUR_RECORDS,
     f"{QUALITY}/hours/",
     f"{QUALITY}/approved/",

@@ -2,8 +2,9 @@
 derived from it, supersede the dataset versions that held it, and keep an audit record.
 
 What counts as the subject's data: every object under a ``vehicle=V`` key segment (for a
-drive, also under ``drive=D`` or named ``D.*``). Indexes that merely list the subject (hour
-records, telemetry, the day indexes of curation and search) are rewritten without it.
+drive, also under ``drive=D`` or named ``D.*``): its ledger record among them. Indexes that
+merely list the subject (the ledger's hour indexes, the stages' hour summaries, telemetry, the
+day indexes of curation and search) are rewritten without it.
 Immutable records (dataset versions and manifests, lineage nodes, audit records) keep naming
 the subject's ids so that history stays verifiable; the manifest of every dataset version
 that held it is marked superseded and a successor is built without it.
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 from dataloop.curation import datasets as D
 from dataloop.ingest.tables import to_parquet
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.pointers import put_json, read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.lineage.graph import forward
@@ -85,11 +87,7 @@ def resolve_subject(store: ObjectStore, vehicle: str | None, drive: str | None) 
     if drive is not None:
         L.validate_id(drive, "drive")
         if vehicle is None:
-            owners = {
-                parsed[0]
-                for i in store.list(L.DRIVE_RECORDS)
-                if (parsed := L.parse_drive_record_key(i.key)) and parsed[1] == drive
-            }
+            owners = ledger.owners(store, drive)
             if len(owners) != 1:
                 raise LookupError(f"drive {drive!r}: {len(owners)} vehicles have it; name one")
             vehicle = owners.pop()

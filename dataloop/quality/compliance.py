@@ -18,8 +18,9 @@ import pyarrow as pa
 from dataloop.ingest.frames import frame_image, iter_frames
 from dataloop.ingest.tables import T, lacking, put_table, read_table
 from dataloop.lake import layout as L
-from dataloop.lake.layout import compliance_key, compliant_hour_key
-from dataloop.lake.pointers import read_json, write_json
+from dataloop.lake import ledger
+from dataloop.lake.layout import compliant_hour_key
+from dataloop.lake.pointers import write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.anonymise import Detector, anonymise_image
 from dataloop.quality.approved import read_approved
@@ -107,15 +108,16 @@ def _per_camera(rows: dict[str, list]) -> dict[str, dict[str, int]]:
 def make_compliant(
     store: ObjectStore, record: dict, detector: Detector, zones: list[Zone], version: str
 ) -> dict[str, Any]:
-    """Anonymise one drive (skipped when already done at this compliance version)."""
-    key = compliance_key(record["vehicle"], record["drive"])
-    done = read_json(store, key)
+    """Anonymise one drive (``record``: its ingest section), skipped when already done at
+    this compliance version; the result is the drive's compliance section of the ledger."""
+    vehicle, drive = record["vehicle"], record["drive"]
+    done = ledger.section(store, vehicle, drive, ledger.COMPLIANCE)
     if done and done["version"] == version and done["manifest_key"] == record["manifest_key"]:
         return {**done, "skipped": True}
     base = {k: record[k] for k in ("vehicle", "drive", "manifest_key")}
     if reason := lacking(record["tables"], NEEDS):
         result = {**base, "version": version, "excluded": True, "set_aside": reason}
-        write_json(store, key, result)
+        ledger.write_section(store, vehicle, drive, ledger.COMPLIANCE, result, record.get("hour"))
         return result
     gnss = read_table(store, record["tables"]["gnss"]["key"])
     lat, lon, fence = apply_geofence(
@@ -140,7 +142,7 @@ def make_compliant(
             store, "gnss_public", record["vehicle"], record["drive"], public
         )["key"]
         result.update(_anonymise_frames(store, record, detector))
-    write_json(store, key, result)
+    ledger.write_section(store, vehicle, drive, ledger.COMPLIANCE, result, record.get("hour"))
     return result
 
 
@@ -148,8 +150,15 @@ def comply_hour(
     store: ObjectStore, hour: str, detector: Detector, zones: list[Zone], version: str
 ) -> list[dict[str, Any]]:
     """Make every approved drive of the hour compliant; index the ones downstream may use."""
+    known = {(s.vehicle, s.drive): s.ingest for s in ledger.hour_drives(store, hour)}
     results = [
-        make_compliant(store, read_json(store, L.drive_record_key(v, d)), detector, zones, version)
+        make_compliant(
+            store,
+            known.get((v, d)) or ledger.section(store, v, d, ledger.INGEST),
+            detector,
+            zones,
+            version,
+        )
         for v, d in read_approved(store, hour)
     ]
     write_json(

@@ -12,8 +12,9 @@ import pyarrow as pa
 from dataloop.ingest.drive import USABLE
 from dataloop.ingest.tables import SCHEMAS, read_table, schema_fingerprint
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import hour_verdicts_key, verdict_key
+from dataloop.lake.layout import hour_verdicts_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
 from dataloop.quality.gx_checks import run_gx
@@ -150,6 +151,7 @@ def fleet_checks(record: dict[str, Any], fleet: dict[str, Any]) -> list[CheckRes
 def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
     """Verdicts for the hour's drives, written to the lake (per drive and per hour)."""
     index = read_json(store, L.hour_record_key(hour)) or {"drives": []}
+    known = {(s.vehicle, s.drive): s.ingest for s in ledger.hour_drives(store, hour)}
     quality = HourQuality(hour, suites.version)
     records, drifted = [], []
     for entry in index["drives"]:
@@ -176,7 +178,10 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                 }
             )
             continue
-        record = read_json(store, L.drive_record_key(entry["vehicle"], entry["drive"]))
+        key = (entry["vehicle"], entry["drive"])
+        record = known.get(key) or ledger.section(store, *key, ledger.INGEST)
+        if record is None:
+            continue  # forgotten since
         drift = [
             name
             for name, info in record["tables"].items()
@@ -204,9 +209,10 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
             **drive_verdict(per_drive.get(key, [])),
         }
         quality.drives.append(v)
-        write_json(
+        ledger.write_section(
             store,
-            verdict_key(*key),
+            *key,
+            ledger.VERDICT,
             {
                 **v,
                 "hour": hour,

@@ -15,8 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataloop.ingest.tables import read_table
-from dataloop.lake.layout import drive_record_key, labels_record_key
-from dataloop.lake.pointers import read_json
+from dataloop.lake import ledger
 from dataloop.lake.store import ObjectStore
 
 DESCRIBER_VERSION = "1"
@@ -89,15 +88,18 @@ def _ns(column: pa.ChunkedArray) -> np.ndarray:
 
 def labels_key(store: ObjectStore, vehicle: str, drive: str) -> str | None:
     """The drive's current offboard label table, if it was labelled."""
-    record = read_json(store, labels_record_key(vehicle, drive))
-    return record.get("labels") if record else None
+    state = ledger.drive(store, vehicle, drive)
+    return state.labels_key if state else None
 
 
-def load_drive_scene(store: ObjectStore, vehicle: str, drive: str) -> DriveScene:
-    record = read_json(store, drive_record_key(vehicle, drive)) or {}
-    meta = record.get("log_metadata", {})
-    tables = record.get("tables", {})
-    key, track_col, source = labels_key(store, vehicle, drive), "track_id", "offboard"
+def load_drive_scene(
+    store: ObjectStore, vehicle: str, drive: str, state: ledger.DriveState | None = None
+) -> DriveScene:
+    """What the describer reads of a drive (``state``, its ledger state, saves a read)."""
+    state = state or ledger.drive(store, vehicle, drive) or ledger.DriveState(vehicle, drive)
+    meta = state.log_metadata
+    tables = state.table_infos
+    key, track_col, source = state.labels_key, "track_id", "offboard"
     if key is None and "objects" in tables:
         key, track_col, source = tables["objects"]["key"], "object_id", "onboard"
     scene = DriveScene(meta.get("road", "unknown"), meta.get("conditions", "unknown"), source)

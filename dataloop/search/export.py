@@ -17,8 +17,7 @@ from dataloop.ingest.adapters import AdapterSet, installed
 from dataloop.ingest.adapters.codecs import codec
 from dataloop.ingest.adapters.extract import Binding, bind
 from dataloop.ingest.tables import read_table
-from dataloop.lake.layout import compliance_key, drive_record_key
-from dataloop.lake.pointers import read_json
+from dataloop.lake import ledger
 from dataloop.lake.ranged import open_ranged
 from dataloop.lake.store import ObjectStore
 from dataloop.search.frames import open_pack
@@ -62,10 +61,10 @@ def export_cut(
     from mcap.reader import make_reader
     from mcap.writer import CompressionType, Writer
 
-    record = read_json(store, drive_record_key(vehicle, drive))
-    compliance = read_json(store, compliance_key(vehicle, drive))
-    if not record or not compliance or compliance.get("excluded"):
+    state = ledger.drive(store, vehicle, drive)
+    if state is None or not state.compliant:
         raise LookupError(f"{vehicle}/{drive} is not a compliant drive")
+    record, compliance = state.ingest, state.compliance
     pack = open_pack(store, vehicle, drive, compliance)
     frame_at = {
         (str(c), int(t)): i

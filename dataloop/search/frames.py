@@ -12,23 +12,29 @@ import numpy as np
 
 from dataloop.ingest.frames import decode_image
 from dataloop.ingest.tables import read_table
-from dataloop.lake.layout import compliance_key, compliant_hour_key, day_hours
-from dataloop.lake.pointers import read_json
+from dataloop.lake import ledger
 from dataloop.lake.store import ObjectStore
 from dataloop.quality.suites import pick_front
 
 NS = 1_000_000_000
 
 
+def framed(state: ledger.DriveState) -> bool:
+    """Whether a drive is compliant and has anonymised frames (a frame pack and its index)."""
+    return bool(
+        state.compliant
+        and state.compliance.get("frame_pack")
+        and state.compliance.get("frame_index")
+    )
+
+
 def compliant_drives_of_day(store: ObjectStore, day: str) -> list[dict]:
-    """Every drive made compliant in an arrival hour of ``day`` ({vehicle, drive, frame_pack,
-    frame_index, ...}), in a stable order."""
-    drives: dict[tuple[str, str], dict] = {}
-    for hour in day_hours(day):
-        for d in (read_json(store, compliant_hour_key(hour)) or {}).get("drives", []):
-            if d.get("frame_pack") and d.get("frame_index"):
-                drives[(d["vehicle"], d["drive"])] = d
-    return [drives[k] for k in sorted(drives)]
+    """The compliance sections ({vehicle, drive, frame_pack, frame_index, ...}) of every
+    ``framed`` drive of ``day``, from the ledger's hour indexes, in a stable order."""
+    return sorted(
+        (s.compliance for s in ledger.drives_of_day(store, day) if framed(s)),
+        key=lambda c: (c["vehicle"], c["drive"]),
+    )
 
 
 @dataclass
@@ -92,9 +98,9 @@ class FramePack:
 
 
 def open_pack(store: ObjectStore, vehicle: str, drive: str, entry: dict | None = None) -> FramePack:
-    """The frame pack of a compliant drive. ``entry`` (a compliant-hour row, or the drive's
-    compliance record) saves a read; raises LookupError when the drive has no anonymised frames."""
-    entry = entry or read_json(store, compliance_key(vehicle, drive)) or {}
+    """The frame pack of a compliant drive. ``entry`` (the drive's compliance section) saves
+    a read; raises LookupError when the drive has no anonymised frames."""
+    entry = entry or ledger.section(store, vehicle, drive, ledger.COMPLIANCE) or {}
     if not entry.get("frame_pack") or not entry.get("frame_index"):
         raise LookupError(f"{vehicle}/{drive} has no anonymised frames (not compliant)")
     index = read_table(store, entry["frame_index"]).sort_by("t")

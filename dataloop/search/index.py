@@ -31,14 +31,15 @@ import pyarrow.parquet as pq
 from dataloop.curation.clips import CLIP_SCHEMA, T
 from dataloop.ingest.tables import lacking, to_parquet
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectNotFound, ObjectStore
 from dataloop.quality.suites import load_fleet
 from dataloop.search import vectors as V
-from dataloop.search.describe import DESCRIBER_VERSION, describe, labels_key, load_drive_scene
+from dataloop.search.describe import DESCRIBER_VERSION, describe, load_drive_scene
 from dataloop.search.encoders import TEXT_DIM, ImageEncoder, TextEncoder
-from dataloop.search.frames import FramePack, compliant_drives_of_day, decode_rgb, open_pack
+from dataloop.search.frames import FramePack, decode_rgb, framed, open_pack
 
 FRAME_EVERY_S = 2.0
 INDEX_VERSION = "2"
@@ -99,10 +100,14 @@ def build_day_index(
     image = image or image_encoder()
     text = text or text_encoder()
     clip_rows = _clip_rows(clips if clips is not None else _scenario_clips(store, day))
-    entries = {(d["vehicle"], d["drive"]): d for d in compliant_drives_of_day(store, day)}
+    states = {(s.vehicle, s.drive): s for s in ledger.drives_of_day(store, day)}
+    entries = {k: s.compliance for k, s in sorted(states.items()) if framed(s)}
     for c in clip_rows:
-        entries.setdefault((c["vehicle_id"], c["drive_id"]), {})
-    labels = {k: labels_key(store, *k) for k in entries}
+        key = (c["vehicle_id"], c["drive_id"])
+        entries.setdefault(key, {})
+        if key not in states:  # (arrived on another day: one read)
+            states[key] = ledger.drive(store, *key) or ledger.DriveState(*key)
+    labels = {k: states[k].labels_key for k in entries}
     front = load_fleet()["front_camera"]
     inputs = sha256_json(
         {
@@ -136,7 +141,7 @@ def build_day_index(
         except LookupError:
             dropped += len(drive_clips)
             continue
-        record = read_json(store, L.drive_record_key(vehicle, drive)) or {}
+        record = states[(vehicle, drive)].ingest or {}
         reason = lacking(record.get("tables", {}), NEEDS) or ("" if len(pack.t) else "no_frames")
         if reason:  # (no frame anonymised is no frame)
             aside.append([vehicle, drive, reason])
@@ -155,7 +160,11 @@ def build_day_index(
         ]
         vecs, n = _image_vectors(store, views, sorted(set(frames + keyframes)), image, reuse)
         encoded_images += n
-        scene = load_drive_scene(store, vehicle, drive) if drive_clips else None
+        scene = (
+            load_drive_scene(store, vehicle, drive, states[(vehicle, drive)])
+            if drive_clips
+            else None
+        )
         meta = (scene.road, scene.conditions) if scene else _road_conditions(record)
         for camera, t in frames:
             _append(out, kind=FRAME, vehicle_id=vehicle, drive_id=drive, t=t, camera=camera,

@@ -90,7 +90,7 @@ def evaluate(store, policies: list[DrivingPolicy], max_clips: int = 50) -> dict[
     from dataloop.curation import datasets as D
     from dataloop.curation.scenarios import connect
     from dataloop.lake.pointers import read_json
-    from dataloop.training.samples import _drive, _ns, drive_frames
+    from dataloop.training.samples import _ns, current_drive, drive_frames
 
     pointer = read_json(store, L.dataset_latest_key(D.load_policy().name))
     errors: dict[str, dict[str, list]] = {
@@ -106,7 +106,7 @@ def evaluate(store, policies: list[DrivingPolicy], max_clips: int = 50) -> dict[
         for c, s, e in zip(manifest.to_pylist(), starts, ends, strict=True)
     }
     for clip in rows:
-        drive = _drive(store, clip["vehicle_id"], clip["drive_id"], clip["drive_version"])
+        drive = current_drive(store, clip["vehicle_id"], clip["drive_id"], clip["drive_version"])
         if drive is None:
             continue
         tracks = (

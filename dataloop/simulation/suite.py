@@ -51,7 +51,7 @@ def clip_scenario(clip: dict, ego_speed: float, tracks: list[dict], seconds: flo
 
 def from_logs(store: ObjectStore, max_clips: int, seconds: float) -> list[Scenario]:
     """Scenarios rebuilt from the held-out clips of the latest training dataset."""
-    from dataloop.training.samples import _drive
+    from dataloop.training.samples import current_drive
 
     pointer = read_json(store, L.dataset_latest_key(D.load_policy().name))
     if pointer is None or max_clips <= 0:
@@ -61,7 +61,7 @@ def from_logs(store: ObjectStore, max_clips: int, seconds: float) -> list[Scenar
     clips = sorted(clips, key=lambda c: c["clip_id"])[:max_clips]
     out = []
     for clip in clips:
-        drive = _drive(store, clip["vehicle_id"], clip["drive_id"], clip["drive_version"])
+        drive = current_drive(store, clip["vehicle_id"], clip["drive_id"], clip["drive_version"])
         if drive is None:
             continue
         con = connect(store, [drive])

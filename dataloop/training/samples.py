@@ -24,10 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataloop.curation import datasets as D
-from dataloop.curation.scenarios import connect, current_drive_version
-from dataloop.ingest.tables import lacking, read_table
-from dataloop.lake import layout as L
-from dataloop.lake.pointers import read_json
+from dataloop.curation.scenarios import connect, curatable
+from dataloop.ingest.tables import read_table
+from dataloop.lake import ledger
 from dataloop.lake.store import ObjectStore
 from dataloop.policy.features import ego_row, object_frame, window
 
@@ -73,23 +72,13 @@ def _ns(column: pa.ChunkedArray) -> np.ndarray:
     return column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()
 
 
-def _drive(store: ObjectStore, vehicle: str, drive: str, version: str) -> dict | None:
-    record = read_json(store, L.drive_record_key(vehicle, drive))
-    if record is None or current_drive_version(store, vehicle, drive) != version:
+def current_drive(store: ObjectStore, vehicle: str, drive: str, version: str) -> dict | None:
+    """The drive as training reads it (``curation.scenarios.curatable``), if the ledger still
+    has it at ``version``; else ``None``."""
+    state = ledger.drive(store, vehicle, drive)
+    if state is None or state.version != version:
         return None
-    labels = read_json(store, L.labels_record_key(vehicle, drive))
-    meta = record.get("log_metadata", {})
-    return {
-        "vehicle_id": vehicle,
-        "drive_id": drive,
-        "drive_version": version,
-        "road": meta.get("road", "unknown"),
-        "conditions": meta.get("conditions", "unknown"),
-        "model_version": meta.get("model_version", "unknown"),
-        "tables": {n: t["key"] for n, t in record["tables"].items()},
-        "labels": labels["labels"] if labels else None,
-        "set_aside": lacking(record["tables"], NEEDS),
-    }
+    return curatable(state, NEEDS)
 
 
 def drive_frames(store: ObjectStore, drive: dict, tracks: pa.Table) -> dict[str, np.ndarray]:
@@ -168,7 +157,7 @@ def build_samples(store: ObjectStore, dataset_version: str, config: dict) -> Sam
     for c in clips:
         key = (c["vehicle_id"], c["drive_id"])
         if key not in drives:
-            drives[key] = _drive(store, *key, c["drive_version"])
+            drives[key] = current_drive(store, *key, c["drive_version"])
     current = [d for d in drives.values() if d is not None]
     usable = [d for d in current if not d["set_aside"]]
     con = connect(store, usable)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pyarrow.parquet as pq
 
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore, open_store
 
@@ -127,12 +128,15 @@ def audit(store: ObjectStore, logs: list[tuple[str, str, Path]], *, curate: bool
     for o in store.list(L.HOUR_RECORDS):
         for d in read_json(store, o.key)["drives"]:
             hour_entries[(d["vehicle"], d["drive"])] += 1
+    ledger_entries = Counter((s.vehicle, s.drive) for s in ledger.all_drives(store))
     for vehicle, drive, path in logs:
         ident = f"{vehicle}/{drive}"
-        record = read_json(store, L.drive_record_key(vehicle, drive))
+        record = ledger.section(store, vehicle, drive, ledger.INGEST)
         if manifests[(vehicle, drive)]:
             result.uploaded += 1
-        if manifests[(vehicle, drive)] > 1 or hour_entries[(vehicle, drive)] > 1:
+        if max(manifests[(vehicle, drive)], hour_entries[(vehicle, drive)]) > 1 or (
+            ledger_entries[(vehicle, drive)] > 1  # a drive is in one hour's ledger index
+        ):
             result.duplicated.append(f"{ident}: committed or indexed twice")
         if record is None or record.get("status") not in ("ingested", "recovered"):
             result.lost.append(f"{ident}: no usable drive record")

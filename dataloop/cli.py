@@ -206,7 +206,13 @@ def cmd_drives(args: argparse.Namespace) -> None:
     from dataloop.ingest.catalog import drives_overview
     from dataloop.lake import open_store
 
-    rows = drives_overview(open_store(create=False))
+    store = open_store(create=False)
+    if args.migrate:
+        from dataloop.lake import ledger
+
+        folded = ledger.migrate(store)
+        err.print(f"folded {folded} drive(s) of the per-stage records into the ledger")
+    rows = drives_overview(store)
     if args.json:
         _print_json(rows)
     else:
@@ -433,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("drives", help="every drive: stage reached, verdict, reasons")
     d.add_argument("--json", action="store_true", help=JSON_HELP)
+    d.add_argument(
+        "--migrate",
+        action="store_true",
+        help="first fold a lake written before the drive ledger (per-stage records) into it",
+    )
     d.set_defaults(func=cmd_drives)
     add_adapters_parser(sub)
     add_infra_parser(sub)

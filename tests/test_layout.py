@@ -199,3 +199,14 @@ def test_cohorts_and_their_assignment_paths():
         vehicle = f"veh-{i:04d}"
         assert L.cohort(vehicle) == int(hashlib.sha256(vehicle.encode()).hexdigest(), 16) % 100
     assert {L.cohort(f"veh-{i:04d}") for i in range(2000)} == set(range(L.COHORTS))
+
+
+def test_the_ledger_keys():
+    assert L.ledger_key("veh-1", "d1") == "ledger/drives/vehicle=veh-1/d1.json"
+    assert L.ledger_hour_key(HOUR) == "ledger/hours/2026-05-01-1300.json"
+    assert L.parse_ledger_hour_key(L.ledger_hour_key(HOUR)) == HOUR
+    assert L.parse_ledger_hour_key(L.ledger_key("veh-1", "d1")) is None
+    assert L.parse_drive_record_key(L.ledger_key("veh-1", "d1")) == ("veh-1", "d1")
+    assert L.belongs_to(L.ledger_key("veh-1", "d1"), "veh-1", "d1")
+    assert L.LEDGER_HOURS in L.HOUR_INDEXES  # a deletion request rewrites it
+    assert L.ledger_key("v", "d").startswith(L.zone("pointers").prefixes)

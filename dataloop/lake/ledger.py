@@ -174,32 +174,6 @@ def write_section(
     return DriveState.of(record)
 
 
-def forget_section(store: ObjectStore, vehicle: str, drive: str, name: str) -> None:
-    """Remove one section of a drive (its record and its hour's index)."""
-    current = read_json(store, L.ledger_key(vehicle, drive))
-    if current is None or name not in current:
-        return
-    hour = DriveState.of(current).hour
-    if hour:
-
-        def update(index: dict | None) -> dict:
-            index = index or {"hour": hour, "drives": []}
-            return {
-                **index,
-                "drives": [
-                    {k: v for k, v in d.items() if k != name}
-                    if (d["vehicle"], d["drive"]) == (vehicle, drive)
-                    else d
-                    for d in index["drives"]
-                ],
-            }
-
-        update_json(store, L.ledger_hour_key(hour), update)
-    update_json(
-        store, L.ledger_key(vehicle, drive), lambda r: {k: v for k, v in r.items() if k != name}
-    )
-
-
 # -- reading ----------------------------------------------------------------------------------
 def hour_index(store: ObjectStore, hour: str) -> list[dict[str, Any]] | None:
     """The raw entries of an hour's index (``None`` when it has none)."""

@@ -212,6 +212,14 @@ def test_a_lake_from_before_the_ledger_is_folded_into_it(tmp_path):
     assert state.labels_key == "tables/labels/x" and state.version is not None
     assert state.ingest == read_json(store, L.drive_record_key("veh-1", "d"))
     assert ledger.migrate(store) == 0  # once
+    # a drive ingested anew before the migration keeps that section, gains the others
+    write_json(store, L.drive_record_key("veh-1", "e"), _ingest(HOURS[1], "veh-1", "e"))
+    write_json(store, L.labels_record_key("veh-1", "e"), {"labels": "tables/labels/e"})
+    fresh = {**_ingest(HOURS[1], "veh-1", "e"), "decoder_version": "new"}
+    ledger.write_section(store, "veh-1", "e", ledger.INGEST, fresh)
+    assert ledger.migrate(store) == 1
+    (e,) = ledger.hour_drives(store, HOURS[1])
+    assert (e.ingest, e.labels_key) == (fresh, "tables/labels/e")
 
 
 def test_dataloop_drives_migrates_an_old_lake_and_reads_the_indexes(tmp_path, monkeypatch, capsys):

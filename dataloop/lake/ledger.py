@@ -20,7 +20,7 @@ from typing import Any
 
 from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.pointers import read_json, update_json, write_json
+from dataloop.lake.pointers import read_json, update_json
 from dataloop.lake.store import ObjectStore
 
 INGEST, VERDICT, COMPLIANCE, LABELS = "ingest", "verdict", "compliance", "labels"
@@ -241,27 +241,30 @@ def owners(store: ObjectStore, drive_id: str) -> set[str]:
 # -- an old lake --------------------------------------------------------------------------------
 def migrate(store: ObjectStore) -> int:
     """Fold the per-stage records of a lake written before the ledger into it (they stay
-    where they are, unread); returns how many drives it wrote. Drives that already have a
-    record are left as they are."""
+    where they are, unread): every section a drive's ledger record lacks is taken from its
+    old record. Returns how many drives gained a section; a second run finds nothing to do."""
     legacy = {
         INGEST: L.drive_record_key,
         VERDICT: L.verdict_key,
         COMPLIANCE: L.compliance_key,
         LABELS: L.labels_record_key,
     }
-    done = 0
+    changed = 0
     for o in store.list(L.LEGACY_DRIVE_RECORDS):
         parsed = L.parse_drive_record_key(o.key)
-        if parsed is None or read_json(store, L.ledger_key(*parsed)) is not None:
+        if parsed is None:
             continue
-        ingest = read_json(store, o.key)
-        if not ingest or not ingest.get("hour"):
+        current = read_json(store, L.ledger_key(*parsed)) or {}
+        missing = {
+            name: value
+            for name, key in legacy.items()
+            if name not in current and (value := read_json(store, key(*parsed))) is not None
+        }
+        hour = (current.get(INGEST) or missing.get(INGEST) or {}).get("hour")
+        if not missing or hour is None:
             continue
-        record = {**_entry(*parsed)}
-        for name, key in legacy.items():
-            if (value := read_json(store, key(*parsed))) is not None:
-                record[name] = value
-        _index_drives(store, ingest["hour"], [(*parsed, INGEST, ingest, record)])
-        write_json(store, L.ledger_key(*parsed), record)
-        done += 1
-    return done
+        for name in SECTIONS:  # ingest first: it names the hour
+            if name in missing:
+                write_section(store, *parsed, name, missing[name], hour)
+        changed += 1
+    return changed

@@ -26,6 +26,14 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _armed(point: str, key: str, data: bytes) -> bool:
+    """Whether a pointer write is one the point dies at: any (``pointer``), or quality's
+    (``verdict``): its hour summaries and the verdict sections of the drive ledger."""
+    if point != "verdict":
+        return True
+    return key.startswith("quality/") or (key.startswith("ledger/") and b'"verdict": {' in data)
+
+
 def _arm_s3(point: str, due) -> None:
     """The S3 forms of ``parquet``, ``pointer`` and ``verdict``: die before the PUT."""
     from dataloop.lake.s3 import S3Store
@@ -41,10 +49,9 @@ def _arm_s3(point: str, due) -> None:
         S3Store.put = put  # type: ignore[method-assign]
         return
     real_swap = S3Store.swap_pointer
-    prefix = "quality/" if point == "verdict" else ""
 
     def swap(self, key: str, data: bytes, expected):
-        if key.startswith(prefix) and due():
+        if _armed(point, key, data) and due():
             _die()
         return real_swap(self, key, data, expected)
 
@@ -97,10 +104,9 @@ def arm(point: str, n: int, *, s3: bool = False) -> None:
         LocalStore._publish = publish
     elif point in ("pointer", "verdict"):
         real_swap = LocalStore.swap_pointer
-        prefix = "quality/" if point == "verdict" else ""
 
         def swap(self, key: str, data: bytes, expected):
-            if key.startswith(prefix) and due():
+            if _armed(point, key, data) and due():
                 self._tmp().write_bytes(data[: len(data) // 2])
                 _die()
             return real_swap(self, key, data, expected)

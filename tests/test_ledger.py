@@ -240,3 +240,42 @@ def test_dataloop_drives_migrates_an_old_lake_and_reads_the_indexes(tmp_path, mo
         "ingest",
         HOURS[0],
     )
+
+
+class KeyCountingStore(CountingStore):
+    """Counts pointer swaps per key too."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.swaps: Counter[str] = Counter()
+
+    def swap_pointer(self, key: str, data: bytes, expected: str | None) -> str:
+        self.swaps[key] += 1
+        return self.inner.swap_pointer(key, data, expected)
+
+
+def test_an_hour_of_drives_rewrites_its_index_once_and_a_rerun_repairs_it(tmp_path, make_log):
+    """A stage writes its sections drive by drive and the hour's index once (an index
+    rewritten per drive would cost O(drives²) bytes an hour); an index lost after the records
+    were written comes back when the hour runs again, with every drive skipped."""
+    from dataloop.fleet.uploader import upload_drive
+    from dataloop.ingest.hour import arrival_hours, ingest_hour, upload_days
+
+    store = LocalStore(tmp_path / "lake")
+    drives = [f"d-{k}" for k in range(4)]
+    for k, drive in enumerate(drives):
+        upload_drive(
+            store, make_log(vehicle="veh-1", drive=drive, seed=k), vehicle="veh-1", drive=drive
+        )
+    (hour,) = arrival_hours(store, upload_days(store))
+    counting = KeyCountingStore(store)
+    assert ingest_hour(counting, hour).summary()["usable"] == 4
+    assert counting.swaps[L.ledger_hour_key(hour)] == 1
+    assert sum(counting.swaps[L.ledger_key("veh-1", d)] for d in drives) == 4
+    assert [s.drive for s in ledger.hour_drives(store, hour)] == drives
+
+    store.delete(L.ledger_hour_key(hour))  # as if the run died before the index was written
+    again = ingest_hour(store, hour)
+    assert again.summary()["newly_processed"] == 0
+    states = ledger.hour_drives(store, hour)
+    assert [s.drive for s in states] == drives and all(s.usable for s in states)

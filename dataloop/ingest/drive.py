@@ -140,7 +140,9 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
 
     def set_aside(code: str, detail: str, **extra: Any) -> dict[str, Any]:
         record = quarantine(store, manifest, code, detail, hour=hour, upload=upload, **extra)
-        ledger.write_section(store, upload.vehicle, upload.drive, ledger.INGEST, record)
+        ledger.write_section(
+            store, upload.vehicle, upload.drive, ledger.INGEST, record, index=False
+        )
         return record
 
     log_info = store.head(upload.log_key)
@@ -194,5 +196,5 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
             "processed_at": _now(),
         }
     )
-    ledger.write_section(store, upload.vehicle, upload.drive, ledger.INGEST, record)
+    ledger.write_section(store, upload.vehicle, upload.drive, ledger.INGEST, record, index=False)
     return record

@@ -9,6 +9,7 @@ from typing import Any
 
 from dataloop.ingest.drive import QUARANTINED, USABLE, ingest_upload
 from dataloop.lake import layout as L
+from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import write_json
 from dataloop.lake.store import ObjectInfo, ObjectStore
@@ -91,6 +92,8 @@ def ingest_hour(
         report.drives.append(record)
         if on_drive:
             on_drive(record)
+    drives = [(d["vehicle"], d["drive"]) for d in report.drives if d.get("vehicle")]
+    ledger.index_hour(store, hour, ledger.INGEST, drives)
     write_json(
         store,
         L.hour_record_key(hour),

@@ -72,8 +72,9 @@ def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, 
         if truth is not None:
             record["onboard"] = score(objects, truth, "object_id")
             record["offboard"] = score(labels, truth, "track_id")
-        ledger.write_section(store, vehicle, drive, ledger.LABELS, record, hour)
+        ledger.write_section(store, vehicle, drive, ledger.LABELS, record, hour, index=False)
         records.append(record)
+    ledger.index_hour(store, hour, ledger.LABELS, [(r["vehicle"], r["drive"]) for r in records])
     return records
 
 

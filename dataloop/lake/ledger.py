@@ -14,7 +14,8 @@ many drives arrived).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,18 +154,22 @@ def write_section(
     name: str,
     section: dict[str, Any],
     hour: str | None = None,
+    *,
+    index: bool = True,
 ) -> DriveState:
     """Set one stage's section of a drive, in its hour's index and then in its record (a
     crash in between leaves the record behind, so the stage does the drive again). The
     ingest section names the hour (a drive re-uploaded in another hour moves there); other
-    stages keep the record's hour, or give ``hour`` for a drive the ledger has no record of."""
+    stages keep the record's hour, or give ``hour`` for a drive the ledger has no record of.
+    ``index=False``: the record only; a stage that writes a whole hour indexes it once at the
+    end (``index_hour``), since an index rewritten per drive costs O(drives²) bytes an hour."""
     if name not in SECTIONS:
         raise ValueError(f"no ledger section {name!r}; the sections are {', '.join(SECTIONS)}")
     section = {k: v for k, v in section.items() if k != "skipped"}
     current = read_json(store, L.ledger_key(vehicle, drive))
     before = DriveState.of(current).hour if current else None
     at = section.get("hour") if name == INGEST else (before or hour)
-    if at is not None:  # (a drive of no arrival hour is in no index)
+    if at is not None and index:  # (a drive of no arrival hour is in no index)
         _index_drives(store, at, [(vehicle, drive, name, section, current or {})])
     if before and at and before != at:
         _unindex(store, before, vehicle, drive)
@@ -172,6 +177,25 @@ def write_section(
         store, L.ledger_key(vehicle, drive), lambda r: _set(r, vehicle, drive, name, section)
     )
     return DriveState.of(record)
+
+
+def index_hour(store: ObjectStore, hour: str, name: str, drives: Iterable[tuple[str, str]]) -> None:
+    """Copy the ``name`` sections of ``drives`` from their records into ``hour``'s index, in
+    one update: what a stage does once at the end of an hour after ``write_section(...,
+    index=False)`` per drive. The records are the truth: a drive that was skipped (done
+    before), set aside, or whose record names another hour (a duplicate upload) is indexed as
+    its record says, and a crash before this call is repaired when the stage runs the hour
+    again."""
+    keys = sorted(set(drives))
+    with ThreadPoolExecutor(max_workers=min(16, len(keys) or 1)) as pool:
+        records = list(pool.map(lambda k: read_json(store, L.ledger_key(*k)), keys))
+    rows = [
+        (r["vehicle"], r["drive"], name, r[name], r)
+        for r in records
+        if r and r.get(name) is not None and (DriveState.of(r).hour or hour) == hour
+    ]
+    if rows:
+        _index_drives(store, hour, rows)
 
 
 # -- reading ----------------------------------------------------------------------------------

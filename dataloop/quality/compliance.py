@@ -106,7 +106,13 @@ def _per_camera(rows: dict[str, list]) -> dict[str, dict[str, int]]:
 
 
 def make_compliant(
-    store: ObjectStore, record: dict, detector: Detector, zones: list[Zone], version: str
+    store: ObjectStore,
+    record: dict,
+    detector: Detector,
+    zones: list[Zone],
+    version: str,
+    *,
+    index: bool = True,
 ) -> dict[str, Any]:
     """Anonymise one drive (``record``: its ingest section), skipped when already done at
     this compliance version; the result is the drive's compliance section of the ledger."""
@@ -117,7 +123,9 @@ def make_compliant(
     base = {k: record[k] for k in ("vehicle", "drive", "manifest_key")}
     if reason := lacking(record["tables"], NEEDS):
         result = {**base, "version": version, "excluded": True, "set_aside": reason}
-        ledger.write_section(store, vehicle, drive, ledger.COMPLIANCE, result, record.get("hour"))
+        ledger.write_section(
+            store, vehicle, drive, ledger.COMPLIANCE, result, record.get("hour"), index=index
+        )
         return result
     gnss = read_table(store, record["tables"]["gnss"]["key"])
     lat, lon, fence = apply_geofence(
@@ -142,7 +150,9 @@ def make_compliant(
             store, "gnss_public", record["vehicle"], record["drive"], public
         )["key"]
         result.update(_anonymise_frames(store, record, detector))
-    ledger.write_section(store, vehicle, drive, ledger.COMPLIANCE, result, record.get("hour"))
+    ledger.write_section(
+        store, vehicle, drive, ledger.COMPLIANCE, result, record.get("hour"), index=index
+    )
     return result
 
 
@@ -158,9 +168,11 @@ def comply_hour(
             detector,
             zones,
             version,
+            index=False,
         )
         for v, d in read_approved(store, hour)
     ]
+    ledger.index_hour(store, hour, ledger.COMPLIANCE, [(r["vehicle"], r["drive"]) for r in results])
     write_json(
         store,
         compliant_hour_key(hour),

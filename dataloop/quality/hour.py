@@ -219,6 +219,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                 "suites_version": suites.version,
                 "manifest_key": record["manifest_key"],
             },
+            index=False,
         )
         if v["verdict"] == QUARANTINE:
             write_json(
@@ -238,6 +239,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                     ],
                 },
             )
+    ledger.index_hour(store, hour, ledger.VERDICT, [(r["vehicle"], r["drive"]) for r in records])
     quality.fit, quality.reasons = hour_fitness(quality.drives, suites.policy, drifted)
     write_json(
         store,

@@ -305,8 +305,9 @@ def test_release_sensor_requests_runs(env):
     store, repo, tmp = env
 
     def tick():
-        ctx = dg.build_sensor_context(resources={"lake": LakeResource(url=str(tmp / "lake"))})
-        return release_rollout(ctx)
+        lake = LakeResource(url=str(tmp / "lake"))
+        with dg.build_sensor_context(resources={"lake": lake}) as ctx:
+            return release_rollout(ctx)
 
     assert isinstance(tick(), dg.SkipReason)
     model = _model(store, 1)

@@ -34,10 +34,10 @@ def lake(tmp_path):
 
 
 def _evaluate(lake, cursor, instance):
-    ctx = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"lake": LakeResource(url=str(lake.root))}
-    )
-    result = raw_upload_sensor(ctx)
+    ) as ctx:
+        result = raw_upload_sensor(ctx)
     return result.run_requests, result.cursor
 
 

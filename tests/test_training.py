@@ -53,10 +53,11 @@ def curated(tmp_path_factory):
 
 
 def _sensor(store, instance):
-    ctx = dg.build_sensor_context(
+    # A context manager: the lake resource nests its S3 settings, set up with the context.
+    with dg.build_sensor_context(
         instance=instance, resources={"lake": LakeResource(url=str(store.root))}
-    )
-    return training_trigger(ctx)
+    ) as ctx:
+        return training_trigger(ctx)
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ BAD_VALUE = [
     ("quality/geofence.yaml", "action: coarsen", "action: blur",
      ["action: 'blur' is not allowed; allowed: coarsen, exclude"]),
     ("quality/retention.yaml", "prefixes: [raw/]", "prefixes: [ingest/]",
-     ["prefix 'ingest/' may not be swept", "never swept: ingest/, quality/, compliance/"]),
+     ["prefix 'ingest/' may not be swept", "never swept: ledger/, ingest/, quality/, compliance/"]),
     ("curation/training.yaml", "by: drive", "by: fleet",
      ["split.by: 'fleet' is not allowed; allowed: drive, vehicle"]),
     ("training/model.yaml", "ego: [speed, lateral_offset", "ego: [speed, lateral_ofset",

@@ -14,6 +14,7 @@ from dataloop.defs.curation.assets import (
     training_dataset,
 )
 from dataloop.defs.curation.partitions import arrival_days
+from dataloop.defs.intervals import sensor_interval
 from dataloop.defs.resources import LakeResource
 from dataloop.infra.executors import stage_executor
 from dataloop.lake.hashing import sha256_json
@@ -39,7 +40,7 @@ dataset_job = dg.define_asset_job(
 
 @dg.sensor(
     jobs=[curation_job, dataset_job],
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Re-mines a recent arrival day when its compliant drives or their labels "
     "change; rebuilds the training dataset when the scenario index changes.",

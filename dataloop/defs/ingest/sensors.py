@@ -5,13 +5,14 @@ import os
 import dagster as dg
 
 from dataloop.defs.ingest.assets import ingest_job
+from dataloop.defs.intervals import sensor_interval
 from dataloop.defs.resources import LakeResource
 from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
 
 
 @dg.sensor(
     job=ingest_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval(30),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Lists the recent upload days of raw/ (never the whole bucket) and requests "
     "the arrival-hour partition of every new committed manifest. Run keys dedupe.",

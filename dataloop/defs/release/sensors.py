@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from dataloop.defs.intervals import sensor_interval
 from dataloop.defs.release.assets import release
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.hashing import sha256_json
@@ -42,7 +43,7 @@ def _reason(store) -> tuple[str, str] | None:
 
 @dg.sensor(
     job=release_job,
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=sensor_interval(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Runs the release step when the gate passed a new candidate, when a running "
     "rollout has new fleet telemetry, or when the TUF timestamp is about to expire.",

@@ -3,6 +3,7 @@ and reasons) and a schedule; every run is tagged with why it started."""
 
 import dagster as dg
 
+from dataloop.defs.intervals import sensor_interval
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.training.assets import trained_model
 from dataloop.infra.executors import stage_executor
@@ -61,7 +62,7 @@ training_schedule = _training_schedule()
 
 @dg.sensor(
     job=training_job,
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=sensor_interval(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Trains when a new dataset version adds enough clips over the current model's "
     "dataset, or a scenario category grows enough (assets/training/trigger.yaml).",

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from dataloop.defs.training.sensors import training_trigger
 
 from dataloop.curation import datasets as D
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.training.assets import trained_model
-from dataloop.defs.training.sensors import training_trigger
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
 from dataloop.lake import layout as L

@@ -124,6 +124,13 @@ def lake_resource(s3: LakeS3 | None = None) -> LakeResource:
     return LakeResource(url=os.path.abspath(DEFAULT_LAKE), s3=s3)
 
 
+def lake_store() -> ObjectStore:
+    """The lake as the ``lake`` resource opens it, from the environment: for code that runs
+    outside a step (an automation condition's evaluation)."""
+    with dg.build_resources({"lake": lake_resource()}) as built:
+        return built.lake.store()
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     s3 = s3_resource()

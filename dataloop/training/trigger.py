@@ -4,13 +4,16 @@ latest dataset version against the dataset the current model was trained on."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from dataloop.curation import datasets as D
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
 from dataloop.policy.bundle import latest
+from dataloop.release.rollout import rolling
+
+ROLLOUT_HOLD = "a release is rolling out: training waits for its outcome"
 
 
 def _clips(store: ObjectStore, version: str | None) -> list[dict]:
@@ -50,3 +53,32 @@ def decide(
                 f"(+{growth:.0f}%)"
             )
     return pointer, reasons
+
+
+class Decision(NamedTuple):
+    """What the trigger policy says now: the latest dataset pointer, the policy's reasons to
+    train on it, and why training is held anyway (a rollout), if it is."""
+
+    pointer: dict | None
+    reasons: list[str]
+    held: str | None = None
+
+    @property
+    def train(self) -> bool:
+        return bool(self.reasons) and self.held is None
+
+    def summary(self) -> str:
+        """One line for the UI and the model's metadata."""
+        if self.held:
+            return f"held: {self.held}"
+        return "; ".join(self.reasons) if self.reasons else "the trigger policy does not ask"
+
+
+def training_decision(
+    store: ObjectStore, policy: dict[str, Any], dataset: str = "training"
+) -> Decision:
+    """The one training decision: ``decide``, held while a release rolls out (when the
+    policy's ``hold_during_rollout``, default on). Everything that asks "train now?" calls it."""
+    pointer, reasons = decide(store, policy, dataset)
+    held = ROLLOUT_HOLD if policy.get("hold_during_rollout", True) and rolling(store) else None
+    return Decision(pointer, reasons, held)

@@ -1,9 +1,16 @@
 """Curation: the daily scenario index and search index, and the versioned training dataset."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import library_version, load_scenarios, mine_day
+from dataloop.defs.curation.automation import (
+    dataset_inputs_updated,
+    lookback_days,
+    recent_day_updated,
+)
 from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
@@ -17,6 +24,8 @@ SCENARIOS = load_scenarios()
 POLICY = snapshot(D.policy_file(), D.load_policy)
 """The curation policy as this code location read it (validated on first use)."""
 POLICY_VERSION = POLICY.version(lambda p: p.version)
+RECENT_DAY_UPDATED = recent_day_updated(lookback_days())
+"""When a day is mined again: its drives or labels changed, within the lookback."""
 
 
 def _table(rows: list[dict], columns: dict[str, str]) -> dg.MetadataValue:
@@ -36,6 +45,7 @@ def _table(rows: list[dict], columns: dict[str, str]) -> dg.MetadataValue:
     kinds={"duckdb", "parquet"},
     tags={"dataloop/stage": "curation"},
     pool="duckdb",
+    automation_condition=RECENT_DAY_UPDATED,
 )
 def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every clip the scenario library finds in the day's approved, anonymised drives:
@@ -62,6 +72,7 @@ def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     code_version=index_code_version(),
     kinds={"pytorch", "faiss", "parquet"},
     tags={"dataloop/stage": "curation"},
+    automation_condition=RECENT_DAY_UPDATED,  # in the run that mines the day
 )
 def clip_embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The day's search index: a MiniLM embedding of every clip's scene description and an
@@ -90,6 +101,10 @@ def clip_embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     code_version=POLICY.version(lambda p: f"dataset-1.policy-{p.version}"),
     kinds={"parquet"},
     tags={"dataloop/stage": "curation"},
+    automation_condition=dataset_inputs_updated,
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(days=3), warn_window=timedelta(days=1)
+    ),
 )
 def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The training dataset, versioned: the curation policy (assets/curation/training.yaml)

@@ -1,5 +1,7 @@
 """Ingest: raw drive logs -> decoded lake tables, per arrival hour."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from dataloop.defs.ingest.partitions import arrival_hours
@@ -71,6 +73,10 @@ def _metadata(report: HourReport) -> dict[str, dg.MetadataValue]:
     kinds={"python", "parquet"},
     tags={"dataloop/stage": "ingest"},
     pool="decode",  # dataloop/infra/pools.py: limits across all runs
+    # The fleet uploads around the clock: six hours without a decoded hour is worth a look.
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(days=2), warn_window=timedelta(hours=6)
+    ),
 )
 def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every drive that arrived in this hour, decoded into Parquet tables in the lake (frames

@@ -2,6 +2,8 @@
 rollout from fleet telemetry. Downstream of ``simulation_report``, so the blocking
 ``gate_passed`` check stops a failed candidate before it is ever signed."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from dataloop.defs.resources import LakeResource
@@ -9,6 +11,14 @@ from dataloop.defs.rules import rules_failures
 from dataloop.defs.simulation.assets import simulation_report
 from dataloop.lake.hashing import sha256_json
 from dataloop.simulation.gate import gate_result
+
+TIMESTAMP_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=24), warn_window=timedelta(hours=19)
+)
+"""Every run re-signs the TUF timestamp, which expires in a day (``repository.EXPIRY``; a test
+pins the two together); release_rollout runs the step within 6 h of the expiry, so a release
+older than 19 h means that sensor is not running, and one older than 24 h that vehicles
+refuse the repository's metadata."""
 
 
 def _decision_table(decisions: list[dict]) -> str:
@@ -33,6 +43,7 @@ def _decision_table(decisions: list[dict]) -> str:
     group_name="release",
     kinds={"python"},
     tags={"dataloop/stage": "release"},
+    freshness_policy=TIMESTAMP_FRESHNESS,
 )
 def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The OTA release: publishes a gated candidate (signed TUF targets: bundle + release

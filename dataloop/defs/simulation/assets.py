@@ -72,6 +72,9 @@ def _metadata(gated: "GateReport") -> dict[str, dg.MetadataValue]:
     code_version=_code_version(),
     kinds={"python"},
     tags={"dataloop/stage": "simulation"},
+    # A new model is gated in the run that trains it (training_automation requests both),
+    # or on the next evaluation after a model trained otherwise.
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def simulation_report(
     context: dg.AssetExecutionContext, config: SimulationRunConfig, lake: LakeResource

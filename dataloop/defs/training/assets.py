@@ -7,7 +7,8 @@ import dagster as dg
 from dataloop.curation import datasets as D
 from dataloop.defs.curation.assets import training_dataset
 from dataloop.defs.resources import LakeResource
-from dataloop.defs.rules import rules_failures
+from dataloop.defs.rules import rules_failures, rules_or_fail
+from dataloop.defs.training.automation import TRIGGER, trains_on_policy
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json
 from dataloop.rules import Snapshot
@@ -20,6 +21,7 @@ from dataloop.training.config import (
     trigger_file,
     trigger_policy,
 )
+from dataloop.training.trigger import training_decision
 
 _MODEL, _TRIGGER = model_file(), trigger_file()
 TRAINING_RULES = Snapshot(
@@ -44,6 +46,7 @@ class TrainingRunConfig(dg.Config):
     ),
     kinds={"pytorch"},
     tags={"dataloop/stage": "training"},
+    automation_condition=trains_on_policy,
 )
 def trained_model(
     context: dg.AssetExecutionContext,
@@ -62,7 +65,11 @@ def trained_model(
         raise dg.Failure("no training dataset yet: materialize training_dataset first")
     if config.epochs is not None:
         model["epochs"] = config.epochs
-    trigger = context.run.tags.get(TRIGGER_TAG, "manual")
+    # A scheduled run names its cron; otherwise what the trigger policy says now (the
+    # automation condition's reasons, before this run trains on the dataset), else manual.
+    trigger = context.run.tags.get(TRIGGER_TAG) or (
+        "; ".join(training_decision(store, rules_or_fail(TRIGGER)).reasons) or "manual"
+    )
     invocation = pipes_subprocess_client.run(
         command=[sys.executable, "-m", "dataloop.training.train"],
         context=context,

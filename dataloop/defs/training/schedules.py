@@ -1,20 +1,13 @@
-"""When to train: the trigger policy as a sensor (lake state, one run key per dataset version
-and reasons) and a schedule; every run is tagged with why it started."""
+"""The training job (the model and its gate in one run) and the schedule that retrains on
+the trigger policy's cron; the policy's own decision is ``training_automation``'s condition."""
 
 import dagster as dg
 
-from dataloop.defs.intervals import sensor_interval
-from dataloop.defs.resources import LakeResource
 from dataloop.defs.training.assets import trained_model
+from dataloop.defs.training.automation import TRIGGER
 from dataloop.infra.executors import stage_executor
-from dataloop.release.rollout import rolling
-from dataloop.rules import snapshot
-from dataloop.training.config import TRIGGER_TAG, trigger_file, trigger_policy
-from dataloop.training.trigger import decide
+from dataloop.training.config import TRIGGER_TAG
 
-TRIGGER = snapshot(trigger_file(), trigger_policy)
-"""The trigger policy as this code location read it (validated on first use: a broken file
-fails the sensor's and the schedule's ticks, shown in the UI, not the code location)."""
 FALLBACK_CRON = "0 3 * * 1"
 """The schedule's cron while trigger.yaml does not validate (its ticks fail with the error)."""
 
@@ -58,25 +51,3 @@ def _training_schedule() -> dg.ScheduleDefinition:
 
 
 training_schedule = _training_schedule()
-
-
-@dg.sensor(
-    job=training_job,
-    minimum_interval_seconds=sensor_interval(300),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Trains when a new dataset version adds enough clips over the current model's "
-    "dataset, or a scenario category grows enough (assets/training/trigger.yaml).",
-)
-def training_trigger(context: dg.SensorEvaluationContext, lake: LakeResource):
-    policy = TRIGGER.get()  # a broken trigger.yaml fails the tick with its file:line error
-    store = lake.store()
-    if policy.get("hold_during_rollout", True) and rolling(store):
-        return dg.SkipReason("a release is rolling out: training waits for its outcome")
-    pointer, reasons = decide(store, policy)
-    if not reasons:
-        return dg.SkipReason("the trigger policy does not ask for training")
-    kinds = "+".join(r.split(":", 1)[0] for r in reasons)
-    return dg.RunRequest(
-        run_key=f"train:{pointer['version']}:{kinds}",
-        tags={TRIGGER_TAG: "; ".join(reasons)[:250], "dataloop/dataset": pointer["version"]},
-    )

@@ -1,6 +1,7 @@
-"""Training on fleet-simulator drives through the real pipeline: the trigger fires on its
-policy only; a Pipes round trip reports metrics; training reproduces; the model beats a
-constant control open loop; its bundle drives a simulated vehicle."""
+"""Training on fleet-simulator drives through the real pipeline: the trigger policy's
+automation condition fires on its policy only, with the gate in the same run; a Pipes round
+trip reports metrics; training reproduces; the model beats a constant control open loop; its
+bundle drives a simulated vehicle."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from dataloop.defs.training.sensors import training_trigger
 
 from dataloop.curation import datasets as D
 from dataloop.defs.resources import LakeResource
+from dataloop.defs.simulation.assets import simulation_report
 from dataloop.defs.training.assets import trained_model
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
@@ -21,7 +22,7 @@ from dataloop.lake import layout as L
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json
 from dataloop.policy import bundle as B
-from dataloop.training.config import TRIGGER_TAG, model_config, trigger_policy
+from dataloop.training.config import model_config, trigger_policy
 from dataloop.training.train import train
 from dataloop.training.trigger import decide
 from tests.helpers import curate, simulated_lake
@@ -52,20 +53,36 @@ def curated(tmp_path_factory):
     return store, root, instance
 
 
-def _sensor(store, instance):
-    # A context manager: the lake resource nests its S3 settings, set up with the context.
-    with dg.build_sensor_context(
-        instance=instance, resources={"lake": LakeResource(url=str(store.root))}
-    ) as ctx:
-        return training_trigger(ctx)
+def _evaluate(store, instance, cursor=None):
+    """One evaluation of training's conditions, the lake named by the environment as the
+    code location's: (the result, whether trained_model is requested, the policy's words)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATALOOP_LAKE", str(store.root))
+        result = dg.evaluate_automation_conditions(
+            defs=dg.Definitions(
+                assets=[trained_model, simulation_report],
+                resources={
+                    "lake": LakeResource(url=str(store.root)),
+                    "pipes_subprocess_client": dg.PipesSubprocessClient(),
+                },
+            ),
+            instance=instance,
+            asset_selection=dg.AssetSelection.assets(trained_model, simulation_report),
+            cursor=cursor,
+        )
+    model = next(r for r in result.results if r.key == trained_model.key)
+    policy = model.serializable_evaluation.child_evaluations[-1].condition_snapshot
+    assert policy.name == "training_policy"
+    return result, result.get_num_requested(trained_model.key) == 1, policy.description
 
 
 @pytest.fixture(scope="module")
 def trained(curated):
     store, _, instance = curated
-    request = _sensor(store, instance)
-    assert isinstance(request, dg.RunRequest), request  # a first dataset: train
-    assert request.tags[TRIGGER_TAG].startswith("new_clips")
+    _, requested, why = _evaluate(store, instance)
+    assert requested, why  # a first dataset: train
+    assert why.startswith("new_clips")
+    # As an automation run: no trigger tag, the model's metadata records the policy's reasons.
     result = dg.materialize(
         [trained_model],
         instance=instance,
@@ -74,24 +91,29 @@ def trained(curated):
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
         run_config={"ops": {"trained_model": {"config": {"epochs": EPOCHS}}}},
-        tags={TRIGGER_TAG: request.tags[TRIGGER_TAG]},
     )
     assert result.success
     return result
 
 
 def test_trigger_holds_while_a_release_rolls_out(curated):
-    """Before anything is trained the trigger fires, except while a rollout is running."""
+    """Before anything is trained the condition fires, except while a rollout is running;
+    the gate is requested with the model (one run); a dataset is asked for once."""
     from dataloop.lake.layout import ROLLOUT_KEY
     from dataloop.lake.pointers import write_json
 
     store, _, instance = curated
     assert B.latest(store) is None  # first in the module: before `trained` trains
     write_json(store, ROLLOUT_KEY, {"release": 1, "status": "rolling"})
-    held = _sensor(store, instance)
-    assert isinstance(held, dg.SkipReason) and "rolling out" in held.skip_message
+    held, requested, why = _evaluate(store, instance)
+    assert not requested and held.total_requested == 0
+    assert why.startswith("held:") and "rolling out" in why
     write_json(store, ROLLOUT_KEY, {"release": 1, "status": "complete"})
-    assert isinstance(_sensor(store, instance), dg.RunRequest)
+    fired, requested, why = _evaluate(store, instance, held.cursor)
+    assert requested and why.startswith("new_clips")
+    assert fired.get_num_requested(simulation_report.key) == 1
+    again, requested, _ = _evaluate(store, instance, fired.cursor)
+    assert not requested and again.total_requested == 0  # the same dataset and reasons
     store.delete(ROLLOUT_KEY)
 
 
@@ -116,7 +138,9 @@ def test_pipes_round_trip_reports_progress_metrics_and_bundle_version(curated, t
 
 def test_trigger_does_not_fire_again_for_the_same_dataset(curated, trained):
     store, _, instance = curated
-    assert isinstance(_sensor(store, instance), dg.SkipReason)
+    result, requested, why = _evaluate(store, instance)
+    assert not requested and result.total_requested == 0
+    assert why == "the trigger policy does not ask"
 
 
 def test_trigger_policy_thresholds(curated, trained, tmp_path):

@@ -36,7 +36,7 @@ class TrainingPolicy(dg.AutomationCondition):
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         if context.candidate_subset.is_empty:  # in progress: decide when it is not
             return dg.AutomationResult(
-                context.get_empty_subset(), context=context, cursor=context.cursor
+                context=context, true_subset=context.get_empty_subset(), cursor=context.cursor
             )
         decision = training_decision(lake_store(), TRIGGER.get())
         self._decision = decision.summary()
@@ -46,8 +46,8 @@ class TrainingPolicy(dg.AutomationCondition):
             key = f"{decision.pointer['version']}:{kinds}"
         fire = key is not None and key != context.cursor
         return dg.AutomationResult(
-            context.candidate_subset if fire else context.get_empty_subset(),
             context=context,
+            true_subset=context.candidate_subset if fire else context.get_empty_subset(),
             cursor=key or context.cursor,
         )
 

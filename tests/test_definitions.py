@@ -51,14 +51,45 @@ def test_definitions_load_and_every_job_resolves():
     assert defs.resolve_job_def("ingest_job").partitions_def is not None
     assert {s.name for s in repo.sensor_defs} == {
         "raw_upload_sensor",
-        "curation_sensor",
-        "training_trigger",
+        "curation_automation",
+        "training_automation",
         "release_rollout",
     }
     assert "lake" in repo.get_top_level_resources()
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"hour_fit_for_use", "gate_passed"}
     assert {s.name for s in repo.schedule_defs} == {"daily_retention", "training_schedule"}
+
+
+def test_automation_sensors_cover_every_condition_once():
+    """One user-code automation sensor per stage evaluates every condition: Dagster adds no
+    default automation sensor (which would evaluate them a second time)."""
+    defs = load_defs()
+    repo = defs.get_repository_def()
+    graph = defs.resolve_asset_graph()
+    conditioned = {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    sensors = [s for s in repo.sensor_defs if isinstance(s, dg.AutomationConditionSensorDefinition)]
+    assert {s.name for s in sensors} == {"curation_automation", "training_automation"}
+    covered = [k for s in sensors for k in s.asset_selection.resolve(graph)]
+    assert sorted(covered) == sorted(conditioned)  # each once
+    stages = {"curation_automation": "curation", "training_automation": "training"}
+    for sensor in sensors:
+        assert sensor.sensor_type.name == "AUTOMATION"  # use_user_code_server: not the asset daemon
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.run_tags == {"dataloop/stage": stages[sensor.name]}
+        assert not sensor.emit_backfills  # one run per day, not a backfill
+    # automation runs (the implicit asset job) follow DATALOOP_EXECUTOR as the stage jobs do
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
+
+
+def test_release_freshness_is_the_timestamp_expiry():
+    from datetime import timedelta
+
+    from dataloop.release.repository import EXPIRY
+
+    policy = load_defs().resolve_asset_graph().get(dg.AssetKey("release")).freshness_policy
+    assert policy.fail_window.to_timedelta() == EXPIRY["timestamp"]
+    assert policy.warn_window.to_timedelta() == EXPIRY["timestamp"] - timedelta(hours=5)
 
 
 def test_asset_graph_snapshot():

@@ -112,8 +112,9 @@ def test_trigger_holds_while_a_release_rolls_out(curated):
     fired, requested, why = _evaluate(store, instance, held.cursor)
     assert requested and why.startswith("new_clips")
     assert fired.get_num_requested(simulation_report.key) == 1
-    again, requested, _ = _evaluate(store, instance, fired.cursor)
+    again, requested, why = _evaluate(store, instance, fired.cursor)
     assert not requested and again.total_requested == 0  # the same dataset and reasons
+    assert why.startswith("already requested: new_clips")
     store.delete(ROLLOUT_KEY)
 
 

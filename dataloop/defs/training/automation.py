@@ -20,7 +20,8 @@ fails the automation sensor's and the schedule's ticks, shown in the UI, not the
 class TrainingPolicy(dg.AutomationCondition):
     """True when the trigger policy asks to train on the latest dataset version, once per
     (dataset version, kinds of reasons), as the old sensor's run key was; held during a
-    rollout. Its description is the latest decision: the reasons, or why not."""
+    rollout. Its description is the latest decision, which each evaluation in the UI shows:
+    the reasons, or why not."""
 
     def __init__(self) -> None:
         self._decision: str | None = None
@@ -34,17 +35,19 @@ class TrainingPolicy(dg.AutomationCondition):
         return self._decision or "the trigger policy (assets/training/trigger.yaml) asks to train"
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        if context.candidate_subset.is_empty:  # in progress: decide when it is not
+        if context.candidate_subset.is_empty:  # a run in progress: decide once it is not
+            self._decision = "not asked: the model or its dataset is being built"
             return dg.AutomationResult(
                 context=context, true_subset=context.get_empty_subset(), cursor=context.cursor
             )
         decision = training_decision(lake_store(), TRIGGER.get())
-        self._decision = decision.summary()
         key = None
         if decision.train:
             kinds = "+".join(r.split(":", 1)[0] for r in decision.reasons)
             key = f"{decision.pointer['version']}:{kinds}"
         fire = key is not None and key != context.cursor
+        said = decision.summary()
+        self._decision = said if fire or key is None else f"already requested: {said}"
         return dg.AutomationResult(
             context=context,
             true_subset=context.candidate_subset if fire else context.get_empty_subset(),

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from dataloop.defs.intervals import sensor_interval
+from dataloop.defs.automation import stage_automation
 
 LOOKBACK_ENV = "DATALOOP_CURATION_LOOKBACK_DAYS"
 AC = dg.AutomationCondition
@@ -48,14 +48,10 @@ dataset_inputs_updated = (
 """``training_dataset``'s condition: a scenario index partition (or the dataset's code
 version: the curation policy) changed since the dataset was last requested or built."""
 
-curation_automation = dg.AutomationConditionSensorDefinition(
-    "curation_automation",
-    target=dg.AssetSelection.assets("scenario_index", "clip_embeddings", "training_dataset"),
-    run_tags={"dataloop/stage": "curation"},
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=sensor_interval(30),
-    use_user_code_server=True,
-    emit_backfills=False,  # one run per day (its two assets), as curation_job runs it
-    description="Re-mines a recent arrival day when its compliant drives or their labels "
-    "change; rebuilds the training dataset when the scenario index changes.",
+curation_automation = stage_automation(
+    "curation",
+    # the day's two assets are requested together: one run per day, as curation_job runs it
+    ["scenario_index", "clip_embeddings", "training_dataset"],
+    "Re-mines a recent arrival day when its compliant drives or their labels change; rebuilds "
+    "the training dataset when the scenario index changes.",
 )

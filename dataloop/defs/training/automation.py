@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataloop.defs.intervals import sensor_interval
+from dataloop.defs.automation import stage_automation
 from dataloop.defs.resources import lake_store
 from dataloop.rules import snapshot
 from dataloop.training.config import trigger_file, trigger_policy
@@ -62,15 +62,10 @@ trains_on_policy = (
 )
 """``trained_model``'s condition."""
 
-training_automation = dg.AutomationConditionSensorDefinition(
-    "training_automation",
-    target=dg.AssetSelection.assets("trained_model", "simulation_report"),
-    run_tags={"dataloop/stage": "training"},
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=sensor_interval(30),
-    use_user_code_server=True,  # TrainingPolicy is user code
-    emit_backfills=False,
-    description="Trains when the trigger policy asks (a new dataset version adds enough clips "
-    "over the current model's, or a scenario category grows enough; not during a rollout), "
-    "and gates the new model in simulation in the same run.",
+training_automation = stage_automation(
+    "training",
+    ["trained_model", "simulation_report"],  # the gate in the run that trains the model
+    "Trains when the trigger policy asks (a new dataset version adds enough clips over the "
+    "current model's, or a scenario category grows enough; not during a rollout), and gates "
+    "the new model in simulation in the same run.",
 )

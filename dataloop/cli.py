@@ -7,7 +7,9 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dataloop.curation.cli import add_curation_parsers
+from dataloop.defs.intervals import INTERVAL_ENV
 from dataloop.infra.cli import add_infra_parser
 from dataloop.ingest.cli import add_adapters_parser
 from dataloop.release.cli import add_release_parser  # OTA release (#8)
@@ -156,24 +159,41 @@ def cmd_fleet_simulate(args: argparse.Namespace) -> None:
     out.print(table)
 
 
+DAEMON_INTERVAL_S = "5"
+"""Sensor interval of the daemon that `demo` and `tick` start, unless DATALOOP_SENSOR_INTERVAL_S
+says otherwise: each stage waits seconds for the next, not minutes."""
+
+
 # -- tick ----------------------------------------------------------------------------------
 def cmd_tick(args: argparse.Namespace) -> None:
-    from dataloop.tick import tick
+    from dataloop import daemon as D
 
-    logging.getLogger("dataloop.tick").setLevel(logging.WARNING)
-    with err.status("evaluating sensors and running what they request…", spinner="dots"):
-        result = tick(max_rounds=args.max_rounds)
+    os.environ.setdefault(INTERVAL_ENV, DAEMON_INTERVAL_S)
+    since = time.time()
+    try:
+        with (
+            err.status("dagster-daemon: sensors and the runs they request…", spinner="dots"),
+            D.serve(reuse=False) as daemon,
+        ):
+            rest = D.wait_quiet(daemon, since, sensors=D.running_sensors(), timeout_s=args.timeout)
+    except D.DaemonBusy as e:
+        raise UserError(str(e)) from None
     if args.json:
-        _print_json(result.__dict__)
+        _print_json(rest.__dict__)
     else:
-        for run in result.runs:
-            out.print(f"{run['status']:<8} {run['job']} {run['partition'] or ''}  {run['run_id']}")
-        out.print(f"{len(result.runs)} run(s) in {result.rounds} round(s)")
-    for e in result.errors:
+        for run in rest.runs:
+            what = run["job"] if run["job"] != "__ASSET_JOB" else ",".join(run["assets"])
+            out.print(f"{run['status']:<8} {what} {run['partition'] or ''}  {run['run_id']}")
+        out.print(f"{len(rest.runs)} run(s)")
+    for e in rest.errors:
         err.print(e)
-    failed = [r for r in result.runs if r["status"] != "SUCCESS"]
-    if result.errors or failed:
-        raise UserError(f"{len(failed)} run(s) failed, {len(result.errors)} sensor error(s)")
+    failed = [r for r in rest.runs if r["status"] != "SUCCESS" and not _retried(r, rest.runs)]
+    if rest.errors or failed:
+        raise UserError(f"{len(failed)} run(s) failed, {len(rest.errors)} sensor error(s)")
+
+
+def _retried(run: dict[str, Any], runs: list[dict[str, Any]]) -> bool:
+    return any(r.get("parent_run_id") == run["run_id"] for r in runs)
 
 
 # -- drives --------------------------------------------------------------------------------
@@ -221,22 +241,22 @@ def cmd_drives(args: argparse.Namespace) -> None:
 
 # -- demo ----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
+    from dataloop import daemon as D
     from dataloop.demo import loop as L
     from dataloop.demo.profile import demo_fleet, demo_rules
     from dataloop.demo.report import publish, rows
     from dataloop.ingest.catalog import drives_overview
     from dataloop.lake import open_store
     from dataloop.release.rollout import status
-    from dataloop.tick import _instance, dagster_home
 
     if args.iterations < 1 or args.vehicles < 1 or args.minutes <= 0:
         raise UserError("--iterations and --vehicles must be >= 1 and --minutes > 0")
-    for name in ("dagster", "dataloop.tick"):  # run logs stay in the Dagster UI
-        logging.getLogger(name).setLevel(logging.ERROR)
-    home = dagster_home()
+    logging.getLogger("dagster").setLevel(logging.ERROR)  # run logs stay in the Dagster UI
+    home = D.dagster_home()
     state = home.parent
     rules = demo_rules(state)
     L.ensure_keys(state)
+    os.environ.setdefault(INTERVAL_ENV, DAEMON_INTERVAL_S)
     store = open_store()
     cfg = L.LoopConfig(
         vehicles=args.vehicles,
@@ -246,12 +266,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
         fleet=replace(demo_fleet(), log_format=args.log_format),
         logs=state / "fleet",
     )
-    if not args.json:
-        out.rule("dataloop demo: the whole loop")
-        out.print(f"lake: {store.url}\nDagster instance: {home}\nrules: {rules}")
     iterations = []
-    log = state / "demo.log"  # Dagster's run logs (also in the UI), not the terminal
+    log = state / "demo.log"  # what the fleet and Dagster print (also in the UI), not the terminal
     with (
+        D.serve(ui_port=args.ui) as daemon,
         log.open("a") as log_file,
         Progress(
             TextColumn("{task.description}"),
@@ -262,24 +280,41 @@ def cmd_demo(args: argparse.Namespace) -> None:
         ) as bar,
         contextlib.redirect_stderr(log_file),
     ):
+        say = bar.console.print
+        say(f"lake: {store.url}\nDagster instance: {home}\nrules: {rules}", highlight=False)
+        if not daemon.started_here:
+            say(
+                "a daemon already serves this instance (dagster dev?): the demo uses it. Start "
+                f"it with this demo's DATALOOP_LAKE, DATALOOP_RULES={rules}, "
+                f"DATALOOP_TUF_KEYS_DIR and {INTERVAL_ENV}={DAEMON_INTERVAL_S}.",
+                highlight=False,
+            )
+        if daemon.ui:
+            say(f"Dagster UI: {daemon.ui} (the loop live: runs, sensors, automation)")
+        sensors = D.running_sensors()
         task = bar.add_task("starting", total=args.iterations)
 
         def step(message: str) -> None:
             bar.update(task, description=f"[{len(iterations)}] {message}")
 
         for i in range(args.iterations):
-            it = L.run_iteration(store, cfg, i, say=step)
+            it = L.run_iteration(store, cfg, i, daemon, sensors, say=step)
             iterations.append(it)
             row = rows([it])[0]
-            bar.console.print(
+            say(
                 f"iteration {i}: {row['km']} km, {len(it.runs)} runs, {row['dataset (clips)']}, "
                 f"model {row['new model']} (score {row['score']}, gate {row['gate']}), "
                 f"releases {row['releases']}, production {row['production']}",
                 highlight=False,
             )
             bar.advance(task)
-            with _instance() as instance:
-                publish(iterations, state / "loop.png", instance)
+            publish(iterations, state / "loop.png", daemon.instance)
+        if daemon.ui:
+            say(f"the loop is done; the UI stays up at {daemon.ui} until Ctrl-C")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    daemon.check_alive()
+                    time.sleep(1)
     if args.json:
         _print_json([it.to_dict() for it in iterations])
     else:
@@ -392,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=2.0, help="minutes per vehicle")
     demo.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
     demo.add_argument("--log-format", **LOG_FORMAT)
+    demo.add_argument(
+        "--ui",
+        nargs="?",
+        const=3000,
+        type=int,
+        metavar="PORT",
+        help="also start the Dagster UI on PORT (default 3000) to watch the loop live",
+    )
     demo.add_argument("--json", action="store_true", help=JSON_HELP)
     demo.set_defaults(func=cmd_demo)
 
@@ -419,8 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help=JSON_HELP)
     up.set_defaults(func=cmd_fleet_upload)
 
-    t = sub.add_parser("tick", help="evaluate the sensors once and run what they request")
-    t.add_argument("--max-rounds", type=int, default=10, help="sensor rounds at most (10)")
+    t = sub.add_parser(
+        "tick", help="run dagster-daemon until the sensors and their runs come to rest"
+    )
+    t.add_argument("--timeout", type=float, default=1800, help="seconds at most (1800)")
     t.add_argument("--json", action="store_true", help=JSON_HELP)
     t.set_defaults(func=cmd_tick)
 

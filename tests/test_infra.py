@@ -371,8 +371,8 @@ def test_compose_services_references_and_environment():
 
 def test_compose_commands_and_workspace_agree():
     from dataloop.cli import build_parser
+    from dataloop.daemon import LOCATION_NAME
     from dataloop.infra.bootstrap import read_vehicles
-    from dataloop.tick import LOCATION_NAME
 
     services = _compose()["services"]
     grpc = shlex.split(services["code-location"]["command"])
@@ -548,8 +548,8 @@ def test_helm_values_make_a_valid_instance_and_run_launcher(tmp_path, monkeypatc
     from dagster._config import validate_config
     from dagster_k8s import K8sRunLauncher, k8s_job_executor
 
+    from dataloop.daemon import LOCATION_NAME
     from dataloop.infra.executors import k8s_executor_config, stage_executor
-    from dataloop.tick import LOCATION_NAME
 
     values = _helm()
     daemon = values["dagsterDaemon"]

@@ -170,14 +170,7 @@ def _private_dagster(i: Import) -> bool:
         pytest.param(_fleet_imports_the_cloud, id="the-fleet-imports-no-cloud-stage"),
         pytest.param(_fleet_imports_more_than_the_car, id="the-fleet-imports-only-policy-and-lake"),
         pytest.param(_policy_imports_more_than_the_lake, id="the-policy-imports-only-the-lake"),
-        pytest.param(
-            _private_dagster,
-            id="no-private-dagster-names",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="#22 item 5: dataloop/tick.py re-implements the daemon on dagster._*",
-            ),
-        ),
+        pytest.param(_private_dagster, id="no-private-dagster-names"),
     ],
 )
 def test_import_graph(breaks):

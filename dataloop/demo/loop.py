@@ -1,17 +1,20 @@
-"""The whole loop, iteration by iteration, as plain functions over a lake and a Dagster
-instance: the fleet drives what the director assigns it (OTA), uploads; one sensor tick
-ingests, checks, labels, curates, versions the dataset, trains, gates and releases; while the
-release rolls out, the fleet drives again and each tick takes the next rollout decision."""
+"""The whole loop, iteration by iteration, as plain functions over a lake and Dagster's own
+daemon: the fleet drives what the director assigns it (OTA) and uploads; the daemon's sensors
+and automation conditions ingest, check, label, curate, version the dataset, train, gate and
+release, and the loop waits until they come to rest; while the release rolls out, the fleet
+drives again and the daemon takes the next rollout decision on its telemetry."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dataloop.daemon import Daemon, wait_quiet
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
@@ -88,13 +91,12 @@ def _drive(
         models[r.model_version] = round(models.get(r.model_version, 0.0) + r.km, 3)
 
 
-def _tick(it: Iteration) -> None:
-    from dataloop.tick import tick
-
-    result = tick(max_rounds=12)
-    it.runs.extend(result.runs)
-    if result.errors:
-        raise RuntimeError("sensor errors:\n" + "\n".join(result.errors))
+def _settle(daemon: Daemon, sensors: set[str], since: float, it: Iteration) -> None:
+    """Wait for the daemon to finish what the upload started; its runs go on the iteration."""
+    rest = wait_quiet(daemon, since, sensors=sensors)
+    it.runs.extend(rest.runs)
+    if rest.errors:
+        raise RuntimeError("sensor errors:\n" + "\n".join(rest.errors))
 
 
 def _stock_score(rows: list[dict], model: str) -> float | None:
@@ -144,7 +146,12 @@ def _record_outcome(
 
 
 def run_iteration(
-    store: ObjectStore, cfg: LoopConfig, index: int, say: Progress = lambda _: None
+    store: ObjectStore,
+    cfg: LoopConfig,
+    index: int,
+    daemon: Daemon,
+    sensors: set[str],
+    say: Progress = lambda _: None,
 ) -> Iteration:
     """One turn of the loop (see the module docstring)."""
     from dataloop.policy.bundle import latest
@@ -155,8 +162,8 @@ def run_iteration(
     releases_before = max((h["release"] for h in history(store)), default=0)
     say(f"fleet: {cfg.vehicles} vehicles drive {cfg.minutes:g} min and upload")
     _drive(store, cfg, cfg.minutes, cfg.seed * 1000 + index * 10, it, it.fleet_models)
-    say("tick: ingest, quality, labels, curation, dataset, training, gate, release")
-    _tick(it)
+    say("daemon: ingest, quality, labels, curation, dataset, training, gate, release")
+    _settle(daemon, sensors, time.time(), it)
     # Each rollout drive is one decision (wait, advance, complete or halt); a stage whose
     # cohort has not driven its km yet waits for the next drive. One release's rollout per
     # iteration (a candidate trained after it completes rolls out in the next iteration), and
@@ -170,7 +177,8 @@ def run_iteration(
         say(f"rollout drive {k + 1}: the fleet drives {cfg.rollout_minutes:g} min over the air")
         seed = cfg.seed * 1000 + index * 10 + k + 1
         _drive(store, cfg, cfg.rollout_minutes, seed, it, it.rollout_models)
-        _tick(it)
+        say(f"daemon: rollout decision {k + 1} on the fleet's telemetry")
+        _settle(daemon, sensors, time.time(), it)
     _record_outcome(store, it, before, releases_before)
     return it
 

@@ -169,13 +169,14 @@ def cmd_tick(args: argparse.Namespace) -> None:
     from dataloop import daemon as D
 
     os.environ.setdefault(INTERVAL_ENV, DAEMON_INTERVAL_S)
-    since = time.time()
     try:
         with (
             err.status("dagster-daemon: sensors and the runs they request…", spinner="dots"),
             D.serve(reuse=False) as daemon,
         ):
-            rest = D.wait_quiet(daemon, since, sensors=D.running_sensors(), timeout_s=args.timeout)
+            rest = D.wait_quiet(
+                daemon, daemon.since, sensors=D.running_sensors(), timeout_s=args.timeout
+            )
     except D.DaemonBusy as e:
         raise UserError(str(e)) from None
     if args.json:

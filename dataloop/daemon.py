@@ -47,6 +47,8 @@ INSTANCE_YAML = """\
 # Written by dataloop for a new DAGSTER_HOME; an existing dagster.yaml is used as it is.
 telemetry:
   enabled: false
+nux:
+  enabled: false
 run_queue:
   max_concurrent_runs: 2
   dequeue_interval_seconds: 1
@@ -112,13 +114,11 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def live_heartbeat(inst: dg.DagsterInstance) -> str | None:
-    """The id of a daemon that heartbeat on this instance within HEARTBEAT_LIVE_S, or None."""
-    now = time.time()
-    for beat in inst.get_daemon_heartbeats().values():
-        if now - beat.timestamp < HEARTBEAT_LIVE_S:
-            return beat.daemon_id
-    return None
+def live_heartbeat(inst: dg.DagsterInstance) -> float | None:
+    """Seconds since a daemon last heartbeat on this instance, if within HEARTBEAT_LIVE_S."""
+    ages = [time.time() - b.timestamp for b in inst.get_daemon_heartbeats().values()]
+    live = [a for a in ages if a < HEARTBEAT_LIVE_S]
+    return min(live) if live else None
 
 
 @dataclass
@@ -128,6 +128,8 @@ class Daemon:
     instance: dg.DagsterInstance
     procs: list[subprocess.Popen] = field(default_factory=list)
     ui: str | None = None
+    since: float = field(default_factory=time.time)
+    """When this process took the instance over (after waiting for its lock)."""
 
     @property
     def started_here(self) -> bool:
@@ -207,12 +209,13 @@ def serve(*, ui_port: int | None = None, reuse: bool = True) -> Iterator[Daemon]
         fcntl.flock(lock, fcntl.LOCK_EX)
         inst = instance()
         _clear_leftovers(home, inst)
-        other = live_heartbeat(inst)
-        if other is not None:
+        age = live_heartbeat(inst)
+        if age is not None:
             if not reuse:
                 raise DaemonBusy(
-                    f"a daemon ({other}) serves DAGSTER_HOME={home}: it runs the sensors "
-                    "already; watch it in the Dagster UI, or stop it first"
+                    f"a daemon serves DAGSTER_HOME={home} (heartbeat {age:.0f} s ago): it runs "
+                    "the sensors already; watch it in the Dagster UI, or stop it and wait "
+                    f"until its last heartbeat is {HEARTBEAT_LIVE_S:.0f} s old"
                 )
             yield Daemon(inst)
             return

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,35 @@ def test_tick_shares_cursor_and_run_keys_with_the_daemon(env, make_log):
         timeout=300,
     )
     assert json.loads(run(env, "tick", "--json").stdout)["runs"] == []
+
+
+def test_tick_refuses_while_a_daemon_serves_the_instance(env):
+    """`dagster dev`'s daemon (here `dagster-daemon run` over the repository's workspace.yaml)
+    runs the sensors and launches the queued runs; a tick beside it would start a second
+    daemon doing the same: it refuses, and says why."""
+    import dagster as dg
+
+    cwd = Path(env["DAGSTER_HOME"]).parent
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            deadline = time.monotonic() + 120
+            while not instance.get_daemon_heartbeats():
+                assert daemon.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        proc = run(env, "tick", check=False)
+        assert proc.returncode != 0 and proc.stdout == ""
+        assert "a daemon serves DAGSTER_HOME" in proc.stderr and "heartbeat" in proc.stderr
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
 
 
 _READ_CURSOR = """

@@ -245,10 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from dataloop import daemon as D
     from dataloop.demo import loop as L
     from dataloop.demo.profile import demo_fleet, demo_rules
-    from dataloop.demo.report import publish, rows
-    from dataloop.ingest.catalog import drives_overview
     from dataloop.lake import open_store
-    from dataloop.release.rollout import status
 
     if args.iterations < 1 or args.vehicles < 1 or args.minutes <= 0:
         raise UserError("--iterations and --vehicles must be >= 1 and --minutes > 0")
@@ -267,10 +264,32 @@ def cmd_demo(args: argparse.Namespace) -> None:
         fleet=replace(demo_fleet(), log_format=args.log_format),
         logs=state / "fleet",
     )
-    iterations = []
     log = state / "demo.log"  # what the fleet and Dagster print (also in the UI), not the terminal
+    with D.serve(ui_port=args.ui) as daemon:
+        iterations = _demo_loop(args, cfg, store, daemon, log, rules)
+        _demo_report(args, iterations, store, state, log)
+        if daemon.ui:
+            err.print(f"the loop is done; the UI stays up at {daemon.ui} until Ctrl-C")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    daemon.check_alive()
+                    time.sleep(1)
+    errors = [r for it in iterations for r in it.runs if r["status"] not in ("SUCCESS", "FAILURE")]
+    if errors:
+        raise UserError(f"{len(errors)} run(s) did not finish; see `dagster dev` for their logs")
+
+
+def _demo_loop(
+    args: argparse.Namespace, cfg: Any, store: Any, daemon: Any, log: Path, rules: Path
+) -> list:
+    """The iterations, with a progress bar; Dagster's and the fleet's output go to ``log``."""
+    from dataloop.daemon import running_sensors
+    from dataloop.demo import loop as L
+    from dataloop.demo.report import publish, rows
+
+    iterations: list = []
+    home = Path(os.environ["DAGSTER_HOME"])
     with (
-        D.serve(ui_port=args.ui) as daemon,
         log.open("a") as log_file,
         Progress(
             TextColumn("{task.description}"),
@@ -292,7 +311,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             )
         if daemon.ui:
             say(f"Dagster UI: {daemon.ui} (the loop live: runs, sensors, automation)")
-        sensors = D.running_sensors()
+        sensors = running_sensors()
         task = bar.add_task("starting", total=args.iterations)
 
         def step(message: str) -> None:
@@ -309,34 +328,35 @@ def cmd_demo(args: argparse.Namespace) -> None:
                 highlight=False,
             )
             bar.advance(task)
-            publish(iterations, state / "loop.png", daemon.instance)
-        if daemon.ui:
-            say(f"the loop is done; the UI stays up at {daemon.ui} until Ctrl-C")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    daemon.check_alive()
-                    time.sleep(1)
+            publish(iterations, home.parent / "loop.png", daemon.instance)
+    return iterations
+
+
+def _demo_report(
+    args: argparse.Namespace, iterations: list, store: Any, state: Path, log: Path
+) -> None:
+    from dataloop.demo.report import rows
+    from dataloop.ingest.catalog import drives_overview
+    from dataloop.release.rollout import status
+
     if args.json:
         _print_json([it.to_dict() for it in iterations])
-    else:
-        table = Table(title="the loop, iteration by iteration", box=box.SIMPLE_HEAD)
-        summary = rows(iterations)
-        for col in summary[0]:
-            table.add_column(col, overflow="fold", min_width=len(col) if len(col) < 6 else 4)
-        for r in summary:
-            table.add_row(*(str(v) for v in r.values()))
-        out.print(table)
-        out.print(f"plot: {state / 'loop.png'} (also on the loop_report asset in the Dagster UI)")
-        out.print(f"run logs: {log}")
-        drives = drives_overview(store)
-        by_status = Counter(d["status"] for d in drives)
-        out.print(f"drives: {len(drives)} ({', '.join(f'{k} {v}' for k, v in by_status.items())})")
-        prod = status(store)["production"]
-        out.print(f"production: model {prod['model_version']} (release {prod.get('release')})")
-        out.print(_labels_table(store))
-    errors = [r for it in iterations for r in it.runs if r["status"] not in ("SUCCESS", "FAILURE")]
-    if errors:
-        raise UserError(f"{len(errors)} run(s) did not finish; see `dagster dev` for their logs")
+        return
+    table = Table(title="the loop, iteration by iteration", box=box.SIMPLE_HEAD)
+    summary = rows(iterations)
+    for col in summary[0]:
+        table.add_column(col, overflow="fold", min_width=len(col) if len(col) < 6 else 4)
+    for r in summary:
+        table.add_row(*(str(v) for v in r.values()))
+    out.print(table)
+    out.print(f"plot: {state / 'loop.png'} (also on the loop_report asset in the Dagster UI)")
+    out.print(f"run logs: {log}")
+    drives = drives_overview(store)
+    by_status = Counter(d["status"] for d in drives)
+    out.print(f"drives: {len(drives)} ({', '.join(f'{k} {v}' for k, v in by_status.items())})")
+    prod = status(store)["production"]
+    out.print(f"production: model {prod['model_version']} (release {prod.get('release')})")
+    out.print(_labels_table(store))
 
 
 # -- labels review ---------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+
+from tests.helpers import free_port
 
 BINARIES = (
     "ceph",
@@ -93,12 +94,6 @@ class Radosgw:
 
 def _missing() -> list[str]:
     return [b for b in BINARIES if shutil.which(b) is None]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -235,7 +230,7 @@ def start(root: Path) -> Radosgw:
     for sub in ("run", "log", "mon/a", "osd/0", "rgw"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     fsid = str(uuid.uuid4())
-    mon_port, http, https = _free_port(), _free_port(), _free_port()
+    mon_port, http, https = free_port(), free_port(), free_port()
     conf = root / "ceph.conf"
     conf.write_text(_config(root, fsid, mon_port, http, https))
     _keyring(root)

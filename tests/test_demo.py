@@ -1,5 +1,6 @@
-"""The whole loop end to end, as README command (a) runs it, shortened: `dataloop demo` on an
-S3 lake (moto over real HTTP), one iteration. Every stage runs through real sensors and runs:
+"""The whole loop end to end, as README command (a) runs it, shortened: `dataloop demo --ui` on
+an S3 lake (moto over real HTTP), one iteration, on Dagster's own `dagster-daemon` with the
+webserver beside it. Every stage runs through real sensors, automation conditions and runs:
 the fleet drives and uploads, ingest, quality, compliance, labels, curation, dataset, training,
 gate, a release signed with TUF, a staged rollout driven by the fleet's telemetry, and the
 vehicles driving the released model, installed over the air.
@@ -14,13 +15,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
 
 from dataloop.lake.s3 import S3Store
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,6 +79,46 @@ def _run(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def _demo_with_ui(env: dict, cwd: Path, args: list[str]) -> list[dict]:
+    """`dataloop demo --ui PORT`: the webserver serves the instance while the loop runs and
+    after it, until Ctrl-C (SIGINT), when the demo stops its daemon and webserver and exits 0.
+    Returns the iterations it printed."""
+    port = free_port()
+    out, err = cwd / "demo.out", cwd / "demo.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dataloop"), "demo", *args, "--ui", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 1200
+        while "the UI stays up" not in err.read_text():
+            assert proc.poll() is None, err.read_text()[-3000:]
+            assert time.monotonic() < deadline, err.read_text()[-3000:]
+            time.sleep(1)
+        query = json.dumps({"query": "{ runsOrError { ... on Runs { results { runId } } } }"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql",
+            data=query.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            served = json.load(reply)["data"]["runsOrError"]["results"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, err.read_text()[-3000:]
+    finally:
+        proc.kill()
+    iterations = json.loads(out.read_text())
+    # The UI served every run the demo waited for.
+    waited = {r["run_id"] for it in iterations for r in it["runs"]}
+    assert waited and waited <= {r["runId"] for r in served}
+    return iterations
+
+
 def _first_model(env: dict) -> str:
     """The first model the loop trained: the bundle of the lowest dataset version."""
     store = S3Store.from_url(env["DATALOOP_LAKE"])
@@ -100,8 +145,7 @@ def test_demo_runs_the_whole_loop_on_s3(tmp_path, s3_lake):
     shutil.copy(REPO / "workspace.yaml", tmp_path / "workspace.yaml")
     args = ["--iterations", "1", "--vehicles", "4", "--minutes", "0.5", "--seed", "3"]
     args += ["--log-format", "ros2"]
-    proc = _run(env, tmp_path, "demo", *args, "--json")
-    [it] = json.loads(proc.stdout)
+    [it] = _demo_with_ui(env, tmp_path, [*args, "--json"])
 
     # The fleet drove the expert driver (nothing released yet); the first tick ran every
     # stage in order, and the rollout drives' ticks took the release decisions.

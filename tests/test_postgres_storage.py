@@ -9,7 +9,6 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 HOURS = 4
@@ -32,12 +33,6 @@ def _pg_bindir() -> Path | None:
     candidates = [found] if found else []
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
     return Path(candidates[0]).resolve().parent if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +52,7 @@ def postgres() -> Iterator[dict[str, str]]:
     if as_user:
         for path in (root, root / "pw"):
             shutil.chown(path, "postgres")
-    port = _free_port()
+    port = free_port()
 
     def pg(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
@@ -339,7 +334,7 @@ def test_compose_flow_sensor_queue_code_server_run_worker(
 
     compose = yaml.safe_load((REPO / "infra" / "docker-compose.yml").read_text())
     command = compose["services"]["code-location"]["command"].split()
-    port = _free_port()
+    port = free_port()
     command[command.index("--host") + 1] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
     workspace = yaml.safe_load((REPO / "infra" / "workspace.yaml").read_text())

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dataloop.quality.suites import load_suites
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,12 +43,6 @@ def _artifacts() -> Path:
     folder = Path(os.environ.get("DATALOOP_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dataloop(env: dict, *args: str) -> dict:
@@ -143,7 +137,7 @@ def webserver(tmp_path, make_log, monkeypatch):
 
     dg.DagsterInstance.from_config(str(home)).dispose()
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "webserver.log"
     with log.open("w") as out:
         server = subprocess.Popen(

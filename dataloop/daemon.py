@@ -207,6 +207,7 @@ def serve(*, ui_port: int | None = None, reuse: bool = True) -> Iterator[Daemon]
     home = dagster_home()
     with (home / _LOCK).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        since = time.time()  # before the leftovers: their runs' retries are ours to wait for
         inst = instance()
         _clear_leftovers(home, inst)
         age = live_heartbeat(inst)
@@ -217,7 +218,7 @@ def serve(*, ui_port: int | None = None, reuse: bool = True) -> Iterator[Daemon]
                     "the sensors already; watch it in the Dagster UI, or stop it and wait "
                     f"until its last heartbeat is {HEARTBEAT_LIVE_S:.0f} s old"
                 )
-            yield Daemon(inst)
+            yield Daemon(inst, since=since)
             return
         workspace = home / "workspace.yaml"
         workspace.write_text(WORKSPACE_YAML.format(cwd=os.getcwd(), name=LOCATION_NAME))
@@ -246,7 +247,7 @@ def serve(*, ui_port: int | None = None, reuse: bool = True) -> Iterator[Daemon]
             )
         (home / _PIDS).write_text(" ".join(str(p.pid) for p in procs))
         try:
-            yield Daemon(inst, procs, ui)
+            yield Daemon(inst, procs, ui, since)
         finally:
             _kill_groups([p.pid for p in procs], grace_s=20.0)
             for proc in procs:
@@ -311,11 +312,13 @@ def wait_quiet(
             dg.RunsFilter(statuses=[dg.DagsterRunStatus(s) for s in _UNFINISHED]), limit=1
         )
         retried = {r.dagster_run.tags.get("dagster/parent_run_id") for r in records}
+        failed = inst.get_runs(
+            dg.RunsFilter(updated_after=_utc(since), statuses=[dg.DagsterRunStatus.FAILURE])
+        )
         awaiting = [
             r
-            for r in records
-            if r.dagster_run.tags.get("dagster/will_retry") == "true"
-            and r.dagster_run.run_id not in retried
+            for r in failed
+            if r.tags.get("dagster/will_retry") == "true" and r.run_id not in retried
         ]
         last = max([since, *(_ts(r.end_time or r.update_timestamp) for r in records)])
         states = {s.instigator_name: s for s in _sensor_states(inst)}

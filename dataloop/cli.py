@@ -183,8 +183,7 @@ def cmd_tick(args: argparse.Namespace) -> None:
         _print_json(rest.__dict__)
     else:
         for run in rest.runs:
-            what = run["job"] if run["job"] != "__ASSET_JOB" else ",".join(run["assets"])
-            out.print(f"{run['status']:<8} {what} {run['partition'] or ''}  {run['run_id']}")
+            out.print(f"{run['status']:<8} {run['what']} {run['partition'] or ''}  {run['run_id']}")
         out.print(f"{len(rest.runs)} run(s)")
     for e in rest.errors:
         err.print(e)

@@ -261,6 +261,8 @@ def _summary(record: Any) -> dict[str, Any]:
     assets = sorted(k.to_user_string() for k in run.asset_selection or ())
     return {
         "run_id": run.run_id,
+        # an automation run is Dagster's implicit asset job: named by its assets
+        "what": "+".join(assets) if run.job_name == "__ASSET_JOB" else run.job_name,
         "job": run.job_name,
         "stage": run.tags.get("dataloop/stage"),
         "assets": assets,

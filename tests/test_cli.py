@@ -50,10 +50,10 @@ def test_upload_tick_drives(env, make_log):
 
     first = json.loads(run(env, "tick", "--json").stdout)
     # ingest, then (the next rounds of the same tick) curation of the day and the dataset
-    assert [(r["job"], r["status"]) for r in first["runs"]] == [
+    assert [(r["what"], r["status"]) for r in first["runs"]] == [
         ("ingest_job", "SUCCESS"),
-        ("curation_job", "SUCCESS"),
-        ("dataset_job", "SUCCESS"),
+        ("clip_embeddings+scenario_index", "SUCCESS"),
+        ("training_dataset", "SUCCESS"),
     ]
     assert first["runs"][0]["run_key"].startswith("ingest-")
 
@@ -71,7 +71,7 @@ def test_tick_shares_cursor_and_run_keys_with_the_daemon(env, make_log):
     log = make_log(vehicle="veh-7", drive="d-2")
     run(env, "fleet", "upload", str(log), "--vehicle", "veh-7")
     runs = json.loads(run(env, "tick", "--json").stdout)["runs"]
-    assert [r["job"] for r in runs].count("ingest_job") == 1
+    assert [r["what"] for r in runs].count("ingest_job") == 1
 
     # The daemon's view: the workspace.yaml location, loaded as `dagster dev` loads it.
     cursor = subprocess.run(

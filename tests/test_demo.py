@@ -147,15 +147,16 @@ def test_demo_runs_the_whole_loop_on_s3(tmp_path, s3_lake):
     args += ["--log-format", "ros2"]
     [it] = _demo_with_ui(env, tmp_path, [*args, "--json"])
 
-    # The fleet drove the expert driver (nothing released yet); the first tick ran every
-    # stage in order, and the rollout drives' ticks took the release decisions.
+    # The fleet drove the expert driver (nothing released yet); the daemon ran every stage in
+    # order (curation and training as automation runs, named by their assets), and took the
+    # release decisions on the rollout drives' telemetry.
     assert it["fleet_models"].keys() == {"baseline"}
-    jobs = [r["job"] for r in it["runs"]]
+    jobs = [r["what"] for r in it["runs"]]
     for earlier, later in [
-        ("ingest_job", "curation_job"),
-        ("curation_job", "dataset_job"),
-        ("dataset_job", "training_job"),
-        ("training_job", "release_job"),
+        ("ingest_job", "clip_embeddings+scenario_index"),
+        ("clip_embeddings+scenario_index", "training_dataset"),
+        ("training_dataset", "simulation_report+trained_model"),
+        ("simulation_report+trained_model", "release_job"),
     ]:
         assert earlier in jobs and later in jobs and jobs.index(earlier) < jobs.index(later), it
     assert all(r["status"] == "SUCCESS" for r in it["runs"]), it["runs"]

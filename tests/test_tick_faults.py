@@ -66,9 +66,9 @@ def test_killed_tick_then_two_ticks_at_once(tmp_path, make_log):
     assert first.returncode == 0 and second.returncode == 0
     runs = [r for out in outputs for r in out["runs"]]
     assert all(r["status"] == "SUCCESS" for r in runs), runs
-    jobs = sorted(r["job"] for r in runs)
-    assert jobs == ["curation_job", "dataset_job", "ingest_job"], runs
-    assert [r for r in runs if r.get("recovered")][0]["job"] == "ingest_job"
+    jobs = sorted(r["what"] for r in runs)
+    assert jobs == ["clip_embeddings+scenario_index", "ingest_job", "training_dataset"], runs
+    assert [r for r in runs if r.get("recovered")][0]["what"] == "ingest_job"
 
     result = audit(lake, logs)
     assert (result.processed, result.lost, result.duplicated, result.partial) == (2, [], [], [])

@@ -246,6 +246,8 @@ def serve(*, ui_port: int | None = None, reuse: bool = True) -> Iterator[Daemon]
                 )
             )
         (home / _PIDS).write_text(" ".join(str(p.pid) for p in procs))
+        # `kill` (SIGTERM) stops the children too, as Ctrl-C does, by running the finally below.
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         try:
             yield Daemon(inst, procs, ui, since)
         finally:
@@ -254,6 +256,7 @@ def serve(*, ui_port: int | None = None, reuse: bool = True) -> Iterator[Daemon]
                 proc.wait()
             inst.wipe_daemon_heartbeats()
             (home / _PIDS).unlink(missing_ok=True)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(record: Any) -> dict[str, Any]:

@@ -300,12 +300,15 @@ def wait_quiet(
     since: float,
     *,
     sensors: set[str],
+    after: float | None = None,
     timeout_s: float = 1800.0,
     poll_s: float = 1.0,
 ) -> Rest:
     """Wait until nothing is queued, running or due for a retry, and each of ``sensors`` has
-    finished an evaluation that began after ``since`` and after the last run ended: nothing
-    is left to start. Raises NotQuiet after ``timeout_s``."""
+    finished an evaluation that began after ``after`` (default ``since``: the fleet may upload
+    for a while, and the daemon starts on the first drives meanwhile) and after the last run
+    ended: nothing is left to start. The runs are those created after ``since``. Raises
+    NotQuiet after ``timeout_s``."""
     import dagster as dg
 
     inst = daemon.instance
@@ -325,7 +328,8 @@ def wait_quiet(
             for r in failed
             if r.tags.get("dagster/will_retry") == "true" and r.run_id not in retried
         ]
-        last = max([since, *(_ts(r.end_time or r.update_timestamp) for r in records)])
+        ends = [_ts(r.end_time or r.update_timestamp) for r in records]
+        last = max([since if after is None else after, *ends])
         states = {s.instigator_name: s for s in _sensor_states(inst)}
         settled = not busy and not awaiting and sensors <= states.keys()
         errors: list[str] = []

@@ -92,8 +92,9 @@ def _drive(
 
 
 def _settle(daemon: Daemon, sensors: set[str], since: float, it: Iteration) -> None:
-    """Wait for the daemon to finish what the upload started; its runs go on the iteration."""
-    rest = wait_quiet(daemon, since, sensors=sensors)
+    """Wait for the daemon to finish what the drive since ``since`` started (it starts on the
+    first uploads while the fleet still drives); its runs go on the iteration."""
+    rest = wait_quiet(daemon, since, sensors=sensors, after=time.time())
     it.runs.extend(rest.runs)
     if rest.errors:
         raise RuntimeError("sensor errors:\n" + "\n".join(rest.errors))
@@ -161,9 +162,10 @@ def run_iteration(
     before = (latest(store) or {}).get("version")
     releases_before = max((h["release"] for h in history(store)), default=0)
     say(f"fleet: {cfg.vehicles} vehicles drive {cfg.minutes:g} min and upload")
+    since = time.time()
     _drive(store, cfg, cfg.minutes, cfg.seed * 1000 + index * 10, it, it.fleet_models)
     say("daemon: ingest, quality, labels, curation, dataset, training, gate, release")
-    _settle(daemon, sensors, time.time(), it)
+    _settle(daemon, sensors, since, it)
     # Each rollout drive is one decision (wait, advance, complete or halt); a stage whose
     # cohort has not driven its km yet waits for the next drive. One release's rollout per
     # iteration (a candidate trained after it completes rolls out in the next iteration), and
@@ -176,9 +178,10 @@ def run_iteration(
         rolling_release = st["release"]
         say(f"rollout drive {k + 1}: the fleet drives {cfg.rollout_minutes:g} min over the air")
         seed = cfg.seed * 1000 + index * 10 + k + 1
+        since = time.time()
         _drive(store, cfg, cfg.rollout_minutes, seed, it, it.rollout_models)
         say(f"daemon: rollout decision {k + 1} on the fleet's telemetry")
-        _settle(daemon, sensors, time.time(), it)
+        _settle(daemon, sensors, since, it)
     _record_outcome(store, it, before, releases_before)
     return it
 

@@ -200,3 +200,60 @@ def test_demo_runs_the_whole_loop_on_s3(tmp_path, s3_lake):
     meta = event.asset_materialization.metadata
     assert meta["iterations_run"].value == 1
     assert meta["plot"].value.startswith("![loop](data:image/png;base64,")
+
+
+def test_demo_shares_its_dagster_home_with_dagster_dev(tmp_path, monkeypatch):
+    """`dagster dev` already serves the demo's DAGSTER_HOME (started, as docs/ui.md says, with
+    the demo's rules, TUF keys and sensor interval): the demo uses its daemon instead of
+    starting a second one, nothing fails, and no run is duplicated (one run per run key, and
+    every run in the instance is one the demo waited for)."""
+    import dagster as dg
+
+    from dataloop.demo.profile import demo_rules
+    from dataloop.release.repository import KEYS_ENV, init_keys
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("DATALOOP_RULES", str(_lenient_rules(tmp_path)))
+    rules = demo_rules(state)  # what the demo builds (it builds it again, the same)
+    init_keys(state / "keys")
+    env = {
+        **os.environ,
+        "DATALOOP_LAKE": str(state / "lake"),
+        "DAGSTER_HOME": str(state / "dagster"),
+        "DATALOOP_RULES": str(rules),
+        KEYS_ENV: str(state / "keys"),
+        "DATALOOP_SENSOR_INTERVAL_S": "5",
+        "PYTHONPATH": str(REPO),
+    }
+    (state / "dagster").mkdir(parents=True)
+    shutil.copy(REPO / "workspace.yaml", tmp_path / "workspace.yaml")
+    dev = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml"]
+        + ["-p", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            deadline = time.monotonic() + 300
+            while not instance.get_daemon_heartbeats():
+                assert dev.poll() is None and time.monotonic() < deadline
+                time.sleep(1)
+        args = ["--iterations", "1", "--vehicles", "2", "--minutes", "0.4", "--seed", "5"]
+        proc = _run(env, tmp_path, "demo", *args, "--json")
+        assert "a daemon already serves this instance" in " ".join(proc.stderr.split())
+        [it] = json.loads(proc.stdout)
+        assert it["runs"] and all(r["status"] == "SUCCESS" for r in it["runs"]), it["runs"]
+        assert it["model"] is not None and it["releases"], it
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            runs = instance.get_runs()
+        keys = [r.tags["dagster/run_key"] for r in runs if "dagster/run_key" in r.tags]
+        assert len(keys) == len(set(keys)) and keys
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert {r.run_id for r in runs} == {r["run_id"] for r in it["runs"]}
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.wait(timeout=120)

@@ -170,6 +170,21 @@ def test_the_version_follows_what_curation_consumes(tmp_path):
     assert indexed == ledger.drive(store, "veh-1", "d")
 
 
+def test_a_drive_is_at_a_version_only_while_compliant_and_unchanged(tmp_path):
+    """``at_version``: the one test of "is the clip's drive still at its version?" that
+    curation (``eligible``) and training (``current_drive``) share."""
+    store = LocalStore(tmp_path / "lake")
+    assert not ledger.at_version(ledger.drive(store, "veh-1", "d"), None)  # no record
+    ingest = _ingest(HOURS[0], "veh-1", "d")
+    ledger.write_section(store, "veh-1", "d", ledger.INGEST, ingest)
+    assert not ledger.at_version(ledger.drive(store, "veh-1", "d"), None)  # not compliant
+    _through_compliance(store, HOURS[0], "veh-1", "d")
+    mined = ledger.drive(store, "veh-1", "d").version
+    assert ledger.at_version(ledger.drive(store, "veh-1", "d"), mined)
+    ledger.write_section(store, "veh-1", "d", ledger.LABELS, {"labels": "tables/labels/1"})
+    assert not ledger.at_version(ledger.drive(store, "veh-1", "d"), mined)  # relabelled
+
+
 def test_a_drive_uploaded_again_in_another_hour_moves_there(tmp_path):
     store = LocalStore(tmp_path / "lake")
     _through_compliance(store, HOURS[0], "veh-1", "d", upload="a")

@@ -136,13 +136,13 @@ def eligible(store: ObjectStore, clips: pa.Table) -> tuple[pa.Table, int]:
     """Only clips of drives that are still approved and anonymised, in the very version the
     clip was mined from (a re-ingested or forgotten drive drops out until it is mined anew).
     Reads the ledger's indexes of the clips' days: one request per hour."""
-    current = {
-        (s.vehicle, s.drive): s.version
+    states = {
+        (s.vehicle, s.drive): s
         for day in sorted(set(clips["day"].to_pylist()))
         for s in ledger.drives_of_day(store, day)
     }
     mask = [
-        current.get((v, d)) == version
+        ledger.at_version(states.get((v, d)), version)
         for v, d, version in zip(
             clips["vehicle_id"].to_pylist(),
             clips["drive_id"].to_pylist(),

@@ -211,6 +211,12 @@ def drive(store: ObjectStore, vehicle: str, drive: str) -> DriveState | None:
     return DriveState.of(record) if record else None
 
 
+def at_version(state: DriveState | None, version: str | None) -> bool:
+    """The one answer to "is the drive still at ``version``?" (the version a clip was mined
+    from): the lake has it, still compliant, with nothing changed since."""
+    return state is not None and state.version is not None and state.version == version
+
+
 def section(store: ObjectStore, vehicle: str, drive_id: str, name: str) -> dict[str, Any] | None:
     """One section of one drive's record, or ``None``."""
     state = drive(store, vehicle, drive_id)

@@ -76,7 +76,7 @@ def current_drive(store: ObjectStore, vehicle: str, drive: str, version: str) ->
     """The drive as training reads it (``curation.scenarios.curatable``), if the ledger still
     has it at ``version``; else ``None``."""
     state = ledger.drive(store, vehicle, drive)
-    if state is None or state.version != version:
+    if not ledger.at_version(state, version):
         return None
     return curatable(state, NEEDS)
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 from dataclasses import replace
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -290,3 +291,23 @@ def test_a_label_review_is_a_new_drive_version_in_lineage(curated):
     remined = read_scenario_index(store)
     mine = remined.filter(pc.equal(remined["drive_id"], drive))
     assert mine.num_rows and set(mine["drive_version"].to_pylist()) == {after}
+
+
+def test_the_latest_training_dataset_and_its_held_out_clips(tmp_path):
+    """One owner for the training dataset's pointer (named by the curation policy) and for
+    the clips simulation holds out: val and test, by clip id; nothing before the first."""
+    from dataloop.lake.local import LocalStore
+
+    store = LocalStore(tmp_path / "lake")
+    assert D.training_dataset_name() == D.load_policy().name
+    assert D.latest_training_dataset(store) is None
+    assert D.held_out_clips(store).num_rows == 0
+    rows = [{"clip_id": c, "split": s} for c, s in (("c3", "test"), ("c1", "val"), ("c2", "train"))]
+    manifest = pa.Table.from_pylist(rows, schema=D.MANIFEST_SCHEMA)
+    D.publish(store, "other", manifest.slice(0, 1), {})  # another dataset: not training's
+    assert D.latest_training_dataset(store) is None
+    record = D.publish(store, D.training_dataset_name(), manifest, {})
+    assert D.latest_training_dataset(store) == {"seq": record["seq"], "version": record["version"]}
+    held = D.held_out_clips(store)
+    assert held["clip_id"].to_pylist() == ["c1", "c3"]
+    assert held["split"].to_pylist() == ["val", "test"]

@@ -220,3 +220,26 @@ def find_version(store: ObjectStore, version: str) -> dict[str, Any] | None:
 
 def read_manifest(store: ObjectStore, record: dict[str, Any]) -> pa.Table:
     return read_table(store, record["manifest_key"])
+
+
+# -- the training dataset ---------------------------------------------------------------
+def training_dataset_name() -> str:
+    """The name of the dataset training reads: the curation policy's (``curation/training.yaml``),
+    so the name is declared in one place."""
+    return load_policy().name
+
+
+def latest_training_dataset(store: ObjectStore) -> dict[str, Any] | None:
+    """The latest training dataset's pointer (``seq``, ``version``); ``None`` before the first."""
+    return read_json(store, L.dataset_latest_key(training_dataset_name()))
+
+
+def held_out_clips(store: ObjectStore) -> pa.Table:
+    """The held-out clips (val and test splits) of the latest training dataset, by clip id;
+    empty before the first. Simulation scores on them: a model never trained on them."""
+    pointer = latest_training_dataset(store)
+    if pointer is None:
+        return MANIFEST_SCHEMA.empty_table()
+    manifest = read_manifest(store, find_version(store, pointer["version"]))
+    held = manifest.filter(pc.not_equal(manifest["split"], "train"))
+    return held.take(pc.sort_indices(held, [("clip_id", "ascending")]))

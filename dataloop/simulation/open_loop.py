@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from dataloop.fleet.simulator.traffic import DT
-from dataloop.lake import layout as L
 from dataloop.policy.features import window
 from dataloop.policy.observation import Control, DrivingPolicy, Observation
 
@@ -89,23 +88,14 @@ def evaluate(store, policies: list[DrivingPolicy], max_clips: int = 50) -> dict[
     """ADE/FDE and action RMSE per policy over the held-out clips of the latest dataset."""
     from dataloop.curation import datasets as D
     from dataloop.curation.scenarios import connect
-    from dataloop.lake.pointers import read_json
     from dataloop.training.samples import _ns, current_drive, drive_frames
 
-    pointer = read_json(store, L.dataset_latest_key(D.load_policy().name))
     errors: dict[str, dict[str, list]] = {
         p.model_version: {"ade": [], "fde": [], "action": []} for p in policies
     }
-    if pointer is None:
-        return {k: summarise(v) for k, v in errors.items()}
-    manifest = D.read_manifest(store, D.find_version(store, pointer["version"]))
-    rows = [c for c in manifest.to_pylist() if c["split"] != "train"][:max_clips]
-    starts, ends = _ns(manifest["start_t"]), _ns(manifest["end_t"])
-    bounds = {
-        c["clip_id"]: (int(s), int(e))
-        for c, s, e in zip(manifest.to_pylist(), starts, ends, strict=True)
-    }
-    for clip in rows:
+    held = D.held_out_clips(store).slice(0, max_clips)
+    starts, ends = _ns(held["start_t"]), _ns(held["end_t"])
+    for clip, lo, hi in zip(held.to_pylist(), starts, ends, strict=True):
         drive = current_drive(store, clip["vehicle_id"], clip["drive_id"], clip["drive_version"])
         if drive is None:
             continue
@@ -117,7 +107,6 @@ def evaluate(store, policies: list[DrivingPolicy], max_clips: int = 50) -> dict[
         frames = drive_frames(store, drive, tracks)
         if not len(frames["t"]):
             continue
-        lo, hi = bounds[clip["clip_id"]]
         keep = (frames["t"] >= lo) & (frames["t"] <= hi)
         clip_frames = {k: frames[k][keep] for k in ("ego", "objects", "targets")}
         for p in policies:

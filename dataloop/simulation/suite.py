@@ -12,7 +12,6 @@ from dataloop.curation import datasets as D
 from dataloop.curation.scenarios import connect
 from dataloop.lake import layout as L
 from dataloop.lake.hashing import canonical_json, sha256_json
-from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.simulation.scenario import CONDITIONS, Agent, Scenario, stock, variations
 
@@ -53,12 +52,7 @@ def from_logs(store: ObjectStore, max_clips: int, seconds: float) -> list[Scenar
     """Scenarios rebuilt from the held-out clips of the latest training dataset."""
     from dataloop.training.samples import current_drive
 
-    pointer = read_json(store, L.dataset_latest_key(D.load_policy().name))
-    if pointer is None or max_clips <= 0:
-        return []
-    manifest = D.read_manifest(store, D.find_version(store, pointer["version"]))
-    clips = [c for c in manifest.to_pylist() if c["split"] != "train"]
-    clips = sorted(clips, key=lambda c: c["clip_id"])[:max_clips]
+    clips = D.held_out_clips(store).to_pylist()[: max(max_clips, 0)]
     out = []
     for clip in clips:
         drive = current_drive(store, clip["vehicle_id"], clip["drive_id"], clip["drive_version"])

@@ -7,8 +7,6 @@ from collections import Counter
 from typing import Any, NamedTuple
 
 from dataloop.curation import datasets as D
-from dataloop.lake import layout as L
-from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectStore
 from dataloop.policy.bundle import latest
 from dataloop.release.rollout import rolling
@@ -23,11 +21,10 @@ def _clips(store: ObjectStore, version: str | None) -> list[dict]:
     return D.read_manifest(store, record).select(["clip_id", "scenario"]).to_pylist()
 
 
-def decide(
-    store: ObjectStore, policy: dict[str, Any], dataset: str = "training"
-) -> tuple[dict | None, list[str]]:
-    """(the latest dataset pointer, the reasons to train on it now); no reasons: don't."""
-    pointer = read_json(store, L.dataset_latest_key(dataset))
+def decide(store: ObjectStore, policy: dict[str, Any]) -> tuple[dict | None, list[str]]:
+    """(the latest training dataset's pointer, the reasons to train on it now); no reasons:
+    don't."""
+    pointer = D.latest_training_dataset(store)
     if pointer is None:
         return None, []
     model = latest(store)

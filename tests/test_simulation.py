@@ -16,8 +16,9 @@ from dataloop.lake.layout import GATE_RESULT_KEY, PRODUCTION_KEY
 from dataloop.lake.local import LocalStore
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.policy.observation import BASELINE, BaselineExpert
+from dataloop.release.rollout import production_version
 from dataloop.simulation.episode import build_world, run_episode
-from dataloop.simulation.gate import decide, gate_result, load_gate, production_version
+from dataloop.simulation.gate import decide, gate_result, load_gate
 from dataloop.simulation.gate_run import GateOptions, NoCandidate, gate_candidate
 from dataloop.simulation.open_loop import rollout_errors, summarise
 from dataloop.simulation.policies import AlwaysAccelerate, RegressesOn, Timid

@@ -27,10 +27,9 @@ from dataloop.lake.pointers import read_json, update_json, write_json
 from dataloop.lake.store import ObjectNotFound, ObjectStore
 from dataloop.lineage.graph import record_node
 from dataloop.policy.bundle import FILES
+from dataloop.policy.observation import BASELINE
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
-
-BASELINE = "baseline"
 
 
 def load_policy(path: Path | None = None, data: bytes | None = None) -> dict[str, Any]:
@@ -59,7 +58,14 @@ def rolling(store: ObjectStore) -> dict | None:
 
 
 def production(store: ObjectStore) -> dict:
+    """The production state (model and release), the one reader of it; before the first
+    release, the fleet's baseline driver."""
     return read_json(store, L.PRODUCTION_KEY) or {"model_version": BASELINE, "release": None}
+
+
+def production_version(store: ObjectStore) -> str:
+    """The production model version (the gate's reference), or the baseline driver."""
+    return production(store).get("model_version") or BASELINE
 
 
 def publish_release(store: ObjectStore, repo, model_version: str, notes: dict) -> int:

@@ -19,6 +19,7 @@ from dataloop.lake.hashing import canonical_json, sha256_json
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.policy.observation import BASELINE
+from dataloop.release.rollout import production_version  # noqa: F401 (demo/loop.py:112)
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
 
@@ -35,12 +36,6 @@ def load_gate(path: Path | None = None, data: bytes | None = None) -> dict[str, 
 
 def gate_version(gate: dict[str, Any]) -> str:
     return sha256_json(gate)[:16]
-
-
-def production_version(store: ObjectStore) -> str:
-    """The production model version, or the fleet's baseline driver before the first release."""
-    record = read_json(store, L.PRODUCTION_KEY)
-    return (record or {}).get("model_version") or BASELINE
 
 
 def regression_p_value(candidate: np.ndarray, production: np.ndarray) -> float:

@@ -73,6 +73,7 @@ def gate_candidate(
     lake's URL, for worker processes. Raises ``NoCandidate``, and ``RulesError`` for an
     invalid gate file."""
     from dataloop.policy.bundle import latest
+    from dataloop.release.rollout import production_version
     from dataloop.simulation import suite as S
     from dataloop.simulation.batched import gate as BG
     from dataloop.simulation.open_loop import evaluate
@@ -82,7 +83,7 @@ def gate_candidate(
     candidate = options.candidate or (latest(store) or {}).get("version")
     if not candidate:
         raise NoCandidate("no trained model in the lake")
-    production = G.production_version(store)
+    production = production_version(store)
     gate = G.load_gate()
     stock, logs, batched = _suite_config(gate, options)
     scenarios = S.build_suite(store, {"stock": stock, "from_logs": logs})

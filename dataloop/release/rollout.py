@@ -209,8 +209,8 @@ def _rates(records: list[dict]) -> dict[str, float]:
 def evaluate(store: ObjectStore, repo, policy: dict | None = None) -> dict | None:
     """One rollout decision from telemetry; returns the decision (None: no rollout running)."""
     policy = policy or load_policy()
-    st = state(store)
-    if st is None or st["status"] != "rolling":
+    st = rolling(store)
+    if st is None:
         return None
     records = _telemetry(store)
     counted = set(st["counted"])

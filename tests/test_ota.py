@@ -320,6 +320,21 @@ def test_release_sensor_requests_runs(env):
     assert tick().run_key != first
 
 
+def test_a_candidate_is_released_once_when_its_gate_passed(env):
+    """``unreleased_candidate``: the one "release this candidate?" of the asset and sensor."""
+    store, repo, _ = env
+    model = _model(store, 1)
+    assert RO.unreleased_candidate(store, None) is None  # no gate result yet
+    assert RO.unreleased_candidate(store, {"candidate": model, "passed": False}) is None
+    assert RO.unreleased_candidate(store, {"candidate": None, "passed": True}) is None
+    assert RO.unreleased_candidate(store, {"candidate": model, "passed": True}) == model
+    RO.start_rollout(store, repo, model, {})
+    assert RO.unreleased_candidate(store, {"candidate": model, "passed": True}) is None
+    RO.publish_release(store, repo, RO.BASELINE, {"kind": "rollback"})  # rollbacks don't count
+    baseline = {"candidate": RO.BASELINE, "passed": True}
+    assert RO.unreleased_candidate(store, baseline) == RO.BASELINE
+
+
 def test_publish_and_install_on_both_backends(store, tmp_path):
     R.init_keys(tmp_path / "keys")
     repo = R.Repository(store, R.load_signers(tmp_path / "keys"))

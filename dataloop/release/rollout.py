@@ -57,6 +57,19 @@ def rolling(store: ObjectStore) -> dict | None:
     return st if st is not None and st["status"] == "rolling" else None
 
 
+def unreleased_candidate(store: ObjectStore, gate: dict | None) -> str | None:
+    """The one answer to "release this candidate?": the candidate of ``gate`` (the latest
+    gate result, ``simulation.gate.gate_result``) when the gate passed it and no release
+    (rollbacks aside) has shipped it yet; else None. A running rollout makes it wait
+    (``rolling``), it does not make it released."""
+    gate = gate or {}
+    candidate = gate.get("candidate")
+    if not gate.get("passed") or not candidate:
+        return None
+    released = {r["model_version"] for r in history(store) if r.get("kind") != "rollback"}
+    return None if candidate in released else candidate
+
+
 def production(store: ObjectStore) -> dict:
     """The production state (model and release), the one reader of it; before the first
     release, the fleet's baseline driver."""

@@ -63,12 +63,11 @@ def release(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     except KeysMissing as err:
         raise dg.Failure(str(err)) from None
     repo.init()
-    gate = gate_result(store) or {}
-    candidate = gate.get("candidate")
+    gate = gate_result(store)
+    candidate = RO.unreleased_candidate(store, gate)
     running = RO.rolling(store)
-    released = {r["model_version"] for r in RO.history(store) if r.get("kind") != "rollback"}
     started = None
-    if gate.get("passed") and candidate and candidate not in released:
+    if candidate is not None:
         if running is not None:
             context.log.info(f"release {running['release']} still rolling; {candidate} waits")
         else:

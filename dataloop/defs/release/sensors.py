@@ -27,10 +27,9 @@ def _reason(store) -> tuple[str, str] | None:
     from dataloop.release.repository import Repository
 
     st = RO.rolling(store)
-    gate = gate_result(store) or {}
-    released = {r["model_version"] for r in RO.history(store) if r.get("kind") != "rollback"}
-    if gate.get("passed") and gate.get("candidate") not in released and st is None:
-        return f"new:{gate['candidate']}", f"gate passed for {gate['candidate']}"
+    candidate = RO.unreleased_candidate(store, gate_result(store))
+    if candidate is not None and st is None:
+        return f"new:{candidate}", f"gate passed for {candidate}"
     if st is not None:
         keys = [i.key for i in store.list(TELEMETRY_REPORTS)]
         fingerprint = sha256_json([st["release"], st["stage"], keys])[:16]

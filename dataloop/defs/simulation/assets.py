@@ -104,6 +104,8 @@ def simulation_report(
     "stops everything downstream of the report (the release).",
 )
 def gate_passed(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    # The result of the materialization checked (its results_key), not the latest pointer
+    # that the release reads: a later gate run may have replaced that one already.
     event = context.instance.get_latest_materialization_event(simulation_report.key)
     materialization = event.asset_materialization if event else None
     key = materialization.metadata.get("results_key") if materialization else None

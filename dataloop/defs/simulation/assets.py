@@ -1,33 +1,37 @@
 """Simulation: the release gate. Runs the scenario suite for the latest trained bundle
 against the model in production; a blocking check stops the release when the gate fails."""
 
-from typing import TYPE_CHECKING
+from dataclasses import fields
+from typing import TYPE_CHECKING, get_type_hints
 
 import dagster as dg
+import pydantic
 
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_failures
 from dataloop.defs.training.assets import trained_model
 from dataloop.lake.hashing import sha256_bytes
 from dataloop.simulation.gate import gate_result
+from dataloop.simulation.gate_run import GateOptions
 
 if TYPE_CHECKING:
     from dataloop.simulation.gate_run import GateReport
 
 
-class SimulationRunConfig(dg.Config):
-    """Per-run overrides: another candidate (a bundle version, ``baseline`` or
-    ``py:module:Class``), a smaller suite (smoke tests), fewer worker processes."""
+def _run_config(options: type[GateOptions]) -> type[dg.Config]:
+    """The gate's per-run overrides as Dagster run config: the fields of ``GateOptions``
+    (declared there once), with their types and defaults."""
+    hints = get_type_hints(options)
+    return pydantic.create_model(
+        "SimulationRunConfig",
+        __base__=dg.Config,
+        __doc__=options.__doc__,
+        __module__=__name__,
+        **{f.name: (hints[f.name], f.default) for f in fields(options)},
+    )
 
-    candidate: str | None = None
-    roads: list[str] | None = None
-    seeds: list[int] | None = None
-    seconds: float | None = None
-    max_clips: int | None = None
-    batched_seeds: int | None = None
-    """Seeds per road of the batched suite (0: none; default: ``suite.batched``; a run that
-    overrides ``seeds`` runs none unless this says so)."""
-    workers: int | None = None
+
+SimulationRunConfig = _run_config(GateOptions)
 
 
 def _code_version() -> str:
@@ -82,7 +86,7 @@ def simulation_report(
     """Closed-loop scores of the latest trained model and of production on the same suite
     (stock, rebuilt from held-out clips, variations), the per-category comparison and the
     gate's verdict. Per-scenario results are stored in the lake."""
-    from dataloop.simulation.gate_run import GateOptions, NoCandidate, gate_candidate
+    from dataloop.simulation.gate_run import NoCandidate, gate_candidate
 
     try:
         with rules_failures():

@@ -24,7 +24,7 @@ from dataloop.search import vectors as V
 from dataloop.search.describe import DriveScene, describe, scene_phrase
 from dataloop.search.encoders import ImageEncoder, image_encoder, register_image_encoder
 from dataloop.search.export import export_cut
-from dataloop.search.frames import decode_rgb, open_pack
+from dataloop.search.frames import decode_rgb, has_frames, open_pack
 from dataloop.search.index import build_day_index, indexed_days, load_index, purge
 from dataloop.search.search import Filters, image_search, text_search
 from dataloop.search.sheet import contact_sheet, sheet_size
@@ -286,3 +286,12 @@ def test_the_command(lake, tmp_path, monkeypatch, capsys):
     assert (store.root.parent / "search" / "like-frame.png").exists(), "beside the lake"
     assert main(["search"]) == 2
     assert main(["search", "--like", str(tmp_path / "missing.jpg")]) == 2
+
+
+def test_anonymised_frames_are_a_frame_pack_and_its_index(tmp_path):
+    """``has_frames``: the one test of "has anonymised frames", for ``framed`` and
+    ``open_pack`` alike."""
+    assert has_frames({"frame_pack": "p", "frame_index": "i"})
+    assert not any(has_frames(c) for c in (None, {}, {"frame_pack": "p"}, {"frame_index": "i"}))
+    with pytest.raises(LookupError, match="no anonymised frames"):
+        open_pack(LocalStore(tmp_path / "lake"), "veh-1", "d", {"frame_pack": "p"})

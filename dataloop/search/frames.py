@@ -19,22 +19,14 @@ from dataloop.quality.suites import pick_front
 NS = 1_000_000_000
 
 
+def has_frames(compliance: dict | None) -> bool:
+    """Whether a compliance section names anonymised frames (a frame pack and its index)."""
+    return bool(compliance and compliance.get("frame_pack") and compliance.get("frame_index"))
+
+
 def framed(state: ledger.DriveState) -> bool:
-    """Whether a drive is compliant and has anonymised frames (a frame pack and its index)."""
-    return bool(
-        state.compliant
-        and state.compliance.get("frame_pack")
-        and state.compliance.get("frame_index")
-    )
-
-
-def compliant_drives_of_day(store: ObjectStore, day: str) -> list[dict]:
-    """The compliance sections ({vehicle, drive, frame_pack, frame_index, ...}) of every
-    ``framed`` drive of ``day``, from the ledger's hour indexes, in a stable order."""
-    return sorted(
-        (s.compliance for s in ledger.drives_of_day(store, day) if framed(s)),
-        key=lambda c: (c["vehicle"], c["drive"]),
-    )
+    """Whether a drive is compliant and has anonymised frames."""
+    return state.compliant and has_frames(state.compliance)
 
 
 @dataclass
@@ -101,7 +93,7 @@ def open_pack(store: ObjectStore, vehicle: str, drive: str, entry: dict | None =
     """The frame pack of a compliant drive. ``entry`` (the drive's compliance section) saves
     a read; raises LookupError when the drive has no anonymised frames."""
     entry = entry or ledger.section(store, vehicle, drive, ledger.COMPLIANCE) or {}
-    if not entry.get("frame_pack") or not entry.get("frame_index"):
+    if not has_frames(entry):
         raise LookupError(f"{vehicle}/{drive} has no anonymised frames (not compliant)")
     index = read_table(store, entry["frame_index"]).sort_by("t")
     cameras = (  # an index from before several cameras: the one camera it had

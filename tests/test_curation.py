@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from dataloop.curation import datasets as D
-from dataloop.curation.scenarios import day_drives, read_scenario_index
+from dataloop.curation.scenarios import read_scenario_index
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.ingest.tables import read_table
 from dataloop.lake import layout as L
@@ -63,7 +63,9 @@ def curated(tmp_path_factory):
 
 def test_each_scenario_finds_what_the_simulator_witnessed(curated):
     store, reports, _, days, _ = curated
-    present = {(d["vehicle_id"], d["drive_id"]) for day in days for d in day_drives(store, day)}
+    present = {
+        (s.vehicle, s.drive) for day in days for s in ledger.drives_of_day(store, day) if s.version
+    }
     events = [e for e in truth_events(reports) if (e["vehicle_id"], e["drive_id"]) in present]
     clips = read_scenario_index(store)
     for scenario in SCENARIOS:
@@ -263,13 +265,13 @@ def test_forget_a_drive_removes_exactly_its_data(curated):
 
 
 def test_a_label_review_is_a_new_drive_version_in_lineage(curated):
-    from dataloop.curation.scenarios import current_drive_version, load_scenarios, mine_day
+    from dataloop.curation.scenarios import load_scenarios, mine_day
     from dataloop.labeling.review import import_reviewed
 
     store, _, _, days, _ = curated
     clips = read_scenario_index(store)
     vehicle, drive = clips["vehicle_id"][-1].as_py(), clips["drive_id"][-1].as_py()
-    before = current_drive_version(store, vehicle, drive)
+    before = ledger.drive(store, vehicle, drive).version
     labels = read_table(store, ledger.section(store, vehicle, drive, ledger.LABELS)["labels"])
     track = labels["track_id"][0].as_py()
     review = {
@@ -282,7 +284,7 @@ def test_a_label_review_is_a_new_drive_version_in_lineage(curated):
         ],
     }
     assert import_reviewed(store, review)
-    after = current_drive_version(store, vehicle, drive)
+    after = ledger.drive(store, vehicle, drive).version
     assert after and after != before
     kept, dropped = D.eligible(store, clips)  # mined from the old labels: out until re-mined
     assert dropped and drive not in set(kept["drive_id"].to_pylist())

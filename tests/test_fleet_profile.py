@@ -15,7 +15,7 @@ import pytest
 
 from dataloop.curation import datasets as D
 from dataloop.curation.clips import CLIP_SCHEMA
-from dataloop.curation.scenarios import current_drive_version, load_scenarios, mine_day
+from dataloop.curation.scenarios import load_scenarios, mine_day
 from dataloop.fleet import contract
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.fleet.simulator.fleet import simulate_fleet
@@ -154,7 +154,7 @@ def test_each_stage_sets_aside_what_lacks_its_tables_and_the_others_go_on(
         times = read_table(store, tables["imu"]["key"])["t"]
         rows.append({
             "clip_id": drive, "vehicle_id": VEHICLE, "drive_id": drive,
-            "drive_version": current_drive_version(store, VEHICLE, drive),
+            "drive_version": ledger.drive(store, VEHICLE, drive).version,
             "scenario": "lane_keeping",
             "start_t": pc.min(times).as_py(), "end_t": pc.max(times).as_py(), "severity": 1.0,
             "split": "train", "weight": 1.0, "tags": [], "road": "highway", "conditions": "day",

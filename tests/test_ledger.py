@@ -90,11 +90,11 @@ def test_the_readers_of_later_stages_cost_one_request_per_hour(tmp_path):
 
     from dataloop.curation.clips import CLIP_SCHEMA
     from dataloop.curation.datasets import eligible
-    from dataloop.curation.scenarios import day_drives, day_state
+    from dataloop.curation.scenarios import curatable, day_state
     from dataloop.ingest.catalog import drives_overview
 
     store = CountingStore(_lake(tmp_path, 5))
-    drives = day_drives(store, DAY)
+    drives = [curatable(s) for s in ledger.drives_of_day(store, DAY) if s.version is not None]
     assert len(drives) == 15 and sum(store.calls.values()) == 24
     assert {d["road"] for d in drives} == {"highway"} and not any(d["set_aside"] for d in drives)
     store.calls.clear()

@@ -28,7 +28,7 @@ CLIP_SCHEMA = pa.schema(
     ]
 )
 """One row per clip. ``drive_version`` names the exact ingested, anonymised and labelled
-state of the drive (``scenarios.current_drive_version``); ``severity`` is in [0, 1];
+state of the drive (``lake.ledger.DriveState.version``); ``severity`` is in [0, 1];
 ``day`` is the arrival day of the upload (the scenario index's partition)."""
 
 

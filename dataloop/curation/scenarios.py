@@ -82,13 +82,6 @@ def library_version(scenarios: list[Scenario]) -> str:
     return sha256_json([[s.name, s.sql] for s in scenarios])[:16]
 
 
-def current_drive_version(store: ObjectStore, vehicle: str, drive: str) -> str | None:
-    """The drive's version in the ledger (``DriveState.version``): ``None`` when the drive is
-    not (or no longer) approved and anonymised."""
-    state = ledger.drive(store, vehicle, drive)
-    return state.version if state else None
-
-
 def curatable(state: ledger.DriveState, needs: tuple[str, ...] = NEEDS) -> dict[str, Any]:
     """A drive as mining, training and simulation read it: ids, version, road and
     conditions, table and label keys, and what ``needs`` would set it aside for
@@ -105,13 +98,6 @@ def curatable(state: ledger.DriveState, needs: tuple[str, ...] = NEEDS) -> dict[
         "labels": state.labels_key,
         "set_aside": lacking(state.table_infos, needs),
     }
-
-
-def day_drives(store: ObjectStore, day: str) -> list[dict[str, Any]]:
-    """The drives that arrived on ``day`` and may be curated: approved by the quality
-    checks and made compliant (anonymised, geofenced), read from the day's ledger indexes
-    (one request per hour). Forgotten drives are gone."""
-    return [curatable(s) for s in ledger.drives_of_day(store, day) if s.version is not None]
 
 
 def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:

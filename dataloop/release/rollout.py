@@ -149,11 +149,6 @@ def start_rollout(store: ObjectStore, repo, model_version: str, notes: dict) -> 
     return value
 
 
-def bucket(vehicle: str) -> int:
-    """The vehicle's rollout cohort (the car computes the same: ``lake.layout.cohort``)."""
-    return L.cohort(vehicle)
-
-
 def _assign(st: dict | None, prod: dict, pct: int, cohort: int) -> dict:
     if st is None:
         return {"release": prod.get("release"), "model_version": prod["model_version"]}

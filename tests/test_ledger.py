@@ -90,8 +90,9 @@ def test_the_readers_of_later_stages_cost_one_request_per_hour(tmp_path):
 
     from dataloop.curation.clips import CLIP_SCHEMA
     from dataloop.curation.datasets import eligible
-    from dataloop.curation.scenarios import curatable, day_state
+    from dataloop.curation.scenarios import curatable
     from dataloop.ingest.catalog import drives_overview
+    from dataloop.lake.ledger import day_state
 
     store = CountingStore(_lake(tmp_path, 5))
     drives = [curatable(s) for s in ledger.drives_of_day(store, DAY) if s.version is not None]

@@ -213,12 +213,6 @@ def mine(
     return table.take(order), counts
 
 
-def day_state(store: ObjectStore, day: str) -> str | None:
-    """A hash of what mining ``day`` reads (its compliant drives at their versions, labels
-    included); ``None`` when no drive of the day has been through compliance yet."""
-    return ledger.day_state(store, day)
-
-
 def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[str, Any]:
     """Mine one arrival day into an immutable clip table and point the day's index at it."""
     states = ledger.drives_of_day(store, day)

@@ -71,11 +71,9 @@ class Decision(NamedTuple):
         return "; ".join(self.reasons) if self.reasons else "the trigger policy does not ask"
 
 
-def training_decision(
-    store: ObjectStore, policy: dict[str, Any], dataset: str = "training"
-) -> Decision:
+def training_decision(store: ObjectStore, policy: dict[str, Any]) -> Decision:
     """The one training decision: ``decide``, held while a release rolls out (when the
     policy's ``hold_during_rollout``, default on). Everything that asks "train now?" calls it."""
-    pointer, reasons = decide(store, policy, dataset)
+    pointer, reasons = decide(store, policy)
     held = ROLLOUT_HOLD if policy.get("hold_during_rollout", True) and rolling(store) else None
     return Decision(pointer, reasons, held)

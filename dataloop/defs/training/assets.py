@@ -9,8 +9,6 @@ from dataloop.defs.curation.assets import training_dataset
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_failures, rules_or_fail
 from dataloop.defs.training.automation import TRIGGER, trains_on_policy
-from dataloop.lake import layout as L
-from dataloop.lake.pointers import read_json
 from dataloop.rules import Snapshot
 from dataloop.training.config import (
     TRIGGER_TAG,
@@ -59,8 +57,8 @@ def trained_model(
     Pipes and writes the model bundle to the lake. The data version is the bundle hash."""
     store = lake.store()
     with rules_failures():
-        name, model = D.load_policy().name, model_config()
-    pointer = read_json(store, L.dataset_latest_key(name))
+        model = model_config()
+        pointer = D.latest_training_dataset(store)
     if pointer is None:
         raise dg.Failure("no training dataset yet: materialize training_dataset first")
     if config.epochs is not None:

@@ -109,15 +109,17 @@ def _record_outcome(
     store: ObjectStore, it: Iteration, models_before: str | None, releases_before: int
 ) -> None:
     """What this iteration's runs left in the lake: dataset, model, gate, release."""
-    from dataloop.lake.layout import dataset_latest_key, dataset_version_key
+    from dataloop.curation import datasets as D
+    from dataloop.lake.layout import dataset_version_key
     from dataloop.policy.bundle import latest
     from dataloop.release import rollout as RO
-    from dataloop.simulation.gate import gate_result, production_version
+    from dataloop.simulation.gate import gate_result
 
-    pointer = read_json(store, dataset_latest_key("training"))
+    pointer = D.latest_training_dataset(store)
     if pointer:
-        it.dataset = f"training:{pointer['seq']}"
-        version = read_json(store, dataset_version_key("training", pointer["seq"]))
+        name = D.training_dataset_name()
+        it.dataset = f"{name}:{pointer['seq']}"
+        version = read_json(store, dataset_version_key(name, pointer["seq"]))
         it.dataset_clips = version["clips"]
     model = (latest(store) or {}).get("version")
     if model and model != models_before:
@@ -143,7 +145,7 @@ def _record_outcome(
         else:
             outcome = "published"
         it.releases.append(f"{h['release']}: {outcome}")
-    it.production = production_version(store)
+    it.production = RO.production_version(store)
 
 
 def run_iteration(

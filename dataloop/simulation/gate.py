@@ -19,7 +19,6 @@ from dataloop.lake.hashing import canonical_json, sha256_json
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.policy.observation import BASELINE
-from dataloop.release.rollout import production_version  # noqa: F401 (demo/loop.py:112)
 from dataloop.rules import rules_dir
 from dataloop.rules import schemas as S
 

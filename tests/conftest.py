@@ -39,6 +39,12 @@ SLOW_FIRST = (
 workers, whole modules each) hands them out first, so that no worker is left alone with a long
 one at the end: the rest fill in behind them, in collection order."""
 
+os.environ.setdefault("DATALOOP_WORKERS", "1")
+"""Per-drive work runs in process in the suite (and in the processes it starts): pytest-xdist
+already keeps both cores busy, and many tests hand a stage a store that wraps another (to count
+or break its calls), which only the in-process path sees. tests/test_workers.py runs the pool
+(and compares it with this path); set the variable to run the whole suite on the pool."""
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not os.environ.get("PYTEST_XDIST_WORKER"):

@@ -198,3 +198,21 @@ def ingest_upload(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dic
     )
     ledger.write_section(store, upload.vehicle, upload.drive, ledger.INGEST, record, index=False)
     return record
+
+
+def worker_died(store: ObjectStore, manifest: ObjectInfo, *, hour: str) -> dict[str, Any]:
+    """Quarantine an upload whose ingest killed its worker process (a decoder that crashed
+    on its bytes, or ran out of memory on them): its ingest section says so, so the same
+    decoder does not meet it again until its version changes."""
+    record = quarantine(
+        store,
+        manifest,
+        "worker_died",
+        "the process ingesting this upload died (a crash or the OOM killer)",
+        hour=hour,
+    )
+    if record["vehicle"] and record["drive"] and not record.get("skipped"):
+        ledger.write_section(
+            store, record["vehicle"], record["drive"], ledger.INGEST, record, index=False
+        )
+    return record

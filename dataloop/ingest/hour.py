@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
+from functools import partial
 from typing import Any
 
-from dataloop.ingest.drive import QUARANTINED, USABLE, ingest_upload
+from dataloop.infra.workers import DrivesFailed, Failure, map_drives, split
+from dataloop.ingest.drive import QUARANTINED, USABLE, ingest_upload, worker_died
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
@@ -85,13 +87,23 @@ def ingest_hour(
     hour: str,
     on_drive: Callable[[dict[str, Any]], None] | None = None,
 ) -> HourReport:
-    """Ingest the hour's uploads (skipping those already done) and write its index."""
+    """Ingest the hour's uploads (skipping those already done), in ``DATALOOP_WORKERS``
+    processes, and write its index. An upload whose worker died is quarantined
+    (``worker_died``); an upload whose ingest raised fails the hour (``DrivesFailed``) once
+    every other upload is recorded."""
     report = HourReport(hour)
-    for manifest in manifests_in_hour(store, hour):
-        record = ingest_upload(store, manifest, hour=hour)
-        report.drives.append(record)
-        if on_drive:
-            on_drive(record)
+    manifests = list(manifests_in_hour(store, hour))
+
+    def done(outcome: dict[str, Any] | Failure) -> None:
+        if on_drive and not isinstance(outcome, Failure):
+            on_drive(outcome)
+
+    outcomes = map_drives(partial(ingest_upload, hour=hour), store, manifests, on_done=done)
+    for k, outcome in enumerate(outcomes):
+        if isinstance(outcome, Failure) and outcome.died:
+            outcomes[k] = worker_died(store, outcome.item, hour=hour)
+            done(outcomes[k])
+    report.drives, failures = split(outcomes)
     drives = [(d["vehicle"], d["drive"]) for d in report.drives if d.get("vehicle")]
     ledger.index_hour(store, hour, ledger.INGEST, drives)
     write_json(
@@ -111,4 +123,6 @@ def ingest_hour(
             ],
         },
     )
+    if failures:
+        raise DrivesFailed("ingest", [(f.item.key, f.reason) for f in failures])
     return report

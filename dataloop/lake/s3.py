@@ -289,7 +289,15 @@ class S3Store(ObjectStore):
         self.url = f"s3://{bucket}/{self.prefix}"
         self.options = options or S3Options.from_env()
         self.conditional = self.options.conditional_writes
+        self.own_client = client is not None
         self.client = _RetryingClient(client or self.options.client())
+
+    def __reduce__(self):
+        """Pickled as its URL and options (a worker process opens its own client); a store
+        given another identity's client cannot travel."""
+        if self.own_client:
+            raise TypeError("an S3Store made with its own client cannot be sent to a process")
+        return (S3Store.from_url, (self.url, self.options))
 
     @classmethod
     def from_url(cls, url: str, options: S3Options | None = None) -> S3Store:

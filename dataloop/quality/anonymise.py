@@ -45,6 +45,10 @@ class HaarDetector:
             "plate": (cv2.CascadeClassifier(root + "haarcascade_russian_plate_number.xml"), 3),
         }
 
+    def __reduce__(self):
+        """Sent to a worker process as the recipe (OpenCV's cascades do not pickle)."""
+        return (HaarDetector, ())
+
     def detect(self, gray: np.ndarray) -> list[Detection]:
         found = []
         for kind, (cascade, neighbours) in self._cascades.items():

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from dataloop.infra.workers import DrivesFailed, Failure, map_drives, split
 from dataloop.ingest.frames import frame_image, iter_frames
 from dataloop.ingest.tables import T, lacking, put_table, read_table
 from dataloop.lake import layout as L
@@ -161,17 +162,10 @@ def comply_hour(
 ) -> list[dict[str, Any]]:
     """Make every approved drive of the hour compliant; index the ones downstream may use."""
     known = {(s.vehicle, s.drive): s.ingest for s in ledger.hour_drives(store, hour)}
-    results = [
-        make_compliant(
-            store,
-            known.get((v, d)) or ledger.section(store, v, d, ledger.INGEST),
-            detector,
-            zones,
-            version,
-            index=False,
-        )
-        for v, d in read_approved(store, hour)
-    ]
+    approved = list(read_approved(store, hour))
+    records = [known.get((v, d)) or ledger.section(store, v, d, ledger.INGEST) for v, d in approved]
+    outcomes = map_drives(_make_compliant, store, records, detector, zones, version)
+    results, failures = split(outcomes)
     ledger.index_hour(store, hour, ledger.COMPLIANCE, [(r["vehicle"], r["drive"]) for r in results])
     write_json(
         store,
@@ -197,4 +191,20 @@ def comply_hour(
             ],
         },
     )
+    if failures:
+        raise DrivesFailed(
+            "compliance",
+            [
+                (f"{v}/{d}", o.reason)
+                for (v, d), o in zip(approved, outcomes, strict=True)
+                if isinstance(o, Failure)
+            ],
+        )
     return results
+
+
+def _make_compliant(
+    store: ObjectStore, record: dict, detector: Detector, zones: list[Zone], version: str
+) -> dict[str, Any]:
+    """``make_compliant`` as one drive of an hour: the hour writes the index once."""
+    return make_compliant(store, record, detector, zones, version, index=False)

@@ -1,0 +1,181 @@
+"""Every core of a worker for the per-drive work of an arrival hour: ``map_drives``.
+
+Ingest, compliance and labels map one plain function over the hour's drives. With
+``DATALOOP_WORKERS`` above 1 (default: the cores this process may run on) the drives run in
+worker processes, one drive per process at a time; ``1`` runs them here, one after another,
+with no pool (tests that wrap the store, to count or break its calls, need that path).
+
+- **Processes, not threads**: decoding, Parquet and OpenCV hold the GIL for much of a drive.
+  The context is ``forkserver``, not ``fork``: the stages hold threads (boto3's, pyarrow's)
+  that a fork would copy mid-state. The fork server imports the heavy libraries once
+  (``PRELOAD``), so a pool costs ~0.1 s to start instead of a second of imports per worker
+  with ``spawn``. Each worker takes this process's environment, so a variable set after the
+  server started (rules, S3 settings) still counts.
+- **The store travels as its recipe**: a ``LocalStore`` as its folder, an ``S3Store`` as its
+  URL and ``S3Options`` (so a lake resource's S3 settings travel too, not the environment's);
+  each worker opens it once.
+- **A crash is one drive's**: every worker is a pool of its own (a ``ProcessPoolExecutor``
+  with one process), so a worker that dies (a segfault in a decoder, the OOM killer, SIGKILL)
+  breaks exactly one drive's future; the worker is replaced and the other drives go on. The
+  stage decides what a death means (ingest quarantines the upload; it is its input that
+  killed the decoder). An exception in a drive is that drive's ``Failure`` too, in both
+  paths; the stage records the others and then fails the hour with ``DrivesFailed``, as one
+  drive's exception failed the hour before (its re-run redoes only the failed drives, since
+  per-drive work skips what is done).
+- **Order**: ``on_done`` sees outcomes as they complete (progress logs), the returned list is
+  in the order of ``items``, so records and indexes do not depend on timing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dataloop.lake.store import ObjectStore
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ENV = "DATALOOP_WORKERS"
+PRELOAD = [
+    "numpy",
+    "pyarrow",
+    "pyarrow.parquet",
+    "duckdb",
+    "mcap.reader",
+    "google.protobuf.message",
+    "boto3",
+]
+"""Imported once by the fork server: what every stage's worker needs and takes long to import
+(nothing of dataloop's own, so no module state is made before a worker has its environment)."""
+
+
+def worker_count() -> int:
+    """``DATALOOP_WORKERS``, else the cores this process may run on (its CPU affinity, which
+    is what a container's cpuset gives it)."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{ENV} must be a whole number of processes, 1 or more, not {raw!r}")
+    return n
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A drive whose work raised or whose worker died: ``reason`` says which and how."""
+
+    item: Any
+    reason: str
+    died: bool = False
+
+
+class DrivesFailed(RuntimeError):
+    """Drives of an hour whose work failed; every other drive of the hour was recorded."""
+
+    def __init__(self, stage: str, failures: list[tuple[str, str]]):
+        self.failures = failures
+        listed = "; ".join(f"{name}: {reason}" for name, reason in failures)
+        super().__init__(f"{stage}: {len(failures)} drive(s) failed ({listed})")
+
+
+_store: ObjectStore | None = None
+
+
+def _init(env: dict[str, str], store: ObjectStore) -> None:
+    global _store
+    os.environ.clear()
+    os.environ.update(env)
+    _store = store
+
+
+def _call(fn: Callable[..., R], item: Any, args: tuple) -> R:
+    assert _store is not None, "a worker runs drives only after _init"
+    return fn(_store, item, *args)
+
+
+def _reason(err: BaseException) -> str:
+    return "".join(traceback.format_exception_only(err)).strip()
+
+
+def _context():
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def map_drives(
+    fn: Callable[..., R],
+    store: ObjectStore,
+    items: Sequence[T],
+    *args: Any,
+    on_done: Callable[[R | Failure], None] | None = None,
+    workers: int | None = None,
+) -> list[R | Failure]:
+    """``fn(store, item, *args)`` for every item, in ``workers`` processes (default:
+    ``worker_count()``); one ``Failure`` per item that raised or whose worker died. ``fn``
+    and ``args`` must pickle (module-level functions; the store pickles as its recipe)."""
+    n = min(workers or worker_count(), len(items))
+    out: list[Any] = [None] * len(items)
+    if n <= 1:
+        for i, item in enumerate(items):
+            try:
+                out[i] = fn(store, item, *args)
+            except Exception as err:  # noqa: BLE001 - the drive's failure, reported by the stage
+                out[i] = Failure(item, _reason(err))
+            if on_done:
+                on_done(out[i])
+        return out
+
+    ctx, env = _context(), dict(os.environ)
+
+    def lane() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(env, store))
+
+    lanes = [lane() for _ in range(n)]
+    running: dict[Future, tuple[int, int]] = {}  # future -> (item, lane)
+    todo = iter(range(len(items)))
+
+    def feed(k: int) -> None:
+        i = next(todo, None)
+        if i is not None:
+            running[lanes[k].submit(_call, fn, items[i], args)] = (i, k)
+
+    try:
+        for k in range(n):
+            feed(k)
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i, k = running.pop(future)
+                try:
+                    out[i] = future.result()
+                except BrokenProcessPool:
+                    lanes[k].shutdown(wait=True)
+                    lanes[k] = lane()
+                    out[i] = Failure(items[i], "its worker process died", died=True)
+                except Exception as err:  # noqa: BLE001 - as in the in-process path
+                    out[i] = Failure(items[i], _reason(err))
+                if on_done:
+                    on_done(out[i])
+                feed(k)
+    finally:
+        for executor in lanes:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+def split(outcomes: list[R | Failure]) -> tuple[list[R], list[Failure]]:
+    """The results that came back, and the failures, each in the order of the items."""
+    results = [o for o in outcomes if not isinstance(o, Failure)]
+    return results, [o for o in outcomes if isinstance(o, Failure)]

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dataloop.lake.store import ObjectStore
@@ -51,9 +52,12 @@ PRELOAD = [
     "mcap.reader",
     "google.protobuf.message",
     "boto3",
+    "pandas",
+    "great_expectations",
 ]
-"""Imported once by the fork server: what every stage's worker needs and takes long to import
-(nothing of dataloop's own, so no module state is made before a worker has its environment)."""
+"""Imported once by the fork server: what the stages' workers need and take long to import
+(great_expectations alone ~3.5 s here; nothing of dataloop's own, so no module state is made
+before a worker has its environment)."""
 
 
 def worker_count() -> int:
@@ -78,25 +82,31 @@ class Failure:
     item: Any
     reason: str
     died: bool = False
+    trace: str = field(default="", compare=False)
 
 
 class DrivesFailed(RuntimeError):
     """Drives of an hour whose work failed; every other drive of the hour was recorded."""
 
-    def __init__(self, stage: str, failures: list[tuple[str, str]]):
-        self.failures = failures
-        listed = "; ".join(f"{name}: {reason}" for name, reason in failures)
+    def __init__(self, stage: str, failures: list[tuple[str, Failure]]):
+        self.failures = [(name, f.reason) for name, f in failures]
+        listed = "; ".join(f"{name}: {reason}" for name, reason in self.failures)
         super().__init__(f"{stage}: {len(failures)} drive(s) failed ({listed})")
+        for name, f in failures:
+            if f.trace:
+                self.add_note(f"{name}:\n{f.trace}")
 
 
 _store: ObjectStore | None = None
 
 
-def _init(env: dict[str, str], store: ObjectStore) -> None:
+def _init(env: dict[str, str], store: bytes) -> None:
+    """A worker's start: this process's environment first, then the store (an S3 client
+    takes its credentials from the environment when it is made)."""
     global _store
     os.environ.clear()
     os.environ.update(env)
-    _store = store
+    _store = pickle.loads(store)
 
 
 def _call(fn: Callable[..., R], item: Any, args: tuple) -> R:
@@ -104,8 +114,10 @@ def _call(fn: Callable[..., R], item: Any, args: tuple) -> R:
     return fn(_store, item, *args)
 
 
-def _reason(err: BaseException) -> str:
-    return "".join(traceback.format_exception_only(err)).strip()
+def _failure(item: Any, err: BaseException) -> Failure:
+    """The drive's failure: the exception's line, and its traceback (a worker's included)."""
+    reason = "".join(traceback.format_exception_only(err)).strip()
+    return Failure(item, reason, trace="".join(traceback.format_exception(err)))
 
 
 def _context():
@@ -132,15 +144,15 @@ def map_drives(
             try:
                 out[i] = fn(store, item, *args)
             except Exception as err:  # noqa: BLE001 - the drive's failure, reported by the stage
-                out[i] = Failure(item, _reason(err))
+                out[i] = _failure(item, err)
             if on_done:
                 on_done(out[i])
         return out
 
-    ctx, env = _context(), dict(os.environ)
+    ctx, env, recipe = _context(), dict(os.environ), pickle.dumps(store)
 
     def lane() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(env, store))
+        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(env, recipe))
 
     lanes = [lane() for _ in range(n)]
     running: dict[Future, tuple[int, int]] = {}  # future -> (item, lane)
@@ -165,7 +177,7 @@ def map_drives(
                     lanes[k] = lane()
                     out[i] = Failure(items[i], "its worker process died", died=True)
                 except Exception as err:  # noqa: BLE001 - as in the in-process path
-                    out[i] = Failure(items[i], _reason(err))
+                    out[i] = _failure(items[i], err)
                 if on_done:
                     on_done(out[i])
                 feed(k)

@@ -124,5 +124,5 @@ def ingest_hour(
         },
     )
     if failures:
-        raise DrivesFailed("ingest", [(f.item.key, f.reason) for f in failures])
+        raise DrivesFailed("ingest", [(f.item.key, f) for f in failures])
     return report

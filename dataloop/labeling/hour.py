@@ -48,9 +48,7 @@ def label_hour(store: ObjectStore, hour: str, params: Params) -> list[dict[str, 
     records, failures = split(map_drives(label_one, store, states, params, hour))
     ledger.index_hour(store, hour, ledger.LABELS, [(r["vehicle"], r["drive"]) for r in records])
     if failures:
-        raise DrivesFailed(
-            "labels", [(f"{f.item.vehicle}/{f.item.drive}", f.reason) for f in failures]
-        )
+        raise DrivesFailed("labels", [(f"{f.item.vehicle}/{f.item.drive}", f) for f in failures])
     return records
 
 

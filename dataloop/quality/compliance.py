@@ -195,7 +195,7 @@ def comply_hour(
         raise DrivesFailed(
             "compliance",
             [
-                (f"{v}/{d}", o.reason)
+                (f"{v}/{d}", o)
                 for (v, d), o in zip(approved, outcomes, strict=True)
                 if isinstance(o, Failure)
             ],

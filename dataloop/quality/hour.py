@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from dataloop.infra.workers import DrivesFailed, Failure, map_drives, worker_count
 from dataloop.ingest.drive import USABLE
 from dataloop.ingest.tables import SCHEMAS, read_table, schema_fingerprint
 from dataloop.lake import layout as L
@@ -148,8 +150,26 @@ def fleet_checks(record: dict[str, Any], fleet: dict[str, Any]) -> list[CheckRes
     ]
 
 
+def shard(records: list[dict], n: int) -> list[list[dict]]:
+    """``records`` in at most ``n`` runs of consecutive drives, as even as can be."""
+    n = max(1, min(n, len(records)))
+    size, extra = divmod(len(records), n)
+    bounds = [k * size + min(k, extra) for k in range(n + 1)]
+    return [records[a:b] for a, b in pairwise(bounds) if b > a]
+
+
+def check_shard(store: ObjectStore, records: list[dict], suites: Suites) -> list[CheckResult]:
+    """Every expectation over some drives of an hour: one worker's share. Every check is
+    per drive (grouped, or windowed, by vehicle and drive; GX's are row-wise), so a drive's
+    results do not depend on the drives it is checked with."""
+    return run_checks(_load(store, records), suites)
+
+
 def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
-    """Verdicts for the hour's drives, written to the lake (per drive and per hour)."""
+    """Verdicts for the hour's drives, written to the lake (per drive and per hour). The
+    drives are checked in ``DATALOOP_WORKERS`` shards of consecutive drives, each in a
+    worker process (GX's cost is per validation, so a shard, not a drive, is the unit); a
+    shard that fails fails the hour (``DrivesFailed``) once the others' verdicts are written."""
     index = read_json(store, L.hour_record_key(hour)) or {"drives": []}
     known = {(s.vehicle, s.drive): s.ingest for s in ledger.hour_drives(store, hour)}
     quality = HourQuality(hour, suites.version)
@@ -191,10 +211,15 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
             drifted.append(f"{record['vehicle']}/{record['drive']} ({', '.join(drift)})")
             continue
         records.append(record)
-    results = run_checks(_load(store, records), suites) if records else []
+    shards = shard(records, worker_count())
     per_drive: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
-    for r in results:
-        per_drive[(r.vehicle, r.drive)].append(r)
+    failed: dict[tuple[str, str], Failure] = {}
+    for part, outcome in zip(shards, map_drives(check_shard, store, shards, suites), strict=True):
+        for r in [] if isinstance(outcome, Failure) else outcome:
+            per_drive[(r.vehicle, r.drive)].append(r)
+        if isinstance(outcome, Failure):
+            failed |= {(d["vehicle"], d["drive"]): outcome for d in part}
+    records = [r for r in records if (r["vehicle"], r["drive"]) not in failed]
     for record in records:
         key = (record["vehicle"], record["drive"])
         per_drive[key] += fleet_checks(record, suites.fleet)
@@ -240,6 +265,8 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                 },
             )
     ledger.index_hour(store, hour, ledger.VERDICT, [(r["vehicle"], r["drive"]) for r in records])
+    if failed:  # the hour's fitness needs every drive: the re-run judges it
+        raise DrivesFailed("quality", [(f"{v}/{d}", f) for (v, d), f in failed.items()])
     quality.fit, quality.reasons = hour_fitness(quality.drives, suites.policy, drifted)
     write_json(
         store,

@@ -28,9 +28,11 @@ with no pool (tests that wrap the store, to count or break its calls, need that 
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import pickle
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -97,21 +99,22 @@ class DrivesFailed(RuntimeError):
                 self.add_note(f"{name}:\n{f.trace}")
 
 
-_store: ObjectStore | None = None
+_store: tuple[bytes, ObjectStore] | None = None  # a worker's store: its recipe, opened
 
 
-def _init(env: dict[str, str], store: bytes) -> None:
-    """A worker's start: this process's environment first, then the store (an S3 client
-    takes its credentials from the environment when it is made)."""
-    global _store
+def _init(env: dict[str, str]) -> None:
+    """A worker's start: the environment of the process that started it."""
     os.environ.clear()
     os.environ.update(env)
-    _store = pickle.loads(store)
 
 
-def _call(fn: Callable[..., R], item: Any, args: tuple) -> R:
-    assert _store is not None, "a worker runs drives only after _init"
-    return fn(_store, item, *args)
+def _call(recipe: bytes, fn: Callable[..., R], item: Any, args: tuple) -> R:
+    """One drive in a worker; the store is opened once per worker and recipe (after the
+    environment is set: an S3 client takes its credentials from it when it is made)."""
+    global _store
+    if _store is None or _store[0] != recipe:
+        _store = (recipe, pickle.loads(recipe))
+    return fn(_store[1], item, *args)
 
 
 def _failure(item: Any, err: BaseException) -> Failure:
@@ -120,10 +123,42 @@ def _failure(item: Any, err: BaseException) -> Failure:
     return Failure(item, reason, trace="".join(traceback.format_exception(err)))
 
 
-def _context():
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
+class _Lanes:
+    """Worker processes, each a ``ProcessPoolExecutor`` of one, fed one drive at a time: a
+    death breaks exactly one drive's future. This process keeps one set between hours and
+    stages (the start-up is paid once); it is started anew when the environment changed."""
+
+    def __init__(self) -> None:
+        self.executors: list[ProcessPoolExecutor] = []
+        self.env: dict[str, str] = {}
+
+    def ready(self, n: int) -> list[ProcessPoolExecutor]:
+        env = dict(os.environ)
+        if env != self.env:
+            self.close()
+            self.env = env
+        while len(self.executors) < n:
+            self.executors.append(self._start())
+        return self.executors[:n]
+
+    def replace(self, k: int) -> None:
+        """A fresh worker for lane ``k``, whose worker died."""
+        self.executors[k].shutdown(wait=True)
+        self.executors[k] = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(self.env,))
+
+    def close(self) -> None:
+        for executor in self.executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+        self.executors = []
+
+
+_shared, _shared_lock = _Lanes(), threading.Lock()
+atexit.register(_shared.close)
 
 
 def map_drives(
@@ -149,19 +184,18 @@ def map_drives(
                 on_done(out[i])
         return out
 
-    ctx, env, recipe = _context(), dict(os.environ), pickle.dumps(store)
-
-    def lane() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(env, recipe))
-
-    lanes = [lane() for _ in range(n)]
+    # Two hours mapped at once in one process (threads): the second gets lanes of its own.
+    shared = _shared_lock.acquire(blocking=False)
+    lanes = _shared if shared else _Lanes()
+    executors = lanes.ready(n)
+    recipe = pickle.dumps(store)
     running: dict[Future, tuple[int, int]] = {}  # future -> (item, lane)
     todo = iter(range(len(items)))
 
     def feed(k: int) -> None:
         i = next(todo, None)
         if i is not None:
-            running[lanes[k].submit(_call, fn, items[i], args)] = (i, k)
+            running[executors[k].submit(_call, recipe, fn, items[i], args)] = (i, k)
 
     try:
         for k in range(n):
@@ -173,17 +207,22 @@ def map_drives(
                 try:
                     out[i] = future.result()
                 except BrokenProcessPool:
-                    lanes[k].shutdown(wait=True)
-                    lanes[k] = lane()
+                    lanes.replace(k)
+                    executors[k] = lanes.executors[k]
                     out[i] = Failure(items[i], "its worker process died", died=True)
                 except Exception as err:  # noqa: BLE001 - as in the in-process path
                     out[i] = _failure(items[i], err)
                 if on_done:
                     on_done(out[i])
                 feed(k)
+    except BaseException:
+        lanes.close()  # interrupted: no worker goes on with a drive nobody waits for
+        raise
     finally:
-        for executor in lanes:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if shared:
+            _shared_lock.release()
+        else:
+            lanes.close()
     return out
 
 

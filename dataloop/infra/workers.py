@@ -99,13 +99,21 @@ class DrivesFailed(RuntimeError):
                 self.add_note(f"{name}:\n{f.trace}")
 
 
-_store: tuple[bytes, ObjectStore] | None = None  # a worker's store: its recipe, opened
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+"""Set in a worker (unless set already) to its share of the cores: OpenCV and BLAS would
+each start a thread per core in every worker, and pyarrow's pool is sized the same way."""
 
 
-def _init(env: dict[str, str]) -> None:
-    """A worker's start: the environment of the process that started it."""
+def _init(env: dict[str, str], threads: int) -> None:
+    """A worker's start: the environment of the process that started it, and libraries told
+    to use the worker's share of the cores, not every core each."""
+    import pyarrow
+
     os.environ.clear()
     os.environ.update(env)
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+    pyarrow.set_cpu_count(threads)
 
 
 def _call(recipe: bytes, fn: Callable[..., R], item: Any, args: tuple) -> R:
@@ -115,6 +123,20 @@ def _call(recipe: bytes, fn: Callable[..., R], item: Any, args: tuple) -> R:
     if _store is None or _store[0] != recipe:
         _store = (recipe, pickle.loads(recipe))
     return fn(_store[1], item, *args)
+
+
+_job: tuple[bytes, tuple] | None = None  # a worker's current job: its bytes, unpickled
+
+
+def _call(job: bytes, item: Any) -> Any:
+    """One drive in a worker. The job (store, function, arguments) is unpickled once per
+    worker and map (after the environment is set: an S3 client takes its credentials from
+    it when it is made; a detector loads its model once)."""
+    global _job
+    if _job is None or _job[0] != job:
+        _job = (job, pickle.loads(job))
+    store, fn, args = _job[1]
+    return fn(store, item, *args)
 
 
 def _failure(item: Any, err: BaseException) -> Failure:
@@ -131,12 +153,14 @@ class _Lanes:
     def __init__(self) -> None:
         self.executors: list[ProcessPoolExecutor] = []
         self.env: dict[str, str] = {}
+        self.threads = 1
 
     def ready(self, n: int) -> list[ProcessPoolExecutor]:
         env = dict(os.environ)
         if env != self.env:
             self.close()
             self.env = env
+        self.threads = max(1, len(os.sched_getaffinity(0)) // max(n, len(self.executors)))
         while len(self.executors) < n:
             self.executors.append(self._start())
         return self.executors[:n]
@@ -149,7 +173,9 @@ class _Lanes:
     def _start(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
-        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(self.env,))
+        return ProcessPoolExecutor(
+            1, mp_context=ctx, initializer=_init, initargs=(self.env, self.threads)
+        )
 
     def close(self) -> None:
         for executor in self.executors:
@@ -188,14 +214,14 @@ def map_drives(
     shared = _shared_lock.acquire(blocking=False)
     lanes = _shared if shared else _Lanes()
     executors = lanes.ready(n)
-    recipe = pickle.dumps(store)
+    job = pickle.dumps((store, fn, args))
     running: dict[Future, tuple[int, int]] = {}  # future -> (item, lane)
     todo = iter(range(len(items)))
 
     def feed(k: int) -> None:
         i = next(todo, None)
         if i is not None:
-            running[executors[k].submit(_call, recipe, fn, items[i], args)] = (i, k)
+            running[executors[k].submit(_call, job, items[i])] = (i, k)
 
     try:
         for k in range(n):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dataloop.fleet.uploader import upload_drive
-from dataloop.infra.workers import DrivesFailed, Failure, map_drives, worker_count
+from dataloop.infra.workers import DrivesFailed, Failure, cores, map_drives, worker_count
 from dataloop.ingest.hour import arrival_hours, ingest_hour, upload_days
 from dataloop.labeling.hour import label_hour
 from dataloop.labeling.offboard import load_params
@@ -81,9 +81,14 @@ def _lake(base: Path, name: str, tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / name)
 
 
-def test_worker_count_reads_the_variable(monkeypatch):
+def test_worker_count_reads_the_variable_else_the_cores(monkeypatch, tmp_path):
     monkeypatch.delenv("DATALOOP_WORKERS", raising=False)
-    assert worker_count() == len(os.sched_getaffinity(0))
+    assert worker_count() == cores() <= len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    for quota, expected in (("max 100000", 1 << 16), ("150000 100000", 2), ("50000 100000", 1)):
+        cpu_max.write_text(quota + "\n")
+        assert cores(cpu_max) == min(expected, len(os.sched_getaffinity(0)))
+    assert cores(tmp_path / "none") == len(os.sched_getaffinity(0))
     monkeypatch.setenv("DATALOOP_WORKERS", "3")
     assert worker_count() == 3
     for bad in ("0", "two", "-1"):
@@ -200,3 +205,40 @@ def test_map_drives_keeps_the_order_of_the_items_and_reports_each_failure(tmp_pa
         if workers > 1:
             assert out[4] == Failure(5, "its worker process died", died=True)
         assert sorted(map(str, seen)) == sorted(map(str, out))
+
+
+def test_an_s3_lake_travels_with_its_options(s3_lake, make_log, monkeypatch):
+    """The workers open the S3 lake from the store's own options: with the endpoint no
+    longer in the environment (as when a lake resource's settings name it), they still
+    reach the server, and the hour is ingested."""
+    monkeypatch.setenv("DATALOOP_WORKERS", "2")
+    store = S3Store.from_url(s3_lake, S3Options.from_env())
+    for k, drive in enumerate(DRIVES[:3]):
+        upload_drive(store, make_log(vehicle=VEHICLE, drive=drive, seed=k), vehicle=VEHICLE)
+    (hour,) = arrival_hours(store, upload_days(store))
+    monkeypatch.delenv("DATALOOP_S3_ENDPOINT")
+    report = ingest_hour(store, hour)
+    assert [(d["drive"], d["status"]) for d in report.drives] == [
+        (d, "ingested") for d in DRIVES[:3]
+    ]
+    assert [s.drive for s in ledger.hour_drives(store, hour)] == DRIVES[:3]
+
+
+def test_a_quality_shard_that_fails_fails_the_hour_after_the_other_shards(
+    tmp_path, make_log, monkeypatch
+):
+    """Quality checks the hour in shards of consecutive drives (2 workers: p-0 and p-1, p-2
+    and p-3). Reading p-1's tables raises: its shard's drives fail the hour, the other
+    shard's verdicts are written, the hour's fitness is not (it needs every drive), and the
+    re-run judges the whole hour."""
+    monkeypatch.setenv("DATALOOP_WORKERS", "2")
+    base, hour = _hour(tmp_path, make_log, garbage=False)
+    lake = _lake(base, "lake", tmp_path)
+    ingest_hour(lake, hour)
+    with pytest.raises(DrivesFailed) as failed:
+        check_hour(DyingStore(lake.root, {"p-1": "raise"}, "tables/"), hour, load_suites())
+    assert [name for name, _ in failed.value.failures] == [f"{VEHICLE}/p-0", f"{VEHICLE}/p-1"]
+    assert {s.drive for s in ledger.hour_drives(lake, hour) if s.verdict} == {"p-2", "p-3"}
+    assert read_json(lake, L.hour_verdicts_key(hour)) is None
+    quality = check_hour(lake, hour, load_suites())
+    assert [d["drive"] for d in quality.drives] == DRIVES and quality.fit

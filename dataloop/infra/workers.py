@@ -1,34 +1,40 @@
 """Every core of a worker for the per-drive work of an arrival hour: ``map_drives``.
 
-Ingest, compliance and labels map one plain function over the hour's drives. With
-``DATALOOP_WORKERS`` above 1 (default: the cores this process may run on) the drives run in
-worker processes, one drive per process at a time; ``1`` runs them here, one after another,
-with no pool (tests that wrap the store, to count or break its calls, need that path).
+Ingest, compliance and labels map one plain function over the hour's drives, quality over
+shards of them. With ``DATALOOP_WORKERS`` above 1 (default: ``cores()``, the cores this
+process may use) the items run in worker processes, one item per process at a time; ``1``
+runs them here, one after another, with no pool (tests that wrap the store, to count or
+break its calls, need that path).
 
 - **Processes, not threads**: decoding, Parquet and OpenCV hold the GIL for much of a drive.
   The context is ``forkserver``, not ``fork``: the stages hold threads (boto3's, pyarrow's)
   that a fork would copy mid-state. The fork server imports the heavy libraries once
-  (``PRELOAD``), so a pool costs ~0.1 s to start instead of a second of imports per worker
-  with ``spawn``. Each worker takes this process's environment, so a variable set after the
-  server started (rules, S3 settings) still counts.
-- **The store travels as its recipe**: a ``LocalStore`` as its folder, an ``S3Store`` as its
-  URL and ``S3Options`` (so a lake resource's S3 settings travel too, not the environment's);
-  each worker opens it once.
-- **A crash is one drive's**: every worker is a pool of its own (a ``ProcessPoolExecutor``
-  with one process), so a worker that dies (a segfault in a decoder, the OOM killer, SIGKILL)
-  breaks exactly one drive's future; the worker is replaced and the other drives go on. The
-  stage decides what a death means (ingest quarantines the upload; it is its input that
-  killed the decoder). An exception in a drive is that drive's ``Failure`` too, in both
-  paths; the stage records the others and then fails the hour with ``DrivesFailed``, as one
-  drive's exception failed the hour before (its re-run redoes only the failed drives, since
-  per-drive work skips what is done).
-- **Order**: ``on_done`` sees outcomes as they complete (progress logs), the returned list is
-  in the order of ``items``, so records and indexes do not depend on timing.
+  (``PRELOAD``), and this process keeps its workers between hours and stages, so their
+  start-up (~1 s each here with ``spawn``, ~4 s with great_expectations) is paid once per
+  process, not per hour. Each worker takes this process's environment (the workers are
+  started anew when it changes) and its share of the cores for OpenCV, BLAS and pyarrow.
+- **The job travels as its recipe**: the store as its folder or its URL and ``S3Options`` (so
+  a lake resource's S3 settings travel, not only the environment's), the function and its
+  arguments pickled once per map and opened once per worker.
+- **A crash is one drive's**: every worker is a ``ProcessPoolExecutor`` of one process, fed
+  one item at a time, so a worker that dies (a segfault in a decoder, the OOM killer,
+  SIGKILL) breaks exactly one future; the worker is replaced and the other drives go on. The
+  stage decides what a death means (ingest quarantines the upload: its bytes killed the
+  decoder). An exception is that item's ``Failure`` too, in both paths; the stage records
+  the others and then fails the hour with ``DrivesFailed``, as one drive's exception failed
+  the hour before (the re-run redoes only the failed drives: per-drive work skips what is
+  done).
+- **Order**: ``on_done`` sees outcomes as they complete (progress logs); the returned list is
+  in the order of the items, so records and indexes do not depend on timing.
+
+Workers re-import the main module of a script as ``__mp_main__``: a script that maps drives
+keeps its work under ``if __name__ == "__main__":`` (Dagster's, pytest's and ours do).
 """
 
 from __future__ import annotations
 
 import atexit
+import math
 import multiprocessing
 import os
 import pickle
@@ -38,6 +44,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dataloop.lake.store import ObjectStore
@@ -62,12 +69,29 @@ PRELOAD = [
 before a worker has its environment)."""
 
 
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+"""cgroup v2's CPU quota (``QUOTA PERIOD`` or ``max PERIOD``): a Kubernetes CPU limit."""
+
+
+def cores(cpu_max: Path = CPU_MAX) -> int:
+    """The cores this process may use: its CPU affinity (a container's cpuset), capped by
+    its cgroup's CPU quota (a pod's CPU limit, which leaves the affinity at every core of
+    the node), rounded up."""
+    n = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            n = min(n, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota readable here: the affinity it is
+    return max(1, n)
+
+
 def worker_count() -> int:
-    """``DATALOOP_WORKERS``, else the cores this process may run on (its CPU affinity, which
-    is what a container's cpuset gives it)."""
+    """``DATALOOP_WORKERS``, else ``cores()``."""
     raw = os.environ.get(ENV, "").strip()
     if not raw:
-        return max(1, len(os.sched_getaffinity(0)))
+        return cores()
     try:
         n = int(raw)
     except ValueError:
@@ -160,7 +184,7 @@ class _Lanes:
         if env != self.env:
             self.close()
             self.env = env
-        self.threads = max(1, len(os.sched_getaffinity(0)) // max(n, len(self.executors)))
+        self.threads = max(1, cores() // max(n, len(self.executors)))
         while len(self.executors) < n:
             self.executors.append(self._start())
         return self.executors[:n]

@@ -24,6 +24,10 @@ class Detection:
 
 
 class Detector(Protocol):
+    """Finds faces and plates in a grey frame. It runs in the hour's worker processes
+    (``DATALOOP_WORKERS``), so it must pickle: a model that does not, rebuilt from its
+    recipe (``__reduce__``), as ``HaarDetector`` is."""
+
     name: str
     version: str
 

@@ -11,7 +11,9 @@ on). Prints drives/s per stage and the ratio N/1 (issue #23's goal for ingest on
 starts the fork server (its preloads are paid once per process: printed as the pool's
 start-up cost). The machine's load average is printed too: other work skews every ratio, so
 each stage also prints its CPU seconds per drive (this process and its workers, from /proc)
-on both paths, and the ratio N workers would reach on N idle cores at that cost.
+on both paths, and the ratio N workers would reach on N idle cores at that cost (a bound
+for stages that run on one core in process, as ingest, quality and labels do; OpenCV already
+spreads compliance's in-process path over the cores).
 """
 
 from __future__ import annotations

@@ -103,6 +103,8 @@ def test_stores_and_detector_travel_as_their_recipe(tmp_path):
     assert (s3.url, s3.options) == ("s3://bucket/pre/fix/", options)
     with pytest.raises(TypeError, match="own client"):
         pickle.dumps(S3Store("bucket", client=options.client()))
+    with pytest.raises(TypeError, match="DATALOOP_WORKERS=1"):
+        map_drives(_square, S3Store("bucket", client=options.client()), [1, 2], 0, workers=2)
     local = pickle.loads(pickle.dumps(LocalStore(tmp_path / "lake")))
     assert local.root == (tmp_path / "lake").absolute()
     assert pickle.loads(pickle.dumps(HaarDetector())).detect is not None

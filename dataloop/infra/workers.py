@@ -237,12 +237,17 @@ def map_drives(
         return out
 
     # Two hours mapped at once in one process (threads): the second gets lanes of its own.
-    shared = _shared_lock.acquire(blocking=False)
-    lanes = _shared if shared else _Lanes()
-    executors = lanes.ready(n)
-    job = pickle.dumps((store, fn, args))
+    try:
+        job = pickle.dumps((store, fn, args))
+    except (TypeError, AttributeError, pickle.PicklingError) as err:
+        raise TypeError(
+            f"the per-drive work cannot be sent to a worker process ({err}): make it pickle, "
+            f"or set {ENV}=1"
+        ) from err
     running: dict[Future, tuple[int, int]] = {}  # future -> (item, lane)
     todo = iter(range(len(items)))
+    shared = _shared_lock.acquire(blocking=False)
+    lanes = _shared if shared else _Lanes()
 
     def feed(k: int) -> None:
         i = next(todo, None)
@@ -250,6 +255,7 @@ def map_drives(
             running[executors[k].submit(_call, job, items[i])] = (i, k)
 
     try:
+        executors = lanes.ready(n)
         for k in range(n):
             feed(k)
         while running:

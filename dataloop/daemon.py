@@ -161,14 +161,19 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
-def _kill_groups(pids: list[int], grace_s: float) -> None:
-    """SIGTERM each process group, then SIGKILL what is left after ``grace_s``."""
+def _kill_groups(pids: list[int], grace_s: float, procs: list[subprocess.Popen] = ()) -> None:
+    """SIGTERM each process group, then SIGKILL what is left after ``grace_s`` (our own
+    children are reaped meanwhile, so an exited one does not count as alive)."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_group_alive(p) for p in pids):
+        while time.monotonic() < deadline:
+            for proc in procs:
+                proc.poll()
+            if not any(_group_alive(p) for p in pids):
+                break
             time.sleep(0.2)
 
 
@@ -251,7 +256,7 @@ def serve(*, ui_port: int | None = None, reuse: bool = True) -> Iterator[Daemon]
         try:
             yield Daemon(inst, procs, ui, since)
         finally:
-            _kill_groups([p.pid for p in procs], grace_s=20.0)
+            _kill_groups([p.pid for p in procs], grace_s=5.0, procs=procs)
             for proc in procs:
                 proc.wait()
             inst.wipe_daemon_heartbeats()

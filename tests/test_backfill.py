@@ -78,8 +78,8 @@ def _backfill(ctx, hours: tuple[str, str], title: str) -> list[dg.DagsterRun]:
         {
             "params": {
                 "title": title,
-                # one process per run: a subprocess per step costs more than these steps
-                "runConfigData": {"execution": {"config": {"in_process": {}}}},
+                # no run config: the implicit asset job runs its steps as DATALOOP_EXECUTOR
+                # says (in process by default: a subprocess per step costs more than these)
                 "partitionsByAssets": [
                     {
                         "assetKey": {"path": [asset]},

@@ -114,7 +114,9 @@ def _demo_with_ui(env: dict, cwd: Path, args: list[str]) -> list[dict]:
         except subprocess.TimeoutExpired:  # where it hangs: faulthandler's dump, on SIGABRT
             proc.send_signal(signal.SIGABRT)
             proc.wait(timeout=30)
-            raise AssertionError("no exit 300 s after SIGINT:\n" + err.read_text()[-6000:]) from None
+            raise AssertionError(
+                "no exit 300 s after SIGINT:\n" + err.read_text()[-6000:]
+            ) from None
         assert code == 0, err.read_text()[-3000:]
     finally:
         proc.kill()

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -269,6 +270,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         _demo_report(args, iterations, store, state, log)
         if daemon.ui:
             err.print(f"the loop is done; the UI stays up at {daemon.ui} until Ctrl-C")
+            # Ctrl-C ends it even where SIGINT came in ignored (a child of pytest-xdist)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     daemon.check_alive()

@@ -143,21 +143,28 @@ def test_verdict_severity_and_hour_fitness():
 
 
 def test_approved_drives_are_the_hours_unquarantined_verdicts_sorted(tmp_path):
-    """The selection as plain Python: pass and warn are approved, quarantine is not; the
-    list written for the hour is what later stages read back."""
-    from dataloop.lake.layout import approved_key, hour_verdicts_key
+    """The selection as plain Python: pass and warn are approved, quarantine is not, nor a
+    verdict on an earlier upload than the one that counts; the list written for the hour is
+    what compliance reads back."""
+    from dataloop.lake import ledger
+    from dataloop.lake.layout import approved_key
     from dataloop.lake.local import LocalStore
-    from dataloop.lake.pointers import read_json, write_json
+    from dataloop.lake.pointers import read_json
     from dataloop.quality.approved import approve_hour, read_approved
 
     store, hour = LocalStore(tmp_path / "lake"), "2026-05-01-13:00"
     assert approve_hour(store, hour) == [] and read_approved(store, hour) == []
-    verdicts = [
-        {"vehicle": "veh-b", "drive": "d2", "verdict": "warn"},
-        {"vehicle": "veh-a", "drive": "d9", "verdict": "quarantine"},
-        {"vehicle": "veh-a", "drive": "d1", "verdict": "pass"},
-    ]
-    write_json(store, hour_verdicts_key(hour), {"hour": hour, "drives": verdicts})
+    for vehicle, drive, verdict, judged in [
+        ("veh-b", "d2", "warn", "m"),
+        ("veh-a", "d9", "quarantine", "m"),
+        ("veh-a", "d1", "pass", "m"),
+        ("veh-a", "d5", "pass", "an earlier upload"),
+    ]:
+        ingest = {"status": "ingested", "hour": hour, "manifest_key": "m"}
+        ledger.write_section(store, vehicle, drive, ledger.INGEST, ingest)
+        ledger.write_section(
+            store, vehicle, drive, ledger.VERDICT, {"verdict": verdict, "manifest_key": judged}
+        )
     assert approve_hour(store, hour) == [("veh-a", "d1"), ("veh-b", "d2")]
     assert read_json(store, approved_key(hour)) == {
         "hour": hour,

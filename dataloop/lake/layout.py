@@ -47,7 +47,7 @@ TABLES = "tables"  # decoded canonical tables, one Parquet object per table and 
 DERIVED = "derived"  # anonymised frame packs
 INGEST = "ingest"  # per-hour ingest summaries (per-drive records before the ledger)
 QUALITY = "quality"  # verdicts per hour, approved drives per hour
-COMPLIANCE = "compliance"  # per-hour compliance summaries
+COMPLIANCE = "compliance"  # compliance records of lakes older than the ledger
 LABELING = "labeling"  # per-drive label records (before the ledger)
 LEDGER = "ledger"  # the per-drive ledger and its per-hour indexes
 CURATION = "curation"  # mined scenario clips per arrival day
@@ -330,10 +330,6 @@ def approved_key(hour: str) -> str:
     return f"{QUALITY}/approved/{hour_slug(hour)}.json"
 
 
-def compliant_hour_key(hour: str) -> str:
-    return f"{COMPLIANCE}/hours/{hour_slug(hour)}.json"
-
-
 def frame_pack_key(vehicle: str, drive: str, sha256: str) -> str:
     """A drive's anonymised JPEGs, concatenated; immutable, named by its content hash."""
     return f"{DERIVED}/frames/vehicle={vehicle}/drive={drive}/{sha256[:32]}.jpgs"
@@ -550,7 +546,7 @@ HOUR_INDEXES = (
     HOUR_RECORDS,
     f"{QUALITY}/hours/",
     f"{QUALITY}/approved/",
-    f"{COMPLIANCE}/hours/",
+    f"{COMPLIANCE}/hours/",  # written by releases before the ledger's compliance section
 )
 """Hour indexes (JSON) that list drives by id."""
 DAY_INDEXES = (f"{SCENARIO_INDEX}/", f"{EMBEDDINGS}/")

@@ -30,8 +30,9 @@ SECTIONS = (INGEST, VERDICT, COMPLIANCE, LABELS)
 INGESTED, RECOVERED, QUARANTINED = "ingested", "recovered", "quarantined"
 USABLE = (INGESTED, RECOVERED)
 """Ingest statuses of a drive whose tables were written."""
-QUARANTINE = "quarantine"
-"""The quality verdict of a drive that may go no further."""
+PASS, WARN, QUARANTINE = "pass", "warn", "quarantine"
+"""The quality verdicts of a drive (also the severities of a failed check): ``QUARANTINE``, the
+drive may go no further."""
 
 
 @dataclass(frozen=True)

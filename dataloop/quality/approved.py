@@ -1,26 +1,19 @@
-"""The hour's approved drives: those that passed quality or only warned, the one list every
-later stage reads (written here, from the hour's verdicts, and read here only)."""
+"""The hour's approved drives: the list compliance works through, written once quality has
+judged the hour. Whether a drive is approved is the ledger's answer (``DriveState.approved``:
+it passed or only warned, for the upload that counts); this module only lists the hour's."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from dataloop.lake.layout import approved_key, hour_verdicts_key
+from dataloop.lake import ledger
+from dataloop.lake.layout import approved_key
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
-from dataloop.quality.verdicts import QUARANTINE
-
-
-def select_approved(verdicts: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """``(vehicle, drive)`` of every verdict that is not quarantine, sorted."""
-    return sorted((d["vehicle"], d["drive"]) for d in verdicts if d["verdict"] != QUARANTINE)
 
 
 def approve_hour(store: ObjectStore, hour: str) -> list[tuple[str, str]]:
-    """Select the hour's approved drives from its recorded verdicts (none when it has none)
-    and write the list at ``approved_key(hour)``."""
-    record = read_json(store, hour_verdicts_key(hour)) or {"drives": []}
-    drives = select_approved(record["drives"])
+    """The hour's approved ``(vehicle, drive)``, sorted, from its ledger index (one request),
+    written at ``approved_key(hour)``."""
+    drives = [(s.vehicle, s.drive) for s in ledger.hour_drives(store, hour) if s.approved]
     write_json(store, approved_key(hour), {"hour": hour, "drives": [list(d) for d in drives]})
     return drives
 

@@ -20,8 +20,6 @@ from dataloop.ingest.frames import frame_image, iter_frames
 from dataloop.ingest.tables import T, lacking, put_table, read_table
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
-from dataloop.lake.layout import compliant_hour_key
-from dataloop.lake.pointers import write_json
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.anonymise import Detector, anonymise_image
 from dataloop.quality.approved import read_approved
@@ -167,30 +165,6 @@ def comply_hour(
     outcomes = map_drives(_make_compliant, store, records, detector, zones, version)
     results, failures = split(outcomes)
     ledger.index_hour(store, hour, ledger.COMPLIANCE, [(r["vehicle"], r["drive"]) for r in results])
-    write_json(
-        store,
-        compliant_hour_key(hour),
-        {
-            "hour": hour,
-            "version": version,
-            "drives": [
-                {
-                    k: r.get(k)
-                    for k in ("vehicle", "drive", "frame_pack", "frame_index", "gnss_public")
-                }
-                for r in results
-                if not r["excluded"]
-            ],
-            "excluded": [
-                [r["vehicle"], r["drive"], r["geofence"]["excluded_by"]]
-                for r in results
-                if r["excluded"] and "geofence" in r
-            ],
-            "set_aside": [
-                [r["vehicle"], r["drive"], r["set_aside"]] for r in results if "set_aside" in r
-            ],
-        },
-    )
     if failures:
         raise DrivesFailed(
             "compliance",

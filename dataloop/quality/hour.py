@@ -11,18 +11,17 @@ import duckdb
 import pyarrow as pa
 
 from dataloop.infra.workers import DrivesFailed, Failure, map_drives, worker_count
-from dataloop.ingest.drive import USABLE
 from dataloop.ingest.tables import SCHEMAS, read_table, schema_fingerprint
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import hour_verdicts_key
+from dataloop.lake.ledger import QUARANTINE, QUARANTINED, RECOVERED, USABLE, WARN
 from dataloop.lake.pointers import read_json, write_json
 from dataloop.lake.store import ObjectStore
 from dataloop.quality.gx_checks import run_gx
 from dataloop.quality.sql_checks import to_sql
 from dataloop.quality.suites import ROW_WISE_GX, Suites
-from dataloop.quality.verdicts import QUARANTINE, CheckResult, drive_verdict, hour_fitness
+from dataloop.quality.verdicts import CheckResult, drive_verdict, hour_fitness
 
 
 @dataclass
@@ -138,7 +137,7 @@ def fleet_checks(record: dict[str, Any], fleet: dict[str, Any]) -> list[CheckRes
         CheckResult(
             f"fleet.{name}",
             "missing_table",
-            "quarantine",
+            QUARANTINE,
             "-",
             *key,
             int(not rows),
@@ -165,52 +164,52 @@ def check_shard(store: ObjectStore, records: list[dict], suites: Suites) -> list
     return run_checks(_load(store, records), suites)
 
 
+def _refused(entry: dict[str, Any]) -> dict[str, Any]:
+    """The verdict of an upload that ingest refused: quarantine, for the ingest's reasons."""
+    return {
+        "vehicle": entry.get("vehicle"),
+        "drive": entry.get("drive"),
+        "verdict": QUARANTINE,
+        "stage": "ingest",
+        "checks": 0,
+        "failures": [
+            {
+                "expectation": f"ingest.{code}",
+                "family": "ingest",
+                "severity": QUARANTINE,
+                "unexpected": 1,
+                "total": 1,
+                "observed": code,
+                "engine": "-",
+            }
+            for code in entry.get("reasons") or [QUARANTINED]
+        ],
+    }
+
+
 def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
     """Verdicts for the hour's drives, written to the lake (per drive and per hour). The
     drives are checked in ``DATALOOP_WORKERS`` shards of consecutive drives, each in a
     worker process (GX's cost is per validation, so a shard, not a drive, is the unit); a
     shard that fails fails the hour (``DrivesFailed``) once the others' verdicts are written."""
-    index = read_json(store, L.hour_record_key(hour)) or {"drives": []}
-    known = {(s.vehicle, s.drive): s.ingest for s in ledger.hour_drives(store, hour)}
     quality = HourQuality(hour, suites.version)
+    # Uploads refused at ingest have no ledger record (their keys may name no drive): the
+    # ingest summary is theirs, and their reasons are their verdicts.
+    summary = read_json(store, L.hour_record_key(hour)) or {"drives": []}
+    quality.drives += [_refused(e) for e in summary["drives"] if e["status"] not in USABLE]
     records, drifted = [], []
-    for entry in index["drives"]:
-        if entry["status"] not in USABLE:
-            quality.drives.append(  # set aside at ingest: its reason is the verdict
-                {
-                    "vehicle": entry.get("vehicle"),
-                    "drive": entry.get("drive"),
-                    "verdict": QUARANTINE,
-                    "stage": "ingest",
-                    "checks": 0,
-                    "failures": [
-                        {
-                            "expectation": f"ingest.{code}",
-                            "family": "ingest",
-                            "severity": "quarantine",
-                            "unexpected": 1,
-                            "total": 1,
-                            "observed": code,
-                            "engine": "-",
-                        }
-                        for code in entry.get("reasons") or ["quarantined"]
-                    ],
-                }
-            )
+    for state in ledger.hour_drives(store, hour):
+        if not state.usable:
             continue
-        key = (entry["vehicle"], entry["drive"])
-        record = known.get(key) or ledger.section(store, *key, ledger.INGEST)
-        if record is None:
-            continue  # forgotten since
         drift = [
             name
-            for name, info in record["tables"].items()
+            for name, info in state.table_infos.items()
             if info.get("schema") != schema_fingerprint(SCHEMAS[name])
         ]
         if drift:
-            drifted.append(f"{record['vehicle']}/{record['drive']} ({', '.join(drift)})")
+            drifted.append(f"{state.vehicle}/{state.drive} ({', '.join(drift)})")
             continue
-        records.append(record)
+        records.append(state.ingest)
     shards = shard(records, worker_count())
     per_drive: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
     failed: dict[tuple[str, str], Failure] = {}
@@ -223,9 +222,9 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
     for record in records:
         key = (record["vehicle"], record["drive"])
         per_drive[key] += fleet_checks(record, suites.fleet)
-        if record["status"] == "recovered":  # only the readable part was ingested: say so
+        if record["status"] == RECOVERED:  # only the readable part was ingested: say so
             per_drive[key].append(
-                CheckResult("ingest.truncated", "ingest", "warn", "-", *key, 1, 1, "recovered")
+                CheckResult("ingest.truncated", "ingest", WARN, "-", *key, 1, 1, RECOVERED)
             )
         v = {
             "vehicle": key[0],
@@ -251,7 +250,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                 store,
                 L.quarantine_key(record["manifest_key"]),
                 {
-                    "status": "quarantined",
+                    "status": QUARANTINED,
                     "stage": "quality",
                     "vehicle": key[0],
                     "drive": key[1],
@@ -260,7 +259,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
                     "reasons": [
                         {"code": f["family"], "detail": f["expectation"]}
                         for f in v["failures"]
-                        if f["severity"] == "quarantine"
+                        if f["severity"] == QUARANTINE
                     ],
                 },
             )
@@ -270,7 +269,7 @@ def check_hour(store: ObjectStore, hour: str, suites: Suites) -> HourQuality:
     quality.fit, quality.reasons = hour_fitness(quality.drives, suites.policy, drifted)
     write_json(
         store,
-        hour_verdicts_key(hour),
+        L.hour_verdicts_key(hour),
         {
             "hour": hour,
             "fit": quality.fit,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PASS, WARN, QUARANTINE = "pass", "warn", "quarantine"
+from dataloop.lake.ledger import PASS, QUARANTINE, WARN
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def drive_verdict(results: list[CheckResult]) -> dict[str, Any]:
     failures = [r for r in results if r.failed]
     verdict = (
         QUARANTINE
-        if any(r.severity == "quarantine" for r in failures)
+        if any(r.severity == QUARANTINE for r in failures)
         else WARN
         if failures
         else PASS
@@ -48,7 +48,7 @@ def drive_verdict(results: list[CheckResult]) -> dict[str, Any]:
                 "total": r.total,
                 "observed": None if r.observed is None else _plain(r.observed),
             }
-            for r in sorted(failures, key=lambda r: (r.severity != "quarantine", r.expectation))
+            for r in sorted(failures, key=lambda r: (r.severity != QUARANTINE, r.expectation))
         ],
     }
 

@@ -13,7 +13,7 @@ from dataloop.lake.pointers import read_json
 from dataloop.quality.approved import approve_hour
 from dataloop.quality.hour import HourQuality, check_hour
 from dataloop.quality.suites import suites_snapshot
-from dataloop.quality.verdicts import QUARANTINE
+from dataloop.quality.verdicts import PASS, QUARANTINE, WARN
 
 RUNNER_VERSION = "1"
 SUITES = suites_snapshot()
@@ -46,13 +46,13 @@ def _metadata(q: HourQuality) -> dict[str, dg.MetadataValue]:
     ]
     summary = (
         f"**{'fit' if q.fit else 'UNFIT'}** — {len(q.drives)} drives: "
-        f"{q.count('pass')} pass, {q.count('warn')} warn, {q.count(QUARANTINE)} quarantined"
+        f"{q.count(PASS)} pass, {q.count(WARN)} warn, {q.count(QUARANTINE)} quarantined"
         + "".join(f"\n- {r}" for r in q.reasons)
     )
     return {
         "summary": dg.MetadataValue.md(summary),
-        "pass": dg.MetadataValue.int(q.count("pass")),
-        "warn": dg.MetadataValue.int(q.count("warn")),
+        "pass": dg.MetadataValue.int(q.count(PASS)),
+        "warn": dg.MetadataValue.int(q.count(WARN)),
         "quarantined": dg.MetadataValue.int(q.count(QUARANTINE)),
         "suites_version": dg.MetadataValue.text(q.suites_version),
         "verdicts": dg.MetadataValue.table(rows, schema=_VERDICT_COLUMNS),

@@ -619,6 +619,16 @@ def test_helm_values_make_a_valid_instance_and_run_launcher(tmp_path, monkeypatc
     assert secrets == set(k8s_executor_config()["env_secrets"])
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert set(env) - {"AWS_REGION"} <= _code_env_names()
+    # The executor settings the values carry: a pod per step, the hour's shards through S3.
+    from dagster_aws.s3 import S3PickleIOManager
+
+    from dataloop.defs.resources import s3_resource, step_io_manager
+    from dataloop.infra.executors import hour_shards
+
+    for name in ("DATALOOP_EXECUTOR", "DATALOOP_HOUR_SHARDS", "DATALOOP_LAKE"):
+        monkeypatch.setenv(name, env[name])
+    assert stage_executor().name == "k8s_step_executor" and hour_shards() == 16
+    assert isinstance(step_io_manager(s3_resource()), S3PickleIOManager)
     # Step logs land in the lake bucket, in a zone that has a lifecycle rule.
     lake_bucket, _, lake_prefix = env["DATALOOP_LAKE"].removeprefix("s3://").partition("/")
     logs = values["computeLogManager"]["config"]["s3ComputeLogManager"]
@@ -674,7 +684,8 @@ def test_heavy_jobs_take_their_executor_from_the_one_switch(tmp_path, make_log):
         starts = [
             e.dagster_event for e in logs if e.dagster_event_type == DagsterEventType.STEP_START
         ]
-        assert "decoded_drives" in {s.step_key for s in starts} and len(starts) >= 3
+        assert "decoded_drives.ingest_shard[shard_0]" in {s.step_key for s in starts}
+        assert len(starts) >= 3
         assert len({s.pid for s in starts}) == len(starts), [(s.step_key, s.pid) for s in starts]
 
     # Every heavy job follows the switch; the light ones stay in process.

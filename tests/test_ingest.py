@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from mcap.reader import make_reader
 
 from dataloop.fleet import contract
@@ -105,3 +106,40 @@ def test_unchunked_and_uncompressed_logs_decode_and_locate_frames(store, tmp_pat
         for row in rows.to_pylist():
             jpeg = read_frame(store, records[drive]["log_key"], row)
             assert sha256_bytes(jpeg) == row["jpeg_sha256"] and jpeg[:2] == b"\xff\xd8"
+
+
+def test_an_hour_shards_by_vehicle_evenly_and_never_empty(monkeypatch):
+    """A vehicle's uploads stay in one shard, the busiest vehicles spread first, no more
+    shards than vehicles (or than the decode pool allows), and always one."""
+    from datetime import UTC, date, datetime
+
+    from dataloop.infra.executors import hour_shards
+    from dataloop.infra.pools import POOLS
+    from dataloop.ingest.hour import shard_uploads
+    from dataloop.lake import layout as L
+    from dataloop.lake.store import ObjectInfo
+
+    def upload(vehicle: str, k: int) -> ObjectInfo:
+        key = L.RawKeys(date(2026, 5, 1), vehicle, f"d{k}").manifest
+        return ObjectInfo(key, 1, datetime(2026, 5, 1, 13, tzinfo=UTC), "e")
+
+    counts = {"veh-a": 4, "veh-b": 3, "veh-c": 2, "veh-d": 1, "veh-e": 1}
+    uploads = [upload(v, k) for v, n in counts.items() for k in range(n)]
+    shards = shard_uploads(uploads, 3)
+    vehicles = [{L.parse_raw_key(u.key).vehicle for u in s} for s in shards]
+    assert sorted(len(s) for s in shards) == [3, 4, 4]  # 11 uploads over 3 shards
+    assert sum(len(v) for v in vehicles) == len(counts)  # no vehicle in two shards
+    assert sorted(u.key for s in shards for u in s) == sorted(u.key for u in uploads)
+    assert len(shard_uploads(uploads, 16)) == len(counts)
+    assert shard_uploads([], 4) == [[]]
+
+    monkeypatch.delenv("DATALOOP_HOUR_SHARDS", raising=False)
+    monkeypatch.delenv("DATALOOP_EXECUTOR", raising=False)
+    assert hour_shards() == 1
+    monkeypatch.setenv("DATALOOP_EXECUTOR", "celery")
+    assert hour_shards() == POOLS["decode"]
+    monkeypatch.setenv("DATALOOP_HOUR_SHARDS", "1000")
+    assert hour_shards() == POOLS["decode"]
+    monkeypatch.setenv("DATALOOP_EXECUTOR", "spark")
+    with pytest.raises(ValueError, match="in_process, multiprocess, k8s, celery"):
+        hour_shards()

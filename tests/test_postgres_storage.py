@@ -275,7 +275,7 @@ def test_concurrent_hour_runs_on_postgres(postgres, tmp_path, make_log, monkeypa
             steps = {
                 e.dagster_event_type: e.timestamp
                 for e in logs
-                if e.step_key == "decoded_drives"
+                if e.step_key == "decoded_drives.ingest_shard[shard_0]"  # the decode pool's step
                 and e.dagster_event_type
                 in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS)
             }

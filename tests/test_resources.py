@@ -3,6 +3,7 @@ talks to the server the resource names, over real HTTP (moto), with no S3 variab
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import boto3
@@ -106,3 +107,41 @@ def test_the_ui_lists_the_s3_settings_with_their_variables(monkeypatch, s3_endpo
     nested = by_name["lake"].nested_resources["s3"]
     assert (nested.type, nested.name) == (NestedResourceType.TOP_LEVEL, "lake_s3")
     assert "pLaNtEd-secret-value" not in repr(snap)
+
+
+def test_steps_on_other_machines_exchange_outputs_through_the_lake_bucket(monkeypatch, s3_lake):
+    """With a distributed executor and an S3 lake, step outputs go to the lake bucket's
+    ``dagster/io/`` over real HTTP (moto), where a step on another machine reads them; on one
+    machine, or with a local lake, Dagster's default stays."""
+    from dagster_aws.s3 import S3PickleIOManager
+
+    from dataloop.defs.resources import s3_resource, step_io_manager
+
+    monkeypatch.setenv("DATALOOP_LAKE", s3_lake)
+    assert step_io_manager(s3_resource()) is None  # in process by default
+    monkeypatch.setenv("DATALOOP_EXECUTOR", "celery")
+    io = step_io_manager(s3_resource())
+    assert isinstance(io, S3PickleIOManager)
+    bucket, _, prefix = s3_lake.removeprefix("s3://").partition("/")
+    assert (io.s3_bucket, io.s3_prefix) == (bucket, f"{prefix}/dagster/io")
+
+    @dg.op(out=dg.DynamicOut())
+    def split():
+        for k in range(2):
+            yield dg.DynamicOutput([k, k + 10], mapping_key=f"s{k}")
+
+    @dg.op
+    def total(parts: list) -> int:
+        return sum(sum(p) for p in parts)
+
+    @dg.job
+    def fan():
+        total(split().collect())
+
+    result = fan.execute_in_process(resources={"io_manager": io})
+    assert result.success and result.output_for_node("total") == 22
+    client = boto3.client("s3", endpoint_url=os.environ["DATALOOP_S3_ENDPOINT"])
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys and all(k.startswith(f"{prefix}/dagster/io/storage/{result.run_id}/") for k in keys)
+    monkeypatch.setenv("DATALOOP_LAKE", "/tmp/a-local-lake")
+    assert step_io_manager(s3_resource()) is None  # a local lake is one machine's

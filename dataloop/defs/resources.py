@@ -11,9 +11,11 @@ processes a step starts (training through Pipes, the gate's worker pool) inherit
 import os
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
+from dagster_aws.s3 import S3PickleIOManager, S3Resource
 from pydantic import Field
 
+from dataloop.infra.executors import DISTRIBUTED, executor_kind
+from dataloop.lake.layout import step_io_prefix
 from dataloop.lake.s3 import S3Options, S3Store
 from dataloop.lake.store import DEFAULT_LAKE, ObjectStore, check_lake_url, open_store
 
@@ -131,8 +133,25 @@ def lake_store() -> ObjectStore:
         return built.lake.store()
 
 
+def step_io_manager(s3: LakeS3) -> dg.ConfigurableIOManager | None:
+    """Where steps leave what the next step reads (ingest's shards: lists of uploads and their
+    records): with a distributed executor and an S3 lake, the lake bucket's ``dagster/io/``
+    (an aged zone), so steps on other machines read it; else ``None``, Dagster's default (a
+    folder under ``DAGSTER_HOME``, which every step of a run on one machine shares)."""
+    url = os.environ.get("DATALOOP_LAKE", "")
+    if executor_kind() not in DISTRIBUTED or not url.startswith("s3://"):
+        return None
+    bucket, _, prefix = check_lake_url(url).removeprefix("s3://").partition("/")
+    return S3PickleIOManager(
+        s3_resource=s3, s3_bucket=bucket, s3_prefix=step_io_prefix(prefix.strip("/"))
+    )
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     s3 = s3_resource()
     # Registered under its own key too, so the UI lists it as a resource of its own.
-    return dg.Definitions(resources={"lake": lake_resource(s3), "lake_s3": s3})
+    resources = {"lake": lake_resource(s3), "lake_s3": s3}
+    if (io_manager := step_io_manager(s3)) is not None:
+        resources["io_manager"] = io_manager
+    return dg.Definitions(resources=resources)

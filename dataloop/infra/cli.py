@@ -97,9 +97,44 @@ def cmd_pools(args: argparse.Namespace) -> None:
             out.print(f"pool {name}: {limit}")
 
 
+def celery_worker_command(name: str, concurrency: int, folder: Path) -> tuple[list[str], dict]:
+    """A Celery worker of dagster-celery's app on ``DATALOOP_CELERY_*``'s broker, and its
+    environment: the app reads its settings from a ``dagster_celery_config`` module, written
+    to ``folder`` from the executor's own config (so the two cannot disagree)."""
+    from dataloop.infra.executors import celery_config
+
+    config = celery_config()
+    settings = {
+        "broker_url": config["broker"],
+        "result_backend": config["backend"],
+        **config["config_source"],
+    }
+    (folder / "dagster_celery_config.py").write_text(
+        "".join(f"{k} = {v!r}\n" for k, v in settings.items())
+    )
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    command = [
+        sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker",
+        "--hostname", f"{name}@%h", f"--concurrency={concurrency}", "--loglevel=WARNING",
+    ]  # fmt: skip
+    return command, {**os.environ, "PYTHONPATH": path}
+
+
+def cmd_celery_worker(args: argparse.Namespace) -> None:
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:  # the worker records its steps' events there
+        folder = Path(instance.root_directory) / "celery" / args.name
+    folder.mkdir(parents=True, exist_ok=True)
+    command, env = celery_worker_command(args.name, args.concurrency, folder)
+    os.execve(command[0], command, env)  # the worker is this process: signals reach it
+
+
 def add_infra_parser(sub: argparse._SubParsersAction) -> None:
-    """``dataloop infra bootstrap`` and ``dataloop infra pools``."""
-    infra = sub.add_parser("infra", help="deployment: bucket bootstrap, concurrency pools")
+    """``dataloop infra bootstrap``, ``pools`` and ``celery-worker``."""
+    infra = sub.add_parser(
+        "infra", help="deployment: bucket bootstrap, concurrency pools, Celery workers"
+    )
     verbs = infra.add_subparsers(dest="infra_command", required=True)
 
     boot = verbs.add_parser(
@@ -140,3 +175,20 @@ def add_infra_parser(sub: argparse._SubParsersAction) -> None:
     )
     pools.add_argument("--json", action="store_true", help="print the limits as JSON")
     pools.set_defaults(func=cmd_pools)
+
+    worker = verbs.add_parser(
+        "celery-worker",
+        help="run a dagster-celery worker for DATALOOP_EXECUTOR=celery, on the broker "
+        "DATALOOP_CELERY_BROKER names, recording into $DAGSTER_HOME's instance",
+    )
+    worker.add_argument(
+        "--name", default=f"dataloop-{os.getpid()}", help="the worker's name (before @host)"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="steps this worker runs at once (default 1: each step uses DATALOOP_WORKERS "
+        "processes of its own)",
+    )
+    worker.set_defaults(func=cmd_celery_worker)

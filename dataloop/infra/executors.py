@@ -6,7 +6,10 @@ The heavy jobs (ingest, curation, training with its gate) are built with
 machine a process per step costs more (~2.8 s per step here) than small steps do.
 ``multiprocess`` runs each step in a process of its own on the run's machine; ``k8s`` runs one
 Kubernetes Job per step, for steps that are long and need other resources (decode at fleet
-scale, the simulation gate, training). Light jobs (the dataset, the release) stay in process.
+scale, the simulation gate, training); ``celery`` sends each step to dagster-celery workers
+through a broker, for sites without Kubernetes. Light jobs (the dataset, the release) stay in
+process. With a distributed executor an arrival hour's ingest fans out by vehicle
+(``hour_shards``), so one hour spreads over many pods or workers.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from typing import Any
 
 import dagster as dg
 
-# Per-step pods: requests per step key, on top of the run pod's env and secrets (the run
-# launcher's config, inherited). Keys are asset/step names; unknown keys use the default.
+from dataloop.infra.pools import POOLS
+
+# Per-step pods: requests per op, on top of the run pod's env and secrets (the run launcher's
+# config, inherited). Keys are op names (an asset's, or ingest's shard op); others use the
+# default.
 K8S_STEP_RESOURCES: dict[str, dict[str, Any]] = {
     "default": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
-    "decoded_drives": {"requests": {"cpu": "4", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+    "ingest_shard": {"requests": {"cpu": "4", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
     "compliant_drives": {"requests": {"cpu": "4", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
 }
 
@@ -39,12 +45,45 @@ def k8s_executor_config() -> dict[str, Any]:
     }
 
 
-EXECUTORS = ("in_process", "multiprocess", "k8s")
+EXECUTORS = ("in_process", "multiprocess", "k8s", "celery")
+DISTRIBUTED = ("k8s", "celery")
+"""Executors whose steps may run on other machines than the run's."""
+
+
+def executor_kind() -> str:
+    """``DATALOOP_EXECUTOR``: one of ``EXECUTORS`` (default ``in_process``)."""
+    kind = os.environ.get("DATALOOP_EXECUTOR", "in_process")
+    if kind not in EXECUTORS:
+        raise ValueError(f"DATALOOP_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {kind!r}")
+    return kind
+
+
+def celery_config() -> dict[str, Any]:
+    """dagster-celery's config, shared by the executor and its workers (``dataloop infra
+    celery-worker``): the broker ``DATALOOP_CELERY_BROKER`` (default a local Redis) and the
+    result backend ``DATALOOP_CELERY_BACKEND`` (default the broker)."""
+    broker = os.environ.get("DATALOOP_CELERY_BROKER", "redis://localhost:6379/0")
+    return {
+        "broker": broker,
+        "backend": os.environ.get("DATALOOP_CELERY_BACKEND", broker),
+        # A worker takes one step at a time: a step is minutes of one shard's decoding.
+        "config_source": {"worker_prefetch_multiplier": 1, "task_acks_late": True},
+    }
+
+
+def hour_shards() -> int:
+    """How many steps an arrival hour's per-drive work fans out to (by vehicle):
+    ``DATALOOP_HOUR_SHARDS``; by default 1 where the steps share the run's machine (its
+    worker processes use every core already) and the ``decode`` pool's limit where they do
+    not. Never more than that limit: more shards than slots would only queue."""
+    cap = POOLS["decode"]
+    default = cap if executor_kind() in DISTRIBUTED else 1
+    return max(1, min(int(os.environ.get("DATALOOP_HOUR_SHARDS", default)), cap))
 
 
 def stage_executor() -> dg.ExecutorDefinition:
     """The executor ``DATALOOP_EXECUTOR`` names (read when the code location loads)."""
-    kind = os.environ.get("DATALOOP_EXECUTOR", "in_process")
+    kind = executor_kind()
     if kind == "in_process":
         return dg.in_process_executor
     if kind == "multiprocess":
@@ -53,4 +92,6 @@ def stage_executor() -> dg.ExecutorDefinition:
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor.configured(k8s_executor_config(), name="k8s_step_executor")
-    raise ValueError(f"DATALOOP_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {kind!r}")
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(celery_config(), name="celery_step_executor")

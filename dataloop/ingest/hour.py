@@ -82,17 +82,29 @@ class HourReport:
         }
 
 
-def ingest_hour(
+def shard_uploads(manifests: list[ObjectInfo], n: int) -> list[list[ObjectInfo]]:
+    """The hour's uploads in at most ``n`` shards, by vehicle: a vehicle's uploads stay in one
+    shard (one worker writes its drives' records), and vehicles go to the shard with the
+    fewest uploads so far, the busiest first. Always at least one shard, empty or not."""
+    by_vehicle: dict[str, list[ObjectInfo]] = {}
+    for m in manifests:
+        parsed = L.parse_raw_key(m.key)
+        by_vehicle.setdefault(parsed.vehicle if parsed else m.key, []).append(m)
+    shards: list[list[ObjectInfo]] = [[] for _ in range(max(1, min(n, len(by_vehicle))))]
+    for vehicle in sorted(by_vehicle, key=lambda v: (-len(by_vehicle[v]), v)):
+        min(shards, key=len).extend(by_vehicle[vehicle])
+    return shards
+
+
+def ingest_uploads(
     store: ObjectStore,
     hour: str,
+    manifests: list[ObjectInfo],
     on_drive: Callable[[dict[str, Any]], None] | None = None,
-) -> HourReport:
-    """Ingest the hour's uploads (skipping those already done), in ``DATALOOP_WORKERS``
-    processes, and write its index. An upload whose worker died is quarantined
-    (``worker_died``); an upload whose ingest raised fails the hour (``DrivesFailed``) once
-    every other upload is recorded."""
-    report = HourReport(hour)
-    manifests = list(manifests_in_hour(store, hour))
+) -> tuple[list[dict[str, Any]], list[Failure]]:
+    """Ingest some of the hour's uploads (skipping those already done), in
+    ``DATALOOP_WORKERS`` processes: their records, and the uploads whose ingest raised. An
+    upload whose worker died is quarantined (``worker_died``)."""
 
     def done(outcome: dict[str, Any] | Failure) -> None:
         if on_drive and not isinstance(outcome, Failure):
@@ -103,9 +115,32 @@ def ingest_hour(
         if isinstance(outcome, Failure) and outcome.died:
             outcomes[k] = worker_died(store, outcome.item, hour=hour)
             done(outcomes[k])
-    report.drives, failures = split(outcomes)
-    drives = [(d["vehicle"], d["drive"]) for d in report.drives if d.get("vehicle")]
-    ledger.index_hour(store, hour, ledger.INGEST, drives)
+    return split(outcomes)
+
+
+def ingest_hour(
+    store: ObjectStore,
+    hour: str,
+    on_drive: Callable[[dict[str, Any]], None] | None = None,
+) -> HourReport:
+    """Ingest the hour's uploads in one go (``ingest_uploads`` over all, then
+    ``record_hour``): the plain-Python path of what the ingest asset fans out by vehicle."""
+    drives, failures = ingest_uploads(store, hour, list(manifests_in_hour(store, hour)), on_drive)
+    return record_hour(store, hour, drives, failures)
+
+
+def record_hour(
+    store: ObjectStore, hour: str, drives: list[dict[str, Any]], failures: list[Failure]
+) -> HourReport:
+    """Index the hour's ingested uploads (every shard's) and write its summary; uploads whose
+    ingest raised fail the hour (``DrivesFailed``) once every other upload is recorded."""
+    report = HourReport(hour, sorted(drives, key=lambda d: d["manifest_key"]))
+    ledger.index_hour(
+        store,
+        hour,
+        ledger.INGEST,
+        [(d["vehicle"], d["drive"]) for d in report.drives if d.get("vehicle")],
+    )
     write_json(
         store,
         L.hour_record_key(hour),

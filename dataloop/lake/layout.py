@@ -58,7 +58,7 @@ SIMULATION = "simulation"  # scenario suites, gate results
 RELEASES = "releases"  # TUF repository, rollout state and history, production pointer
 LINEAGE = "lineage"  # lineage nodes of models and releases
 AUDIT = "audit"  # deletion-request audit records
-DAGSTER = "dagster"  # Dagster's step logs on Kubernetes (infra/helm/values.yaml)
+DAGSTER = "dagster"  # Dagster's step logs and step outputs (infra/helm/values.yaml)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ ZONES: tuple[Zone, ...] = (
     Zone("history", (f"{DATASETS}/", f"{LINEAGE}/", f"{AUDIT}/"), doc="never rewritten"),
     Zone("artefacts", (f"{MODELS}/", f"{SIMULATION}/"), doc="models, suites, gate results"),
     Zone("releases", (f"{RELEASES}/",), doc="what the fleet reads"),
-    Zone("dagster", (f"{DAGSTER}/",), aged=True, doc="Dagster's step logs"),
+    Zone("dagster", (f"{DAGSTER}/",), aged=True, doc="Dagster's step logs and outputs"),
 )
 """Every top-level prefix of the lake, each in exactly one zone. A stage that adds a top-level
 prefix adds it here, and the bucket's lifecycle and the retention rules follow."""
@@ -304,6 +304,12 @@ def table_key(table: str, vehicle: str, drive: str, sha256: str) -> str:
 def drive_tables_prefix(table: str, vehicle: str, drive: str) -> str:
     """Every version of one decoded table of one drive."""
     return f"{TABLES}/{table}/vehicle={vehicle}/drive={drive}/"
+
+
+def step_io_prefix(lake_prefix: str = "") -> str:
+    """Where Dagster's steps leave their outputs for steps on other machines, in the bucket of
+    a lake under ``lake_prefix`` (zone ``dagster``, aged)."""
+    return "/".join(p for p in (lake_prefix, DAGSTER, "io") if p)
 
 
 def quarantine_key(manifest_key: str) -> str:

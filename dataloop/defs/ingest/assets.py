@@ -1,5 +1,6 @@
 """Ingest: raw drive logs -> decoded lake tables, per arrival hour."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import dagster as dg
@@ -8,10 +9,16 @@ from dataloop.defs.ingest.partitions import arrival_hours
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
 from dataloop.fleet.contract import CONTRACT_VERSION
-from dataloop.infra.executors import stage_executor
+from dataloop.infra.executors import hour_shards, stage_executor
 from dataloop.ingest.adapters import installed
 from dataloop.ingest.decode import DECODER_VERSION
-from dataloop.ingest.hour import HourReport, ingest_hour
+from dataloop.ingest.hour import (
+    HourReport,
+    ingest_uploads,
+    manifests_in_hour,
+    record_hour,
+    shard_uploads,
+)
 
 raw_drive_logs = dg.AssetSpec(
     "raw_drive_logs",
@@ -62,27 +69,7 @@ def _metadata(report: HourReport) -> dict[str, dg.MetadataValue]:
     }
 
 
-@dg.asset(
-    partitions_def=arrival_hours,
-    deps=[raw_drive_logs],
-    group_name="ingest",
-    # An adapter edit marks every hour stale; a backfill re-decodes with the new adapters.
-    code_version=installed().version(
-        lambda a: f"decoder-{DECODER_VERSION}.adapters-{a.digest}.contract-{CONTRACT_VERSION}"
-    ),
-    kinds={"python", "parquet"},
-    tags={"dataloop/stage": "ingest"},
-    pool="decode",  # dataloop/infra/pools.py: limits across all runs
-    # The fleet uploads around the clock: six hours without a decoded hour is worth a look.
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(days=2), warn_window=timedelta(hours=6)
-    ),
-)
-def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Every drive that arrived in this hour, decoded into Parquet tables in the lake (frames
-    index, vehicle state, IMU, GNSS, objects, events). Drives already decoded at this version
-    are skipped; undecodable ones are quarantined with a reason and the hour proceeds."""
-
+def _log(context: dg.OpExecutionContext) -> Callable[[dict], None]:
     def log(d: dict) -> None:
         reasons = ", ".join(r["code"] for r in d.get("reasons", []))
         context.log.info(
@@ -91,11 +78,82 @@ def decoded_drives(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
             + (f" [{reasons}]" if reasons else "")
         )
 
+    return log
+
+
+@dg.op(
+    ins={"raw_drive_logs": dg.In(dg.Nothing)},
+    out=dg.DynamicOut(),
+    tags={"dataloop/stage": "ingest"},
+)
+def plan_ingest_shards(context: dg.OpExecutionContext, lake: LakeResource):
+    """The hour's committed uploads, in ``hour_shards()`` shards by vehicle."""
     rules_or_fail(installed())  # broken adapters fail the run, and quarantine no drive
-    report = ingest_hour(lake.store(), context.partition_key, on_drive=log)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(report.data_version), metadata=_metadata(report)
+    manifests = list(manifests_in_hour(lake.store(), context.partition_key))
+    shards = shard_uploads(manifests, hour_shards())
+    context.log.info(f"{len(manifests)} upload(s) in {len(shards)} shard(s)")
+    for k, part in enumerate(shards):
+        yield dg.DynamicOutput(part, mapping_key=f"shard_{k}")
+
+
+@dg.op(pool="decode", tags={"dataloop/stage": "ingest"})  # dataloop/infra/pools.py
+def ingest_shard(context: dg.OpExecutionContext, lake: LakeResource, uploads: list) -> dict:
+    """One shard's uploads decoded (in this worker's processes): records and failures."""
+    drives, failures = ingest_uploads(lake.store(), context.partition_key, uploads, _log(context))
+    return {"drives": drives, "failures": failures}
+
+
+@dg.op(tags={"dataloop/stage": "ingest"})
+def record_ingest_hour(context: dg.OpExecutionContext, lake: LakeResource, shards: list):
+    """The hour indexed and summarised from every shard's records."""
+    report = record_hour(
+        lake.store(),
+        context.partition_key,
+        [d for s in shards for d in s["drives"]],
+        [f for s in shards for f in s["failures"]],
     )
+    return dg.Output(
+        None, data_version=dg.DataVersion(report.data_version), metadata=_metadata(report)
+    )
+
+
+@dg.graph_multi_asset(
+    outs={
+        "decoded_drives": dg.AssetOut(
+            dagster_type=dg.Nothing,
+            description="Every drive that arrived in this hour, decoded into Parquet tables in "
+            "the lake (frames index, vehicle state, IMU, GNSS, objects, events). Drives "
+            "already decoded at this version are skipped; undecodable ones are quarantined "
+            "with a reason and the hour proceeds. The hour fans out by vehicle into "
+            "`DATALOOP_HOUR_SHARDS` steps (one where the run's machine does the work).",
+            # An adapter edit marks every hour stale; a backfill re-decodes with the new ones.
+            code_version=installed().version(
+                lambda a: (
+                    f"decoder-{DECODER_VERSION}.adapters-{a.digest}.contract-{CONTRACT_VERSION}"
+                )
+            ),
+            kinds={"python", "parquet"},
+            tags={"dataloop/stage": "ingest"},
+        )
+    },
+    ins={"raw_drive_logs": dg.AssetIn(dagster_type=dg.Nothing)},
+    partitions_def=arrival_hours,
+    group_name="ingest",
+)
+def decoded_drives(raw_drive_logs):
+    shards = plan_ingest_shards(raw_drive_logs).map(ingest_shard)
+    return record_ingest_hour(shards.collect())
+
+
+# The fleet uploads around the clock: six hours without a decoded hour is worth a look. (A
+# graph-backed asset takes its freshness policy here; AssetOut's is not carried over.)
+decoded_drives = decoded_drives.map_asset_specs(
+    lambda spec: spec.replace_attributes(
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(days=2), warn_window=timedelta(hours=6)
+        )
+    )
+)
 
 
 ingest_job = dg.define_asset_job(

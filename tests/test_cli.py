@@ -115,6 +115,10 @@ def test_tick_refuses_while_a_daemon_serves_the_instance(env):
     import dagster as dg
 
     cwd = Path(env["DAGSTER_HOME"]).parent
+    # The instance's storage exists before the daemon starts (as `dataloop demo` makes it):
+    # two processes creating SQLite storage at once can both stamp its schema version.
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_runs() == [] and not instance.get_daemon_heartbeats()
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
         env=env,

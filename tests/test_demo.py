@@ -235,6 +235,10 @@ def test_demo_shares_its_dagster_home_with_dagster_dev(tmp_path, monkeypatch):
     }
     (state / "dagster").mkdir(parents=True)
     shutil.copy(REPO / "workspace.yaml", tmp_path / "workspace.yaml")
+    # The instance's storage exists before `dagster dev` starts: this process and dev's
+    # daemon creating SQLite storage at once can both stamp its schema version.
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_runs() == []
     dev = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml"]
         + ["-p", str(free_port())],

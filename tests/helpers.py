@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -309,3 +313,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def daemon_beside(command: list[str], env: Mapping[str, str], cwd: Path) -> Iterator[None]:
+    """``command`` (``dagster dev``, ``dagster-daemon run``) started in a process group of its
+    own over ``env``'s ``DAGSTER_HOME``, until its daemon heartbeats; stopped after the block
+    (SIGTERM, a bounded wait, then SIGKILL). The instance's SQLite storage is made before it
+    starts, as ``dataloop demo`` makes it: two processes creating it at once can both stamp
+    its schema version."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_runs() == []
+    proc = subprocess.Popen(
+        command, env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            deadline = time.monotonic() + 300
+            while not instance.get_daemon_heartbeats():
+                assert proc.poll() is None, f"{command[0]} exited with {proc.returncode}"
+                assert time.monotonic() < deadline, f"no daemon heartbeat from {command[0]}"
+                time.sleep(0.5)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)

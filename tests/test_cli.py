@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import daemon_beside
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -112,34 +112,12 @@ def test_tick_refuses_while_a_daemon_serves_the_instance(env):
     """`dagster dev`'s daemon (here `dagster-daemon run` over the repository's workspace.yaml)
     runs the sensors and launches the queued runs; a tick beside it would start a second
     daemon doing the same: it refuses, and says why."""
-    import dagster as dg
-
-    cwd = Path(env["DAGSTER_HOME"]).parent
-    # The instance's storage exists before the daemon starts (as `dataloop demo` makes it):
-    # two processes creating SQLite storage at once can both stamp its schema version.
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        assert instance.get_runs() == [] and not instance.get_daemon_heartbeats()
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            deadline = time.monotonic() + 120
-            while not instance.get_daemon_heartbeats():
-                assert daemon.poll() is None and time.monotonic() < deadline
-                time.sleep(0.5)
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    with daemon_beside(daemon, env, Path(env["DAGSTER_HOME"]).parent):
         proc = run(env, "tick", check=False)
         unwrapped = "".join(proc.stderr.split())  # rich wraps lines, inside words too
         assert proc.returncode != 0 and proc.stdout == ""
         assert f"adaemonservesDAGSTER_HOME={env['DAGSTER_HOME']}(heartbeat" in unwrapped
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
 
 
 _READ_CURSOR = """

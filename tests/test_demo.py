@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from dataloop.lake.s3 import S3Store
-from tests.helpers import free_port
+from tests.helpers import daemon_beside, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,25 +235,8 @@ def test_demo_shares_its_dagster_home_with_dagster_dev(tmp_path, monkeypatch):
     }
     (state / "dagster").mkdir(parents=True)
     shutil.copy(REPO / "workspace.yaml", tmp_path / "workspace.yaml")
-    # The instance's storage exists before `dagster dev` starts: this process and dev's
-    # daemon creating SQLite storage at once can both stamp its schema version.
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        assert instance.get_runs() == []
-    dev = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml"]
-        + ["-p", str(free_port())],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            deadline = time.monotonic() + 300
-            while not instance.get_daemon_heartbeats():
-                assert dev.poll() is None and time.monotonic() < deadline
-                time.sleep(1)
+    dev = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml"]
+    with daemon_beside(dev + ["-p", str(free_port())], env, tmp_path):
         args = ["--iterations", "1", "--vehicles", "2", "--minutes", "0.4", "--seed", "5"]
         proc = _run(env, tmp_path, "demo", *args, "--json")
         assert "a daemon already serves this instance" in " ".join(proc.stderr.split())
@@ -266,10 +249,3 @@ def test_demo_shares_its_dagster_home_with_dagster_dev(tmp_path, monkeypatch):
         assert len(keys) == len(set(keys)) and keys
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert {r.run_id for r in runs} == {r["run_id"] for r in it["runs"]}
-    finally:  # dagster dev's own shutdown (not what this test is about), bounded
-        os.killpg(dev.pid, signal.SIGTERM)
-        try:
-            dev.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait(timeout=30)

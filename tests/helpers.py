@@ -339,9 +339,18 @@ def daemon_beside(command: list[str], env: Mapping[str, str], cwd: Path) -> Iter
                 time.sleep(0.5)
         yield
     finally:
+        stop_group(proc, grace=60)
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """Stop a process started in a session of its own: SIGTERM to its group, ``grace`` seconds,
+    then SIGKILL; whatever is left of the group (a child outliving its leader) is killed."""
+    if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+            proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -8,10 +8,8 @@ Screenshots go to ``$DATALOOP_TEST_ARTIFACTS`` (else tests/artifacts/) for a per
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dataloop.quality.suites import load_suites
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -70,19 +68,6 @@ def _wait_for_server(url: str, server: subprocess.Popen, log: Path) -> None:
         except OSError:
             time.sleep(0.2)  # polling the port, not waiting for a guess
     raise AssertionError(f"the webserver did not answer in {WAIT_S} s:\n{log.read_text()}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """The webserver and its code server share the session it was started in."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):  # a code server outliving its parent
-        os.killpg(server.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -165,7 +150,7 @@ def webserver(tmp_path, make_log, monkeypatch):
         _wait_for_server(url, server, log)
         yield url, ingest[0]["partition"]
     finally:
-        _stop(server)
+        stop_group(server, grace=15)  # the webserver and its code server
 
 
 def _shoot(driver, name: str) -> Path:

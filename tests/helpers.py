@@ -345,12 +345,13 @@ def daemon_beside(command: list[str], env: Mapping[str, str], cwd: Path) -> Iter
 def stop_group(proc: subprocess.Popen, grace: float) -> None:
     """Stop a process started in a session of its own: SIGTERM to its group, ``grace`` seconds,
     then SIGKILL; whatever is left of the group (a child outliving its leader) is killed."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError):  # the group may be gone by any step
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=grace)
         os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=grace)

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ import pytest
 from dataloop.fleet.uploader import upload_drive
 from dataloop.lake.layout import parse_raw_key
 from dataloop.lake.local import LocalStore
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -66,13 +66,18 @@ def _upload_hour(store: LocalStore, make_log) -> str:
     return store.head(manifests[0].manifest_key).last_modified.strftime("%Y-%m-%d-%H:00")
 
 
-def _execute(env: dict[str, str], hour: str) -> None:
+def _logs(folder: Path, names: tuple[str, ...]) -> str:
+    """The tail of each worker's output, for a failure message."""
+    return "\n".join(f"{n}: {(folder / f'{n}.log').read_text()[-2000:]}" for n in names)
+
+
+def _execute(env: dict[str, str], hour: str, context: Callable[[], str] = str) -> None:
     proc = subprocess.run(
         [str(BIN / "dagster"), "job", "execute", "-m", "dataloop.definitions", "-j",
          "ingest_job", "--tags", json.dumps({"dagster/partition": hour})],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, f"{proc.stderr[-4000:]}\n{context()}"
 
 
 def _lake(root: Path) -> dict[str, object]:
@@ -126,25 +131,24 @@ def test_an_hour_fans_out_over_two_celery_workers_and_leaves_the_in_process_lake
             [str(BIN / "dataloop"), "infra", "celery-worker", "--name", name],
             env=env,
             cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         for name in names
+        for log in [(tmp_path / f"{name}.log").open("w")]
     ]
     try:
         app = Celery(broker=redis_url, backend=redis_url)
         deadline, ready = time.monotonic() + 120, set()
         while len(ready) < 2:  # both workers answer before any step is sent
             assert time.monotonic() < deadline, f"celery workers not ready: {ready}"
-            assert all(w.poll() is None for w in workers), "a celery worker exited"
+            assert all(w.poll() is None for w in workers), _logs(tmp_path, names)
             ready = {n.partition("@")[0] for r in app.control.ping(timeout=1) for n in r}
-        _execute(env, hour)
+        _execute(env, hour, lambda: _logs(tmp_path, names))
     finally:
         for w in workers:
-            os.killpg(w.pid, 15)
-        for w in workers:
-            w.wait(timeout=60)
+            stop_group(w, grace=60)
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()

@@ -20,6 +20,7 @@ from tests.radosgw import radosgw, radosgw_lake  # noqa: F401 - session fixtures
 
 SLOW_FIRST = (
     "test_demo",
+    "test_demo_dev",
     "test_curation",
     "test_search",
     "test_cli",

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+import yaml
 
 from dataloop.fleet import contract
 from dataloop.fleet.logwriter import DriveLogWriter
@@ -21,6 +25,8 @@ from dataloop.lake.hashing import sha256_file
 from dataloop.lake.layout import RawKeys
 from dataloop.lake.manifest import UploadManifest
 from dataloop.lake.store import ObjectStore
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def commit_raw(
@@ -355,3 +361,56 @@ def stop_group(proc: subprocess.Popen, grace: float) -> None:
                 proc.wait(timeout=grace)
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=grace)
+
+
+def lenient_rules(tmp_path: Path) -> Path:
+    """The demo's rules, copied under ``tmp_path`` with the gate, rollout, split and trigger
+    loosened and training shortened: the demo tests check the loop's wiring, not what half a
+    minute of driving teaches (tests/test_demo.py's docstring)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "assets", rules)
+    gate_file = rules / "demo" / "gates" / "release.yaml"
+    gate = yaml.safe_load(gate_file.read_text())
+    gate["absolute"] = {
+        "min_mean_score": 0.0,
+        "max_at_fault_collision_rate": 1.0,
+        "max_offroad_rate": 1.0,
+    }
+    gate["suite"]["stock"].update(seeds=[1, 2], seconds=6)
+    gate["suite"]["from_logs"].update(max_clips=2, seconds=6)
+    gate["suite"]["batched"].update(seeds=10, seconds=6)
+    gate_file.write_text(yaml.safe_dump(gate))
+    rollout_file = rules / "demo" / "release" / "rollout.yaml"
+    rollout = yaml.safe_load(rollout_file.read_text())
+    # Half a minute of driving is no sample of a disengagement rate: judge km only here
+    # (halts and rollbacks: tests/test_ota.py).
+    rollout.update(min_km_per_stage=0.2, max_disengagement_increase=1e6)
+    rollout.update(max_errors_per_1000km=1e9, min_disengagement_slack_per_1000km=1e9)
+    rollout_file.write_text(yaml.safe_dump(rollout))
+    curation_file = rules / "curation" / "training.yaml"  # a few drives: every one trains
+    curation = yaml.safe_load(curation_file.read_text())
+    curation["split"]["fractions"] = {"train": 1.0, "val": 0.0, "test": 0.0}
+    curation_file.write_text(yaml.safe_dump(curation))
+    trigger_file = rules / "training" / "trigger.yaml"
+    trigger = yaml.safe_load(trigger_file.read_text())
+    trigger.update(min_new_clips=1, min_dataset_clips=1)
+    trigger_file.write_text(yaml.safe_dump(trigger))
+    model_file = rules / "training" / "model.yaml"
+    model = yaml.safe_load(model_file.read_text())
+    model.update(epochs=5, ensemble=2)
+    model_file.write_text(yaml.safe_dump(model))
+    return rules
+
+
+def run_dataloop(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``dataloop ARGS`` in ``cwd``; it must exit 0 (its stderr's tail says why not)."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dataloop"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

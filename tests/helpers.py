@@ -321,17 +321,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def init_instance(home: str | Path) -> None:
+    """Make a new Dagster home's SQLite storage, before processes that share it start: two
+    processes creating it at once can both create its tables or stamp its schema version."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_runs() == []
+
+
 @contextlib.contextmanager
 def daemon_beside(command: list[str], env: Mapping[str, str], cwd: Path) -> Iterator[None]:
     """``command`` (``dagster dev``, ``dagster-daemon run``) started in a process group of its
     own over ``env``'s ``DAGSTER_HOME``, until its daemon heartbeats; stopped after the block
-    (SIGTERM, a bounded wait, then SIGKILL). The instance's SQLite storage is made before it
-    starts, as ``dataloop demo`` makes it: two processes creating it at once can both stamp
-    its schema version."""
+    (SIGTERM, a bounded wait, then SIGKILL). The instance's storage is made before it starts
+    (``init_instance``), as ``dataloop demo`` makes it."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        assert instance.get_runs() == []
+    init_instance(env["DAGSTER_HOME"])
     proc = subprocess.Popen(
         command, env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,

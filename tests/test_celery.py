@@ -20,7 +20,7 @@ import pytest
 from dataloop.fleet.uploader import upload_drive
 from dataloop.lake.layout import parse_raw_key
 from dataloop.lake.local import LocalStore
-from tests.helpers import free_port, stop_group
+from tests.helpers import free_port, init_instance, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -125,7 +125,9 @@ def test_an_hour_fans_out_over_two_celery_workers_and_leaves_the_in_process_lake
         home, spread, DATALOOP_EXECUTOR="celery", DATALOOP_CELERY_BROKER=redis_url,
         DATALOOP_HOUR_SHARDS=str(SHARDS),
     )  # fmt: skip
+    init_instance(home)  # before the workers and the run, who would all create it at once
     names = ("w1", "w2")
+    logs = [(tmp_path / f"{name}.log").open("w") for name in names]
     workers = [
         subprocess.Popen(
             [str(BIN / "dataloop"), "infra", "celery-worker", "--name", name],
@@ -135,8 +137,7 @@ def test_an_hour_fans_out_over_two_celery_workers_and_leaves_the_in_process_lake
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        for name in names
-        for log in [(tmp_path / f"{name}.log").open("w")]
+        for name, log in zip(names, logs, strict=True)
     ]
     try:
         app = Celery(broker=redis_url, backend=redis_url)
@@ -147,8 +148,9 @@ def test_an_hour_fans_out_over_two_celery_workers_and_leaves_the_in_process_lake
             ready = {n.partition("@")[0] for r in app.control.ping(timeout=1) for n in r}
         _execute(env, hour, lambda: _logs(tmp_path, names))
     finally:
-        for w in workers:
+        for w, log in zip(workers, logs, strict=True):
             stop_group(w, grace=60)
+            log.close()
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()

@@ -55,13 +55,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
+def s3_endpoint(request: pytest.FixtureRequest) -> str:
     """An S3-compatible server over real HTTP: MinIO when DATALOOP_TEST_S3_ENDPOINT is set
     (with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for it), else moto's server mode."""
-    external = os.environ.get("DATALOOP_TEST_S3_ENDPOINT")
-    if external:
-        yield external
-        return
+    return os.environ.get("DATALOOP_TEST_S3_ENDPOINT") or request.getfixturevalue("moto_endpoint")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server over real HTTP, once per session: S3, and SQS for the upload queue."""
     from moto.server import ThreadedMotoServer
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

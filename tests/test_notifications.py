@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import UTC, datetime
 
 import boto3
+import dagster as dg
 import pytest
 
+from dataloop.defs.ingest.sensors import raw_upload_sensor
+from dataloop.defs.resources import LakeResource
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
-from dataloop.ingest.notifications import SqsUploadQueue, manifests_from_events
+from dataloop.ingest.notifications import QueueCursor, SqsUploadQueue, manifests_from_events
 from dataloop.lake.s3 import S3Store
 
 
@@ -23,7 +27,7 @@ from dataloop.lake.s3 import S3Store
     reason="MinIO announces to NATS/AMQP/Kafka targets configured on its server, not to SQS",
 )
 def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
-    s3_endpoint, s3_lake, make_log, capsys
+    s3_endpoint, s3_lake, make_log, capsys, monkeypatch
 ):
     from dataloop.cli import main
 
@@ -43,7 +47,8 @@ def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
     ]
     store.put("telemetry/date=2026-05-01/vehicle=veh-1/t.json", b"{}")  # not a manifest
     queue = SqsUploadQueue(url, client=sqs)
-    bodies, handles = queue.receive()
+    messages = queue.receive()
+    bodies = [m.body for m in messages]
     # The server filtered by prefix and suffix: one event per manifest, none per log (and
     # S3's s3:TestEvent when the subscription was made, which carries no records).
     events = [json.loads(b) for b in bodies]
@@ -57,9 +62,26 @@ def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
     ]
     assert plan_hour_runs(announced) == plan_hour_runs(listed)
 
-    queue.acknowledge(handles)
-    assert queue.receive() == ([], [])
-    # A redelivered message plans the same run (same key: Dagster dedupes it).
-    assert plan_hour_runs(manifests_from_events(store, bodies, store.prefix)) == plan_hour_runs(
-        listed
+    assert queue.acknowledge([m.handle for m in messages]) == 0
+    assert queue.receive() == []
+
+    # The sensor, pointed at the queue, requests the very runs listing plans from what S3
+    # sent (the keys carry the lake's prefix inside the bucket).
+    for body in bodies:
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    for name, value in {
+        "DATALOOP_UPLOAD_QUEUE": f"sqs:{url}",
+        "DATALOOP_SQS_ENDPOINT": s3_endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    today = QueueCursor(reconciled=datetime.now(UTC).date().isoformat()).to_json()
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance=instance, cursor=today, resources={"lake": LakeResource(url=s3_lake)}
+        ) as ctx,
+    ):
+        requests = raw_upload_sensor(ctx).run_requests
+    assert sorted((r.partition_key, r.run_key) for r in requests) == sorted(
+        (run.hour, run.run_key) for run in plan_hour_runs(listed)
     )

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from dataloop.lake import layout as L
 from dataloop.lake.hashing import sha256_json
+from dataloop.lake.pointers import read_json
 from dataloop.lake.store import ObjectInfo, ObjectStore
 
 OVERLAP = timedelta(minutes=15)
 FUTURE_SKEW = timedelta(minutes=5)
+RECONCILE_GRACE = timedelta(hours=1)
+"""How long a manifest is left to its notification before the reconciling listing requests it."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,33 @@ def find_new_manifests(
     keep_from = high_water - overlap
     seen = frozenset(o.key for o in listed if o.last_modified >= keep_from)
     return sorted(new, key=lambda o: (o.last_modified, o.key)), ArrivalCursor(high_water, seen)
+
+
+def unrecorded_manifests(
+    store: ObjectStore,
+    *,
+    now: datetime | None = None,
+    late_days: int = 1,
+    grace: timedelta = RECONCILE_GRACE,
+) -> list[ObjectInfo]:
+    """The reconciling listing of the notification path: committed manifests of the recent
+    upload days, older than ``grace``, that their arrival hour's ingest record does not name
+    (a notification lost, or an upload whose ingest failed). One listing of the recent days
+    and one read per arrival hour."""
+    now = now or datetime.now(UTC)
+    listed, _ = find_new_manifests(store, ArrivalCursor(), now=now, late_days=late_days)
+    by_hour: dict[str, list[ObjectInfo]] = defaultdict(list)
+    for o in listed:
+        if o.last_modified <= now - grace:
+            by_hour[L.utc_hour_key(o.last_modified.astimezone(UTC))].append(o)
+    hours = sorted(by_hour)
+    with ThreadPoolExecutor(max_workers=min(16, len(hours) or 1)) as pool:
+        records = list(pool.map(lambda h: read_json(store, L.hour_record_key(h)), hours))
+    missing: list[ObjectInfo] = []
+    for hour, record in zip(hours, records, strict=True):
+        named = {d.get("manifest_key") for d in (record or {}).get("drives", [])}
+        missing += [o for o in by_hour[hour] if o.key not in named]
+    return sorted(missing, key=lambda o: (o.last_modified, o.key))
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,9 @@ def parse_drive_record_key(key: str) -> tuple[str, str] | None:
 
 # -- ingest ---------------------------------------------------------------------------------
 HOUR_RECORDS = f"{INGEST}/hours/"
+UPLOAD_QUEUE_PENDING = f"{INGEST}/queue/pending/"
+"""The upload sensor's receipt handles, kept from the tick that received the messages to the
+next one, which acknowledges them (ingest/notifications.py)."""
 QUARANTINE_RECORDS = f"{QUARANTINE}/"
 
 

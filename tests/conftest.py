@@ -16,6 +16,7 @@ from dataloop.fleet.synthetic import write_synthetic_drive
 from dataloop.lake.local import LocalStore
 from dataloop.lake.s3 import S3Store
 from dataloop.lake.store import ObjectStore
+from tests.rabbitmq import rabbitmq  # noqa: F401 - a session fixture, shared here
 from tests.radosgw import radosgw, radosgw_lake  # noqa: F401 - session fixtures, shared here
 
 SLOW_FIRST = (

@@ -18,7 +18,9 @@ from dataloop.defs.ingest.sensors import raw_upload_sensor
 from dataloop.defs.resources import LakeResource
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
-from dataloop.ingest.notifications import QueueCursor, SqsUploadQueue, manifests_from_events
+from dataloop.ingest.notifications import manifests_from_events
+from dataloop.ingest.queue_tick import QueueCursor
+from dataloop.ingest.upload_queues import SqsUploadQueue
 from dataloop.lake.s3 import S3Store
 
 
@@ -47,7 +49,7 @@ def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
     ]
     store.put("telemetry/date=2026-05-01/vehicle=veh-1/t.json", b"{}")  # not a manifest
     queue = SqsUploadQueue(url, client=sqs)
-    messages = queue.receive()
+    messages = queue.receive().messages
     bodies = [m.body for m in messages]
     # The server filtered by prefix and suffix: one event per manifest, none per log (and
     # S3's s3:TestEvent when the subscription was made, which carries no records).
@@ -63,7 +65,7 @@ def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
     assert plan_hour_runs(announced) == plan_hour_runs(listed)
 
     assert queue.acknowledge([m.handle for m in messages]) == 0
-    assert queue.receive() == []
+    assert queue.receive().messages == []
 
     # The sensor, pointed at the queue, requests the very runs listing plans from what S3
     # sent (the keys carry the lake's prefix inside the bucket).

@@ -1,31 +1,36 @@
 """What the fleet's identities may do, on a server that enforces IAM (Ceph radosgw, started by
 tests/radosgw.py): bootstrap provisions one identity per vehicle, and one vehicle's identity,
 used through the real uploader and raw S3 calls, is held to its own prefix. Also: the TLS-only
-bucket rule over HTTPS, and committed-manifest notifications pushed to an HTTP endpoint."""
+bucket rule over HTTPS, and committed-manifest notifications pushed to RabbitMQ and read by the
+upload sensor."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
+import dagster as dg
 import pytest
 from botocore.exceptions import ClientError
 
+from dataloop.defs.ingest.sensors import raw_upload_sensor
+from dataloop.defs.resources import LakeResource
 from dataloop.fleet.uploader import upload_drive
 from dataloop.infra import policies as P
-from dataloop.ingest.notifications import manifests_from_events
+from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
+from dataloop.ingest.queue_tick import QueueCursor
+from dataloop.ingest.upload_queues import open_queue
 from dataloop.lake.layout import RawKeys
 from dataloop.lake.s3 import S3Store
 from tests.radosgw import Radosgw
@@ -268,54 +273,54 @@ def test_tls_only_rule_holds_over_https_and_bites_over_http(
     }
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    events: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).events.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[dict]]]:
-    """A small HTTP endpoint on 127.0.0.1 that keeps every event pushed to it."""
-    handler = type("Receiver", (_Receiver,), {"events": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/dataloop-uploads", handler.events
-    server.shutdown()
-    server.server_close()
-
-
-def test_a_committed_upload_is_announced_exactly_once(
-    radosgw, radosgw_lake, tmp_path, capsys, make_log, receiver
+def test_a_committed_upload_reaches_the_sensor_through_rabbitmq_exactly_once(
+    radosgw, radosgw_lake, rabbitmq, tmp_path, capsys, make_log, monkeypatch
 ):
-    url, events = receiver
+    """radosgw pushes to a RabbitMQ stream (declared by bootstrap) and the real sensor, on the
+    queue path with its daily listing already done, requests the upload's hour from it."""
+    name = f"uploads-{uuid.uuid4().hex[:8]}"
+    spec = rabbitmq.url(name, exchange=f"{name}-x")
     bucket = _bucket(radosgw_lake)
     creds = tmp_path / "creds.json"
+    # radosgw takes a push endpoint with a password over HTTPS only, and says so over HTTP.
+    from dataloop.cli import main
+
+    refused = ["infra", "bootstrap", "--lake", radosgw_lake, "--endpoint", radosgw.endpoint]
+    assert main([*refused, "--notify-endpoint", spec]) != 0
+    assert "with a password over plain HTTP" in capsys.readouterr().err
+    monkeypatch.setenv("SSL_CERT_FILE", str(radosgw.ca_file))
     report = _bootstrap(
-        capsys, radosgw_lake, radosgw.endpoint, "--vehicle", "veh-n",
-        "--credentials-out", str(creds), "--notify-endpoint", url,
+        capsys, radosgw_lake, radosgw.https_endpoint, "--vehicle", "veh-n", "--no-require-tls",
+        "--credentials-out", str(creds), "--notify-endpoint", spec,
     )  # fmt: skip
     assert report["notifications"].startswith("arn:aws:sns:")
     store = S3Store(bucket, PREFIX, client=_as(radosgw, json.loads(creds.read_text())[0]))
     result = upload_drive(store, make_log(vehicle="veh-n", drive="n1"), vehicle="veh-n")
     store.put(f"telemetry/date={datetime.now(UTC).date()}/vehicle=veh-n/t.json", b"{}")
+
+    monkeypatch.setenv("DATALOOP_UPLOAD_QUEUE", spec)
+    cursor = QueueCursor(reconciled=datetime.now(UTC).date().isoformat()).to_json()
+    requests: list = []
     # radosgw 16 looks for new persistent queues every 30 s: the first event of a new topic
     # takes up to that long (later ones are pushed within a second).
     deadline = time.monotonic() + 90  # 30 s discovery, with room for a loaded machine
-    while not events and time.monotonic() < deadline:
-        time.sleep(0.2)
+    with dg.instance_for_test() as instance:
+        while not requests and time.monotonic() < deadline:
+            time.sleep(1)
+            with dg.build_sensor_context(
+                instance=instance, cursor=cursor, resources={"lake": LakeResource(url=radosgw_lake)}
+            ) as ctx:
+                tick = raw_upload_sensor(ctx)
+            requests, cursor = tick.run_requests, tick.cursor
+    listed, _ = find_new_manifests(
+        S3Store(bucket, PREFIX, client=radosgw.client()), ArrivalCursor()
+    )
+    assert [(r.partition_key, r.run_key) for r in requests] == [
+        (run.hour, run.run_key) for run in plan_hour_runs(listed)
+    ]
     time.sleep(2)  # a duplicate (or the log's own event) would arrive by now
+    events = [json.loads(m.body) for m in open_queue(spec).receive(100).messages]
     records = [r for e in events for r in e.get("Records", [])]
     assert [(r["eventName"], r["s3"]["object"]["key"]) for r in records] == [
         ("ObjectCreated:Put", PREFIX + result.manifest_key)
     ]
-    owner = S3Store(bucket, PREFIX, client=radosgw.client())
-    assert [o.key for o in manifests_from_events(owner, events, PREFIX)] == [result.manifest_key]

@@ -22,7 +22,7 @@ from dataloop.defs.ingest.sensors import raw_upload_sensor
 from dataloop.defs.resources import LakeResource
 from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
 from dataloop.ingest.hour import ingest_hour
-from dataloop.ingest.notifications import QueueCursor
+from dataloop.ingest.queue_tick import QueueCursor
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
 from dataloop.lake.layout import RawKeys
@@ -195,7 +195,8 @@ def test_the_daily_listing_requests_what_a_notification_missed(lake, queue, make
     from dataloop.fleet.uploader import upload_drive
 
     def upload(i: int) -> str:
-        u = upload_drive(lake, make_log(vehicle=f"v{i}", drive=f"q{i}", seed=i), vehicle=f"v{i}")
+        log = make_log(vehicle=f"v{i}", drive=f"q{i}", seed=i)
+        u = upload_drive(lake, log, vehicle=f"v{i}", now=AT)  # keyed by its (backdated) day
         _backdate(lake, u.manifest_key, AT)
         return u.manifest_key
 

@@ -129,10 +129,34 @@ class RadosgwAdmin:
         """Announce every object created under ``key_prefix`` with ``key_suffix`` (committed
         manifests) to ``push_endpoint`` (http(s)://, amqp://, kafka://) through a topic named
         after the bucket. Replaces the bucket's notification configuration; returns the topic
-        ARN."""
+        ARN.
+
+        An ``amqp://...?exchange=E&queue=Q`` endpoint (``DATALOOP_UPLOAD_QUEUE``'s form) gets its
+        exchange, stream and dead-letter queue declared first, so no event finds no route."""
+        attributes = {"push-endpoint": push_endpoint, **TOPIC_ATTRIBUTES}
+        if push_endpoint.startswith("amqp://"):
+            from dataloop.ingest.upload_queues import AmqpTarget, declare_upload_stream
+
+            try:
+                target = AmqpTarget.parse(push_endpoint)
+            except ValueError as e:
+                raise RadosgwError(f"--notify-endpoint: {e}") from None
+            if target.user and self.url.startswith("http://"):
+                raise RadosgwError(
+                    "radosgw refuses a push endpoint with a password over plain HTTP: bootstrap "
+                    "against its https endpoint, or give the amqp:// URL without user:password "
+                    "(the broker's guest)"
+                )
+            declare_upload_stream(target)
+            attributes.update(
+                {
+                    "push-endpoint": target.push_endpoint,
+                    "amqp-exchange": target.exchange,
+                    "amqp-ack-level": "broker",  # retried until the broker has it
+                }
+            )
         topic = self._client("sns").create_topic(
-            Name=f"dataloop-{bucket}-manifests",
-            Attributes={"push-endpoint": push_endpoint, **TOPIC_ATTRIBUTES},
+            Name=f"dataloop-{bucket}-manifests", Attributes=attributes
         )["TopicArn"]
         self._client("s3").put_bucket_notification_configuration(
             Bucket=bucket,

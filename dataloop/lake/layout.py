@@ -290,7 +290,7 @@ def parse_drive_record_key(key: str) -> tuple[str, str] | None:
 HOUR_RECORDS = f"{INGEST}/hours/"
 UPLOAD_QUEUE_PENDING = f"{INGEST}/queue/pending/"
 """The upload sensor's receipt handles, kept from the tick that received the messages to the
-next one, which acknowledges them (ingest/notifications.py)."""
+next one, which acknowledges them (ingest/queue_tick.py)."""
 QUARANTINE_RECORDS = f"{QUARANTINE}/"
 
 

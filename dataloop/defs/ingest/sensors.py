@@ -9,7 +9,8 @@ from dataloop.defs.ingest.assets import ingest_job
 from dataloop.defs.intervals import sensor_interval
 from dataloop.defs.resources import LakeResource
 from dataloop.ingest.discovery import ArrivalCursor, HourRun, find_new_manifests, plan_hour_runs
-from dataloop.ingest.notifications import MAX_MESSAGES, QueueCursor, drain_queue, open_queue
+from dataloop.ingest.queue_tick import QueueCursor, drain_queue
+from dataloop.ingest.upload_queues import MAX_MESSAGES, open_queue
 
 
 def _late_days() -> int:

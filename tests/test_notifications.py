@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import dagster as dg
@@ -18,9 +18,16 @@ from dataloop.defs.ingest.sensors import raw_upload_sensor
 from dataloop.defs.resources import LakeResource
 from dataloop.fleet.uploader import upload_drive
 from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
-from dataloop.ingest.notifications import manifests_from_events
+from dataloop.ingest.notifications import (
+    HOUR_EDGE,
+    Announced,
+    announced_in,
+    manifests_from_events,
+    resolve,
+)
 from dataloop.ingest.queue_tick import QueueCursor
 from dataloop.ingest.upload_queues import SqsUploadQueue
+from dataloop.lake.local import LocalStore
 from dataloop.lake.s3 import S3Store
 
 
@@ -63,6 +70,11 @@ def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
         (o.key, o.last_modified) for o in listed
     ]
     assert plan_hour_runs(announced) == plan_hour_runs(listed)
+    # What spares the sensor its HEADs holds on this server: an event's time is its object's
+    # LastModified, to well within HOUR_EDGE.
+    times = {a.key: a.event_time for b in bodies for a in announced_in(b, store.prefix)}
+    gaps = [abs(times[o.key] - o.last_modified) for o in listed]
+    assert max(gaps) < HOUR_EDGE / 10, gaps
 
     assert queue.acknowledge([m.handle for m in messages]) == 0
     assert queue.receive().messages == []
@@ -87,3 +99,35 @@ def test_notifications_name_the_same_manifests_hours_and_run_keys_as_listing(
     assert sorted((r.partition_key, r.run_key) for r in requests) == sorted(
         (run.hour, run.run_key) for run in plan_hour_runs(listed)
     )
+
+
+def test_an_event_clear_of_an_hours_edge_needs_no_head(tmp_path):
+    """``resolve`` takes the hour from the event's time unless it is within HOUR_EDGE of an
+    hour's edge or missing; those, and only those, are HEADed (a deleted one dropped)."""
+    heads: list[str] = []
+
+    class Counting(LocalStore):
+        def head(self, key):
+            heads.append(key)
+            return super().head(key)
+
+    store = Counting(tmp_path / "lake")
+    hour = datetime(2026, 5, 1, 10, tzinfo=UTC)
+    mid, edge, gone = (f"raw/date=2026-05-01/vehicle=v/{d}.manifest.json" for d in "meg")
+    for key in (mid, edge):
+        store.put(key, b"{}")
+    heads.clear()  # (writing may look first)
+    at_edge = hour + HOUR_EDGE / 2
+    infos = resolve(
+        store,
+        [
+            Announced(mid, hour + timedelta(minutes=30), 2, "e1"),
+            Announced(edge, at_edge),
+            Announced(gone),  # no time, and deleted since
+        ],
+    )
+    assert set(heads) == {edge, gone}
+    assert [(o.key, o.last_modified) for o in infos if o.key == mid] == [
+        (mid, hour + timedelta(minutes=30))
+    ]
+    assert sorted(o.key for o in infos) == sorted([mid, edge])

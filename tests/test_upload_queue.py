@@ -1,9 +1,10 @@
-"""The upload sensor on bucket notifications (``DATALOOP_UPLOAD_QUEUE``): a real SQS queue and
-its dead-letter queue (moto's server over HTTP), the real sensor definition on a real
-instance, and a lake whose manifests' arrival times are set. Messages are acknowledged only by
-the tick after the one that requested their runs; redeliveries and duplicates request nothing
-twice; bad messages are dead-lettered with their reason; the daily listing finds what a
-notification missed."""
+"""The upload sensor on bucket notifications (``DATALOOP_UPLOAD_QUEUE``), on a real SQS queue
+with its dead-letter queue (moto's server over HTTP) and on a real RabbitMQ stream (Debian's
+broker): the real sensor definition on a real instance, and a lake whose manifests' arrival
+times are set. Messages count as consumed only by the tick after the one that requested their
+runs (SQS: deleted then; a stream: the offset in the stored cursor); redeliveries and
+duplicates request nothing twice; bad messages are dead-lettered with their reason; the daily
+listing finds what a notification missed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
+import amqp
 import boto3
 import dagster as dg
 import pytest
@@ -23,6 +25,7 @@ from dataloop.defs.resources import LakeResource
 from dataloop.ingest.discovery import ArrivalCursor, find_new_manifests, plan_hour_runs
 from dataloop.ingest.hour import ingest_hour
 from dataloop.ingest.queue_tick import QueueCursor
+from dataloop.ingest.upload_queues import AmqpTarget, declare_upload_stream
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
 from dataloop.lake.layout import RawKeys
@@ -45,56 +48,109 @@ def _arrive(store: LocalStore, vehicle: str, drive: str, at: datetime) -> str:
     return keys.manifest
 
 
-def _event(key: str, name: str = "ObjectCreated:Put") -> str:
-    """An S3 event notification as S3 sends it to SQS (keys URL-encoded)."""
+def _event(key: str, name: str = "ObjectCreated:Put", at: datetime | None = None) -> str:
+    """An S3 event notification as S3 sends it to SQS (keys URL-encoded), with its time."""
     record = {
         "eventName": name,
         "s3": {"bucket": {"name": "b"}, "object": {"key": quote_plus(key)}},
     }
+    if at is not None:
+        record["eventTime"] = at.isoformat().replace("+00:00", "Z")
     return json.dumps({"Records": [record]})
 
 
-@pytest.fixture
-def queue(moto_endpoint, monkeypatch):
-    """A queue with a dead-letter queue in its redrive policy; the sensor pointed at it."""
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
-    name = f"uploads-{uuid.uuid4().hex[:8]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dead")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
-    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})["QueueUrl"]
-    monkeypatch.setenv("DATALOOP_UPLOAD_QUEUE", f"sqs:{url}")
-    monkeypatch.setenv("DATALOOP_SQS_ENDPOINT", moto_endpoint)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+class SqsQueue:
+    """A queue with a dead-letter queue in its redrive policy (moto over HTTP)."""
 
-    class Q:
-        def send(self, *bodies: str) -> None:
+    kind = "sqs"
+
+    def __init__(self, endpoint: str) -> None:
+        self.sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+        name = f"uploads-{uuid.uuid4().hex[:8]}"
+        self.dlq = self.sqs.create_queue(QueueName=f"{name}-dead")["QueueUrl"]
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq, AttributeNames=["QueueArn"])
+        policy = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": 5}
+        self.url = self.sqs.create_queue(
+            QueueName=name, Attributes={"RedrivePolicy": json.dumps(policy)}
+        )["QueueUrl"]
+        self.spec = f"sqs:{self.url}"
+
+    def send(self, *bodies: str) -> None:
+        for body in bodies:
+            self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
+
+    def counts(self) -> tuple[int, int]:
+        """(visible, received and not yet acknowledged)"""
+        a = self.sqs.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(a["ApproximateNumberOfMessages"]), int(
+            a["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def dead(self) -> list[tuple[str, str]]:
+        got = self.sqs.receive_message(
+            QueueUrl=self.dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        return [(m["Body"], m["MessageAttributes"]["reason"]["StringValue"]) for m in got]
+
+
+class StreamQueue:
+    """A RabbitMQ stream, fed through a topic exchange as radosgw publishes (a real broker)."""
+
+    kind = "amqp"
+
+    def __init__(self, broker) -> None:
+        name = f"uploads-{uuid.uuid4().hex[:8]}"
+        self.spec = broker.url(name, exchange=f"{name}-x")
+        self.target = AmqpTarget.parse(self.spec)
+        declare_upload_stream(self.target)
+
+    def _channel(self):
+        return amqp.Connection(host=f"{self.target.host}:{self.target.port}")
+
+    def send(self, *bodies: str) -> None:
+        with self._channel() as conn:
+            channel = conn.channel()
             for body in bodies:
-                sqs.send_message(QueueUrl=url, MessageBody=body)
+                channel.basic_publish(
+                    amqp.Message(body), exchange=self.target.exchange, routing_key="dataloop-b"
+                )
 
-        def counts(self) -> tuple[int, int]:
-            """(visible, received and not yet acknowledged)"""
-            a = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
-            return (
-                int(a["ApproximateNumberOfMessages"]),
-                int(a["ApproximateNumberOfMessagesNotVisible"]),
-            )
+    def dead(self) -> list[tuple[str, str]]:
+        out = []
+        with self._channel() as conn:
+            channel = conn.channel()
+            while (m := channel.basic_get(self.target.dead_letter_queue, no_ack=True)) is not None:
+                out.append(
+                    (m.body.decode() if isinstance(m.body, bytes) else m.body, m.headers["reason"])
+                )
+        return out
 
-        def dead(self) -> list[tuple[str, str]]:
-            got = sqs.receive_message(
-                QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-            ).get("Messages", [])
-            return [(m["Body"], m["MessageAttributes"]["reason"]["StringValue"]) for m in got]
 
-    return Q()
+def _sqs(endpoint: str, monkeypatch) -> SqsQueue:
+    monkeypatch.setenv("DATALOOP_SQS_ENDPOINT", endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return SqsQueue(endpoint)
+
+
+@pytest.fixture(params=["sqs", "amqp"])
+def queue(request, monkeypatch):
+    """The sensor pointed at a fresh queue of each kind."""
+    if request.param == "sqs":
+        q = _sqs(request.getfixturevalue("moto_endpoint"), monkeypatch)
+    else:
+        q = StreamQueue(request.getfixturevalue("rabbitmq"))
+    monkeypatch.setenv("DATALOOP_UPLOAD_QUEUE", q.spec)
+    return q
+
+
+@pytest.fixture
+def sqs_queue(moto_endpoint, monkeypatch) -> SqsQueue:
+    q = _sqs(moto_endpoint, monkeypatch)
+    monkeypatch.setenv("DATALOOP_UPLOAD_QUEUE", q.spec)
+    return q
 
 
 @pytest.fixture
@@ -112,12 +168,17 @@ def _evaluate(lake, cursor, instance):
 
 def test_the_queue_requests_the_hours_listing_would_and_acknowledges_on_the_next_tick(lake, queue):
     hour_b = AT + timedelta(hours=1)
+    edge = hour_b.replace(minute=0) + timedelta(seconds=20)
     keys = [
         _arrive(lake, "veh-1", "d1", AT),
         _arrive(lake, "veh-2", "d2", AT + timedelta(minutes=5)),
         _arrive(lake, "veh-1", "d3", hour_b),
+        _arrive(lake, "veh-3", "d4", edge),
     ]
-    queue.send(*(_event(k) for k in keys))
+    # Events with their time (as servers send them), one without, and one stamped a second
+    # before the hour its object's LastModified is in: near an hour's edge, the HEAD decides.
+    queue.send(_event(keys[0]), _event(keys[1], at=AT + timedelta(minutes=5)))
+    queue.send(_event(keys[2], at=hour_b), _event(keys[3], at=edge - timedelta(seconds=21)))
     queue.send(_event(keys[0]))  # S3 delivers at least once: a duplicate
     queue.send(_event("raw/date=2026-01-01/vehicle=veh-1/d1.mcap"))  # not a manifest
     queue.send(_event(keys[2], name="ObjectRemoved:Delete"))  # not a creation
@@ -132,21 +193,29 @@ def test_the_queue_requests_the_hours_listing_would_and_acknowledges_on_the_next
         )
         assert {r.partition_key: r.tags["dataloop/new_manifests"] for r in requests} == {
             L.utc_hour_key(AT): "2",
-            L.utc_hour_key(hour_b): "1",
+            L.utc_hour_key(hour_b): "2",
         }
-        # Nothing is acknowledged before Dagster stored this tick's run requests.
-        assert queue.counts() == (0, 7)
         pending = QueueCursor.from_json(cursor).pending
         assert pending and lake.exists(pending)
+        # Nothing is acknowledged before Dagster stored this tick's run requests and cursor.
+        if queue.kind == "sqs":
+            assert queue.counts() == (0, 8)
+        else:  # the stream keeps them; the cursor holds the offset past them
+            assert QueueCursor.from_json(cursor).offset == 8
 
         again, cursor2 = _evaluate(lake, cursor, instance)
         assert again == []
-        assert queue.counts() == (0, 0)
+        if queue.kind == "sqs":
+            assert queue.counts() == (0, 0)
+        assert QueueCursor.from_json(cursor2).offset == QueueCursor.from_json(cursor).offset
         assert not lake.exists(pending)
         assert QueueCursor.from_json(cursor2).pending is None
 
 
-def test_redeliveries_request_nothing_twice(lake, queue, monkeypatch):
+def test_sqs_redeliveries_request_nothing_twice(lake, sqs_queue, monkeypatch):
+    """SQS redelivers what a tick received once its visibility timeout passes (the stream's
+    case is the last test)."""
+    queue = sqs_queue
     monkeypatch.setenv("DATALOOP_QUEUE_VISIBILITY_S", "1")
     keys = [_arrive(lake, "veh-1", "d1", AT), _arrive(lake, "veh-2", "d2", AT)]
     queue.send(*(_event(k) for k in keys))
@@ -186,9 +255,12 @@ def test_bad_messages_are_dead_lettered_with_their_reason_and_the_rest_proceed(l
         assert set(dead) == set(bad)
         for body, expected in bad.items():
             assert expected in dead[body]
-        assert queue.counts() == (0, 1)  # the dead-lettered originals are gone already
-        _evaluate(lake, cursor, instance)
-        assert queue.counts() == (0, 0)
+        if queue.kind == "sqs":
+            assert queue.counts() == (0, 1)  # the dead-lettered originals are gone already
+        _, cursor = _evaluate(lake, cursor, instance)
+        if queue.kind == "sqs":
+            assert queue.counts() == (0, 0)
+        assert queue.dead() == []  # dead-lettered once, not again by the next tick
 
 
 def test_the_daily_listing_requests_what_a_notification_missed(lake, queue, make_log):
@@ -227,5 +299,33 @@ def test_the_daily_listing_requests_what_a_notification_missed(lake, queue, make
 
 def test_a_queue_setting_that_names_no_queue_says_what_it_expects(lake, monkeypatch):
     monkeypatch.setenv("DATALOOP_UPLOAD_QUEUE", "kafka://broker/uploads")
-    with dg.instance_for_test() as instance, pytest.raises(Exception, match="sqs:<queue URL>"):
+    with (
+        dg.instance_for_test() as instance,
+        pytest.raises(Exception, match="'sqs:<queue URL>' or 'amqp://"),
+    ):
         _evaluate(lake, None, instance)
+
+
+def test_a_stream_rereads_what_an_unstored_tick_read_and_drops_pushed_duplicates(
+    lake, rabbitmq, monkeypatch
+):
+    """A RabbitMQ stream: a tick whose cursor Dagster never stored is read again from the
+    stored offset, with the same run keys; a duplicate push (radosgw delivers at least once)
+    after a stored tick requests nothing."""
+    queue = StreamQueue(rabbitmq)
+    monkeypatch.setenv("DATALOOP_UPLOAD_QUEUE", queue.spec)
+    keys = [_arrive(lake, "veh-1", "d1", AT), _arrive(lake, "veh-2", "d2", AT)]
+    queue.send(_event(keys[0]))
+    with dg.instance_for_test() as instance:
+        first, cursor = _evaluate(lake, RECONCILED, instance)
+        queue.send(_event(keys[1]))
+        lost, _ = _evaluate(lake, cursor, instance)  # its cursor is never stored
+        replay, cursor = _evaluate(lake, cursor, instance)
+        assert [r.run_key for r in replay] == [r.run_key for r in lost]
+        assert [r.tags["dataloop/new_manifests"] for r in first + replay] == ["1", "1"]
+        assert first[0].run_key != replay[0].run_key
+
+        queue.send(_event(keys[1]), _event(keys[1]))
+        again, cursor = _evaluate(lake, cursor, instance)
+        assert again == []
+        assert QueueCursor.from_json(cursor).offset == 4

@@ -165,7 +165,9 @@ def add_infra_parser(sub: argparse._SubParsersAction) -> None:
     boot.add_argument(
         "--notify-endpoint",
         help="radosgw: push committed-manifest events to this http(s)://, amqp:// or kafka:// "
-        "endpoint (through an SNS-compatible topic bootstrap creates)",
+        "endpoint (through an SNS-compatible topic bootstrap creates); "
+        "amqp://user:pw@host:port/vhost?queue=Q&exchange=E declares the RabbitMQ stream "
+        "DATALOOP_UPLOAD_QUEUE reads",
     )
     boot.add_argument("--json", action="store_true", help="print the report as JSON")
     boot.set_defaults(func=cmd_bootstrap)

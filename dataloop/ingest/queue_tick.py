@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dataloop.ingest.discovery import unrecorded_manifests
-from dataloop.ingest.notifications import BadMessage, head_all, manifest_keys_of
+from dataloop.ingest.notifications import Announced, BadMessage, announced_in, resolve
 from dataloop.ingest.upload_queues import MAX_MESSAGES, UploadQueue
 from dataloop.lake import layout as L
 from dataloop.lake.pointers import read_json, write_json
@@ -88,12 +88,12 @@ def drain_queue(
 
     received = queue.receive(max_messages, cursor.offset)
     lake_prefix = getattr(store, "prefix", "")  # an S3 lake's key prefix inside its bucket
-    keys: set[str] = set()
+    announced: dict[str, Announced] = {}
     handles: list[str] = []
     dead: list[tuple[str, str]] = []
     for message in received.messages:
         try:
-            keys.update(manifest_keys_of(message.body, lake_prefix))
+            announced.update((a.key, a) for a in announced_in(message.body, lake_prefix))
         except BadMessage as e:
             dead.append((message.body, str(e)))
             # Acknowledged once dead-lettered; where no DLQ is set, left to the queue's redrive.
@@ -102,8 +102,9 @@ def drain_queue(
         if message.handle:
             handles.append(message.handle)
     requested_before = set(last["requested"])
+    keys = set(announced)
     fresh = keys - requested_before
-    manifests = head_all(store, fresh)
+    manifests = resolve(store, (announced[k] for k in fresh))
 
     reconciled: int | None = None
     today = now.date().isoformat()

@@ -288,9 +288,11 @@ def parse_drive_record_key(key: str) -> tuple[str, str] | None:
 
 # -- ingest ---------------------------------------------------------------------------------
 HOUR_RECORDS = f"{INGEST}/hours/"
-UPLOAD_QUEUE_PENDING = f"{INGEST}/queue/pending/"
+UPLOAD_QUEUE_PENDING = f"{DAGSTER}/sensors/raw_upload_sensor/pending/"
 """The upload sensor's receipt handles, kept from the tick that received the messages to the
-next one, which acknowledges them (ingest/queue_tick.py)."""
+next one, which acknowledges them (ingest/queue_tick.py). Sensor state, in the aged
+``dagster`` zone: the object of a tick whose cursor Dagster never stored is left behind (its
+messages come again and are deduped), and expires."""
 QUARANTINE_RECORDS = f"{QUARANTINE}/"
 
 

@@ -81,13 +81,9 @@ class SqsQueue:
 
     def counts(self) -> tuple[int, int]:
         """(visible, received and not yet acknowledged)"""
-        a = self.sqs.get_queue_attributes(
-            QueueUrl=self.url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(a["ApproximateNumberOfMessages"]), int(
-            a["ApproximateNumberOfMessagesNotVisible"]
-        )
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        a = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)["Attributes"]
+        return int(a[names[0]]), int(a[names[1]])
 
     def dead(self) -> list[tuple[str, str]]:
         got = self.sqs.receive_message(
@@ -107,11 +103,11 @@ class StreamQueue:
         self.target = AmqpTarget.parse(self.spec)
         declare_upload_stream(self.target)
 
-    def _channel(self):
+    def _connect(self) -> amqp.Connection:
         return amqp.Connection(host=f"{self.target.host}:{self.target.port}")
 
     def send(self, *bodies: str) -> None:
-        with self._channel() as conn:
+        with self._connect() as conn:
             channel = conn.channel()
             for body in bodies:
                 channel.basic_publish(
@@ -120,7 +116,7 @@ class StreamQueue:
 
     def dead(self) -> list[tuple[str, str]]:
         out = []
-        with self._channel() as conn:
+        with self._connect() as conn:
             channel = conn.channel()
             while (m := channel.basic_get(self.target.dead_letter_queue, no_ack=True)) is not None:
                 out.append(

@@ -192,22 +192,21 @@ class AmqpTarget:
         )
 
 
-def declare_upload_stream(target: AmqpTarget, channel: Any = None) -> None:
+def declare_upload_stream(target: AmqpTarget) -> None:
     """Declare, idempotently, the topic exchange radosgw publishes to, the stream bound to it
     (every routing key: radosgw uses the topic's name) and the dead-letter queue beside it.
     A queue of the same name but other arguments is refused by the broker, by name."""
-    if channel is None:
-        with _connect(target) as conn:
-            return declare_upload_stream(target, conn.channel())
-    channel.exchange_declare(target.exchange, "topic", durable=True, auto_delete=False)
-    channel.queue_declare(
-        target.queue,
-        durable=True,
-        auto_delete=False,
-        arguments={"x-queue-type": "stream", "x-max-age": STREAM_MAX_AGE},
-    )
-    channel.queue_bind(target.queue, target.exchange, routing_key="#")
-    channel.queue_declare(target.dead_letter_queue, durable=True, auto_delete=False)
+    with _connect(target) as conn:
+        channel = conn.channel()
+        channel.exchange_declare(target.exchange, "topic", durable=True, auto_delete=False)
+        channel.queue_declare(
+            target.queue,
+            durable=True,
+            auto_delete=False,
+            arguments={"x-queue-type": "stream", "x-max-age": STREAM_MAX_AGE},
+        )
+        channel.queue_bind(target.queue, target.exchange, routing_key="#")
+        channel.queue_declare(target.dead_letter_queue, durable=True, auto_delete=False)
 
 
 def _connect(target: AmqpTarget) -> Any:

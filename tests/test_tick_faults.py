@@ -3,6 +3,7 @@ exactly once, nothing is lost or duplicated, and the lake matches an uninterrupt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dataloop import daemon
 from dataloop.fleet.uploader import upload_drive
 from dataloop.lake import layout as L
 from dataloop.lake.local import LocalStore
@@ -60,6 +62,12 @@ def test_killed_tick_then_two_ticks_at_once(tmp_path, make_log):
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
+    # A crash takes the daemon and its run worker with it. Left alive, the orphaned run could
+    # finish before the next tick clears it (on a loaded machine it did), leaving nothing to
+    # recover.
+    for pid in (tmp_path / "dagster" / daemon._PIDS).read_text().split():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pid), signal.SIGKILL)
 
     first, second = tick(), tick()
     outputs = [json.loads(p.communicate(timeout=300)[0]) for p in (first, second)]

@@ -98,17 +98,17 @@ def run_hour(
     return took
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--drives", type=int, default=8)
-    ap.add_argument("--minutes", type=float, default=1.0)
-    ap.add_argument("--workers", type=int, default=None, help="N (default: the cores)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--ingest-only", action="store_true", help="time ingest alone")
-    args = ap.parse_args()
-    stages = ("ingest",) if args.ingest_only else STAGES
+def measure(
+    drives: int = 8,
+    minutes: float = 1.0,
+    workers: int | None = None,
+    repeats: int = 3,
+    stages: tuple[str, ...] = STAGES,
+) -> dict:
+    """Per stage: drives/s on 1 worker and on N, their ratio and CPU seconds per drive (the
+    median of ``repeats``); the whole hour's ratio; the pool's start-up; the load average."""
     os.environ.pop("DATALOOP_WORKERS", None)
-    n = args.workers or worker_count()
+    n = workers or worker_count()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -118,48 +118,87 @@ def main() -> None:
                 vehicle="bench",
                 drive=f"d{k}",
                 start_ns=time.time_ns(),
-                duration_s=args.minutes * 60,
+                duration_s=minutes * 60,
                 seed=k,
             )
-            for k in range(args.drives)
+            for k in range(drives)
         ]
         run_hour(paths[:1], work / "warm-1", 1)  # imports and first-call costs, in process
         start = time.perf_counter()
         run_hour(paths[:2], work / "warm-n", n)  # the fork server and its preloads
         warm = time.perf_counter() - start
         runs: dict[int, list[dict[str, float]]] = {1: [], n: []}
-        for i in range(args.repeats):
-            for workers in (1, n):
-                root = work / f"run-{i}-{workers}"
-                runs[workers].append(run_hour(paths, root, workers, stages))
+        for i in range(repeats):
+            for w in (1, n):
+                runs[w].append(run_hour(paths, work / f"run-{i}-{w}", w, stages))
         mb = sum(p.stat().st_size for p in paths) / 1e6
-    print(
-        f"{args.drives} drives of {args.minutes:g} min ({mb:.1f} MB), 1 worker vs {n}, "
-        f"median of {args.repeats}; {len(os.sched_getaffinity(0))} cores here, load average "
-        f"{load[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work on the machine)"
-    )
-    print(f"  pool start-up (fork server and preloads, once per process) + 2 drives: {warm:.1f} s")
+    out: dict = {
+        "drives": drives,
+        "minutes": minutes,
+        "mb": mb,
+        "workers": n,
+        "repeats": repeats,
+        "cores": len(os.sched_getaffinity(0)),
+        "load_before": load[0],
+        "load_after": os.getloadavg()[0],
+        "warm_s": warm,
+        "stages": {},
+    }
     total = {1: 0.0, n: 0.0}
     for stage in stages:
-        rate, cpu = {}, {}
-        for workers in (1, n):
-            s = statistics.median(r[stage] for r in runs[workers])
-            total[workers] += s
-            rate[workers] = args.drives / s
-            cpu[workers] = statistics.median(r[f"{stage} cpu"] for r in runs[workers])
+        took = {w: statistics.median(r[stage] for r in runs[w]) for w in (1, n)}
+        cpu = {w: statistics.median(r[f"{stage} cpu"] for r in runs[w]) for w in (1, n)}
+        for w in (1, n):
+            total[w] += took[w]
+        out["stages"][stage] = {
+            "rate_1": drives / took[1],
+            "rate_n": drives / took[n],
+            "ratio": took[1] / took[n],
+            "cpu_1": cpu[1] / drives,
+            "cpu_n": cpu[n] / drives,
+            "ideal": n * cpu[1] / cpu[n],
+        }
+    out["hour"] = {"rate_1": drives / total[1], "rate_n": drives / total[n]}
+    out["hour"]["ratio"] = total[1] / total[n]
+    return out
+
+
+def report(r: dict) -> None:
+    n = r["workers"]
+    print(
+        f"{r['drives']} drives of {r['minutes']:g} min ({r['mb']:.1f} MB), 1 worker vs {n}, "
+        f"median of {r['repeats']}; {r['cores']} cores here, load average "
+        f"{r['load_before']:.1f} before, {r['load_after']:.1f} after (other work on the machine)"
+    )
+    warm = r["warm_s"]
+    print(f"  pool start-up (fork server and preloads, once per process) + 2 drives: {warm:.1f} s")
+    for stage, m in r["stages"].items():
         print(
-            f"  {stage:<11} 1 worker {rate[1]:6.2f} drives/s   {n} workers {rate[n]:6.2f} drives/s"
-            f"   ratio {rate[n] / rate[1]:5.2f}x   CPU s/drive {cpu[1] / args.drives:.3f} vs "
-            f"{cpu[n] / args.drives:.3f} (all {n} workers' CPU-bound ideal on idle cores: "
-            f"{n * cpu[1] / cpu[n]:.2f}x)"
+            f"  {stage:<11} 1 worker {m['rate_1']:6.2f} drives/s   {n} workers "
+            f"{m['rate_n']:6.2f} drives/s   ratio {m['ratio']:5.2f}x   CPU s/drive "
+            f"{m['cpu_1']:.3f} vs {m['cpu_n']:.3f} (all {n} workers' CPU-bound ideal on idle "
+            f"cores: {m['ideal']:.2f}x)"
         )
-    if len(stages) > 1:
+    if len(r["stages"]) > 1:
+        h = r["hour"]
         print(
-            f"  {'hour':<11} 1 worker {args.drives / total[1]:6.2f} drives/s   {n} workers "
-            f"{args.drives / total[n]:6.2f} drives/s   ratio {total[1] / total[n]:5.2f}x"
+            f"  {'hour':<11} 1 worker {h['rate_1']:6.2f} drives/s   {n} workers "
+            f"{h['rate_n']:6.2f} drives/s   ratio {h['ratio']:5.2f}x"
         )
     if n == 2:
         print("  (issue #23's goal for ingest on 2 cores: >= 1.70x)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--drives", type=int, default=8)
+    ap.add_argument("--minutes", type=float, default=1.0)
+    ap.add_argument("--workers", type=int, default=None, help="N (default: the cores)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ingest-only", action="store_true", help="time ingest alone")
+    args = ap.parse_args()
+    stages = ("ingest",) if args.ingest_only else STAGES
+    report(measure(args.drives, args.minutes, args.workers, args.repeats, stages))
 
 
 if __name__ == "__main__":

@@ -27,19 +27,17 @@ from dataloop.labeling.score import score
 from dataloop.quality.suites import rules_dir
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--vehicles", type=int, default=2)
-    ap.add_argument("--minutes", type=float, default=3.0)
-    args = ap.parse_args()
+def measure(vehicles: int = 2, minutes: float = 3.0) -> dict:
+    """Drive-hours labelled per CPU-hour over a simulated fleet's drives, and each metric's
+    mean over the drives, onboard and offboard."""
     params = load_params(rules_dir() / "labeling" / "offboard.yaml")
     config = replace(
         SimConfig(), file_faults_per_drive={"truncated_file": 0.0, "missing_channel": 0.0}
     )
     with tempfile.TemporaryDirectory() as tmp:
         reports = simulate_fleet(
-            vehicles=args.vehicles,
-            minutes=args.minutes,
+            vehicles=vehicles,
+            minutes=minutes,
             seed=5,
             out=Path(tmp),
             start=datetime(2026, 11, 25, 8, tzinfo=UTC),
@@ -72,13 +70,28 @@ def main() -> None:
                     for m, v in score(table, truth, col).items():
                         sums[side][m] += v
                 n += 1
+    return {
+        "drives": n,
+        "drive_hours": seconds / 3600,
+        "cpu_s": cpu,
+        "drive_hours_per_cpu_hour": seconds / cpu,
+        "metrics": {side: {m: v / n for m, v in sums[side].items()} for side in sums},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--vehicles", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=3.0)
+    args = ap.parse_args()
+    r = measure(args.vehicles, args.minutes)
     print(
-        f"{n} drives, {seconds / 3600:.3f} drive-hours labelled in {cpu:.2f} s CPU: "
-        f"{seconds / cpu:,.0f} drive-hours per CPU-hour"
+        f"{r['drives']} drives, {r['drive_hours']:.3f} drive-hours labelled in "
+        f"{r['cpu_s']:.2f} s CPU: {r['drive_hours_per_cpu_hour']:,.0f} drive-hours per CPU-hour"
     )
     print(f"{'metric':<30}{'onboard':>10}{'offboard':>10}")
     for m in METRICS:
-        print(f"{m:<30}{sums['onboard'][m] / n:>10.4f}{sums['offboard'][m] / n:>10.4f}")
+        print(f"{m:<30}{r['metrics']['onboard'][m]:>10.4f}{r['metrics']['offboard'][m]:>10.4f}")
 
 
 if __name__ == "__main__":

@@ -143,13 +143,9 @@ def _amqp(broker, bodies: list[str], track) -> tuple[str, object]:
     return spec, left
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--queue", choices=["amqp", "sqs"], default="amqp")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-
+def measure(events: int = 10_000, queue: str = "amqp") -> dict:
+    """The ticks' seconds and ratios (see the module's docstring), and whether every tick
+    requested listing's runs and left nothing unconsumed."""
     import boto3
     from rich.progress import track
 
@@ -171,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         # The fleet's last hours: committed manifests of 100 vehicles.
         day = datetime.now(UTC).date()
         keys = [
-            RawKeys(day, f"veh-{i % 100:03d}", f"drive-{i:05d}").manifest
-            for i in range(args.events)
+            RawKeys(day, f"veh-{i % 100:03d}", f"drive-{i:05d}").manifest for i in range(events)
         ]
 
         def put(key: str) -> datetime:
@@ -181,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with ThreadPoolExecutor(16) as pool:
             stored = list(track(pool.map(put, keys), "manifests", len(keys)))
-        broker = _rabbitmq(stack) if args.queue == "amqp" else None
+        broker = _rabbitmq(stack) if queue == "amqp" else None
 
         def queue_ticks(bodies: list[str]) -> tuple[float, float, list, int]:
             """A queue holding ``bodies``: its receiving tick, the next (acknowledging)
@@ -201,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         untimed = [_event(store.prefix + k, None) for k in keys]
         headed_s, _, headed_runs, headed_left = queue_ticks(untimed)
 
-    rows = {
-        "queue": args.queue,
-        "events": args.events,
+    return {
+        "queue": queue,
+        "events": events,
         "listing_tick_s": round(listing_s, 2),
         "queue_tick_s": round(receive_s, 2),
         "ack_tick_s": round(ack_s, 2),
@@ -217,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         "same_runs_as_listing": queue_runs == listing_runs == headed_runs,
         "left_in_queue": left_in_queue + headed_left,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--queue", choices=["amqp", "sqs"], default="amqp")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    rows = measure(args.events, args.queue)
     if args.json:
         print(json.dumps(rows))
     else:

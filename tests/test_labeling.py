@@ -1,5 +1,6 @@
 """Offboard auto-labels on fleet-simulator drives: they beat the car's own perception on
-every metric against ground truth, and a parameter change relabels."""
+every metric against ground truth, and a parameter change relabels. The two-axis smoother
+equals the textbook 4-state filter."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.labeling.hour import METRICS
+from dataloop.labeling.offboard import smooth_track
 from dataloop.lake import ledger
 from tests.helpers import hourly_assets, materialize_hours, simulated_lake
 
@@ -123,3 +126,44 @@ def test_review_export_is_valid_coco_and_an_import_changes_exactly_that_track(la
             assert a["object_class"] == "truck" and a["reviewed"]
         else:
             assert a == b
+
+
+def _one_track(t_s: np.ndarray, z: np.ndarray, r: np.ndarray, q: float) -> np.ndarray:
+    """The 4-state Kalman filter and RTS smoother of one track in 4x4 matrices (the
+    labeller's own until 2026-12): the reference."""
+    n, eye = len(t_s), np.eye(4)
+    xf, xp = np.zeros((n, 4)), np.zeros((n, 4))
+    pf, pp = np.zeros((n, 4, 4)), np.zeros((n, 4, 4))
+    x, p, fs = z[0].copy(), np.diag(r[0]), []
+    for i in range(n):
+        dt = t_s[i] - t_s[i - 1] if i else 0.0
+        f = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+        a4, a3, a2 = dt**4 / 4, dt**3 / 2, dt**2
+        qm = q * q * np.array([[a4, 0, a3, 0], [0, a4, 0, a3], [a3, 0, a2, 0], [0, a3, 0, a2]])
+        if i:
+            x, p = f @ x, f @ p @ f.T + qm
+        xp[i], pp[i] = x, p
+        fs.append(f)
+        if not np.isnan(z[i, 0]):
+            k = p @ np.linalg.inv(p + np.diag(r[i]))
+            x, p = x + k @ (z[i] - x), (eye - k) @ p
+        xf[i], pf[i] = x, p
+    xs = xf.copy()
+    for i in range(n - 2, -1, -1):
+        c = pf[i] @ fs[i + 1].T @ np.linalg.inv(pp[i + 1])
+        xs[i] = xf[i] + c @ (xs[i + 1] - xp[i + 1])
+    return xs
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_two_axis_smoother_equals_the_four_state_filter(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        n = int(rng.integers(1, 300))
+        t_s = np.concatenate([[0.0], np.cumsum(rng.uniform(0.08, 0.12, n - 1))])  # 10 Hz, jitter
+        z = rng.normal(0, 20, (n, 4))
+        z[1:][rng.random(n - 1) < 0.3] = np.nan  # unseen frames (the first is seen)
+        r = rng.uniform(0.05, 2.0, (n, 4))
+        np.testing.assert_allclose(
+            smooth_track(t_s, z, r, 1.5), _one_track(t_s, z, r, 1.5), rtol=0, atol=1e-9
+        )

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.helpers import free_port, init_instance, stop_group  # noqa: E402
+from tests.helpers import init_instance, start_redis, stop_group  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -77,28 +77,6 @@ def _env(home: Path, lake: Path, **extra: str) -> dict[str, str]:
     return {**env, "DAGSTER_HOME": str(home), "DATALOOP_LAKE": str(lake), **extra}
 
 
-def _redis(root: Path) -> tuple[str, subprocess.Popen]:
-    import socket
-
-    exe = shutil.which("redis-server")
-    if not exe:
-        raise SystemExit("no redis-server: apt-get install redis-server (.ci/run does)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return f"redis://127.0.0.1:{port}/0", proc
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def _tables(lake: Path) -> list[str]:
     return sorted(p.relative_to(lake).as_posix() for p in (lake / "tables").rglob("*.parquet"))
 
@@ -118,7 +96,7 @@ def measure(vehicles: int = 4, minutes: float = 1.0) -> dict:
             "one": _execute(_env(work / "home-one", lakes["one"], DATALOOP_WORKERS="1"), hour),
             "pool": _execute(_env(work / "home-pool", lakes["pool"]), hour),
         }
-        broker, redis = _redis(work)
+        broker, redis = start_redis(work)
         env = _env(
             work / "home-celery", lakes["celery"], DATALOOP_EXECUTOR="celery",
             DATALOOP_CELERY_BROKER=broker, DATALOOP_HOUR_SHARDS=str(vehicles),

@@ -321,6 +321,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
+    """A throwaway Redis on loopback (Debian's redis-server; .ci/run installs it), in a
+    session of its own: its URL and process, once it answers."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise RuntimeError("redis-server is missing: .ci/run installs Debian's redis-server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"redis://127.0.0.1:{port}/0", proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_group(proc, grace=10)
+                raise RuntimeError("redis did not start") from None
+            time.sleep(0.1)
+
+
 def init_instance(home: str | Path) -> None:
     """Make a new Dagster home's SQLite storage, before processes that share it start: two
     processes creating it at once can both create its tables or stamp its schema version."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 from dataloop.fleet.uploader import upload_drive
 from dataloop.lake.layout import parse_raw_key
 from dataloop.lake.local import LocalStore
-from tests.helpers import free_port, init_instance, stop_group
+from tests.helpers import init_instance, start_redis, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -32,25 +31,10 @@ VOLATILE = ("processed_at", "arrived_at", "started_at", "finished_at", "written_
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway Redis on loopback (Debian's redis-server; .ci/run installs it)."""
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is missing: .ci/run installs Debian's redis-server"
-    port, folder = free_port(), tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=30)
+    """A throwaway Redis on loopback for the module (the broker)."""
+    url, proc = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop_group(proc, grace=30)
 
 
 def _upload_hour(store: LocalStore, make_log) -> str:

@@ -113,15 +113,14 @@ def head_all(store: ObjectStore, keys: Iterable[str]) -> list[ObjectInfo]:
 def resolve(store: ObjectStore, announced: Iterable[Announced]) -> list[ObjectInfo]:
     """The announced manifests as listing would return them, for planning hour runs: from the
     event where its time is clear of an hour's edge, else by a HEAD."""
-    certain: dict[str, ObjectInfo] = {}
-    uncertain: set[str] = set()
+    certain: list[ObjectInfo] = []
+    uncertain: list[str] = []
     for a in announced:
         if a.event_time is not None and a.hour_is_certain():
-            certain[a.key] = ObjectInfo(a.key, a.size, a.event_time, a.etag)
+            certain.append(ObjectInfo(a.key, a.size, a.event_time, a.etag))
         else:
-            uncertain.add(a.key)
-    infos = list(certain.values()) + head_all(store, uncertain - set(certain))
-    return sorted(infos, key=lambda o: (o.last_modified, o.key))
+            uncertain.append(a.key)
+    return sorted(certain + head_all(store, uncertain), key=lambda o: (o.last_modified, o.key))
 
 
 def manifests_from_events(

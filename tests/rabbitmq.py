@@ -7,10 +7,8 @@ Erlang port mapper (``epmd``) it starts is shared and stays.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, stop_group
+from tests.radosgw import _die_with_parent
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 START_TIMEOUT_S = 60.0
@@ -37,11 +36,6 @@ class Broker:
         """A ``DATALOOP_UPLOAD_QUEUE`` spec for a stream on this broker."""
         query = f"queue={queue}" + (f"&exchange={exchange}" if exchange else "")
         return f"amqp://guest:guest@{self.host}:{self.port}/?{query}"
-
-
-def _die_with_parent() -> None:
-    os.setsid()
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _answers(port: int) -> bool:
@@ -75,7 +69,12 @@ def start(root: Path) -> tuple[Broker, subprocess.Popen]:
     log = root / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [SERVER], env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            [SERVER],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _answers(port):

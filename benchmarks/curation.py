@@ -138,7 +138,7 @@ def mining_benchmark(drive_hours: float = 100.0, seed: int = 7) -> dict:
 
     import pyarrow as pa
 
-    from dataloop.curation.scenarios import connect, load_scenarios, mine
+    from dataloop.curation.scenarios import load_scenarios, mine, open_views
     from dataloop.fleet.simulator.config import SimConfig
     from dataloop.fleet.simulator.fleet import simulate_fleet
     from dataloop.ingest.decode import decode_log
@@ -184,7 +184,8 @@ def mining_benchmark(drive_hours: float = 100.0, seed: int = 7) -> dict:
                     }
                 )
         hours = copies * seconds / 3600
-        con = connect(store, drives)
+        tables = open_views(store, drives, "duckdb")
+        con = tables.con
         start = time.perf_counter()
         rows = con.sql("SELECT count(*), sum(x + y + vx + vy) FROM tracks").fetchall()[0][0]
         rows += con.sql(
@@ -192,7 +193,7 @@ def mining_benchmark(drive_hours: float = 100.0, seed: int = 7) -> dict:
         ).fetchall()[0][0]
         scan = time.perf_counter() - start
         start = time.perf_counter()
-        clips, counts = mine(con, load_scenarios(), "2026-11-25")
+        clips, counts = mine(tables, load_scenarios(), "2026-11-25")
         mining = time.perf_counter() - start
     print(f"mining: {hours:.1f} drive-hours, {len(drives)} drives, {rows / 1e6:.1f} M rows")
     print(f"  plain scan {scan:6.2f} s   mining {mining:6.2f} s   ratio {mining / scan:5.1f}x")

@@ -11,6 +11,7 @@ killed pytest leaves none behind) and is stopped by its pid at teardown.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import ipaddress
@@ -24,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,54 @@ class Radosgw:
                 response_checksum_validation="when_required",
             ),
         )
+
+    def spawn(self, *args: str) -> None:
+        """Start a daemon of this cluster in the foreground, its output appended under log/."""
+        log = (self.root / "log" / f"{args[0]}.out").open("ab")
+        c = ["-c", str(self.root / "ceph.conf")]
+        self.procs.append(
+            subprocess.Popen([*args, *c, "-f"], stdout=log, stderr=log, preexec_fn=_die_with_parent)
+        )
+
+    def gateway_alive(self) -> bool:
+        return (
+            bool(self.procs)
+            and self.procs[-1].args[0] == "radosgw"
+            and (self.procs[-1].poll() is None)
+        )
+
+    def gateway_log(self, lines: int = 40) -> str:
+        """The gateway's last words: its output and the end of its log (a crash's backtrace)."""
+        out = (self.root / "log" / "radosgw.out").read_text(errors="replace").splitlines()
+        log = (self.root / "log" / "client.rgw.a.log").read_text(errors="replace").splitlines()
+        return "\n".join(["radosgw.out:", *out[-lines:], "client.rgw.a.log:", *log[-lines:]])
+
+    @contextlib.contextmanager
+    def crash_reported(self) -> Iterator[None]:
+        """A failure while the gateway lies dead carries its last words."""
+        try:
+            yield
+        except Exception as e:
+            if not self.gateway_alive():
+                raise AssertionError(f"radosgw died:\n{self.gateway_log()}") from e
+            raise
+
+    def restart_gateway(self) -> None:
+        """A new radosgw process on the same cluster and ports (a clean notification state)."""
+        gateway = self.procs[-1]
+        assert gateway.args[0] == "radosgw", gateway.args
+        if gateway.poll() is None:
+            gateway.terminate()  # radosgw 16 may take minutes to shut down: its grace is 10 s
+            try:
+                gateway.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                gateway.wait(timeout=30)
+        self.procs.pop()
+        self.spawn("radosgw", "-n", "client.rgw.a")
+        s3 = self.client(https=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        _wait("radosgw", lambda: s3.list_buckets() is not None, self.procs, deadline)
 
     def admin(self, *args: str) -> Any:
         """``radosgw-admin`` against this cluster; its JSON output parsed."""
@@ -242,22 +292,16 @@ def start(root: Path) -> Radosgw:
     gw = Radosgw(root, f"http://127.0.0.1:{http}", f"https://127.0.0.1:{https}",
                  root / "rgw.crt", "dataloop-admin", secrets.token_hex(20))  # fmt: skip
 
-    def spawn(*args: str) -> None:
-        log = (root / "log" / f"{args[0]}.out").open("wb")
-        gw.procs.append(
-            subprocess.Popen([*args, *c, "-f"], stdout=log, stderr=log, preexec_fn=_die_with_parent)
-        )
-
     try:
-        spawn("ceph-mon", "-i", "a")
+        gw.spawn("ceph-mon", "-i", "a")
         osd_uuid = str(uuid.uuid4())
         _wait("the monitor", lambda: _run("ceph", *c, "osd", "new", osd_uuid, "0", timeout=10),
               gw.procs, deadline)  # fmt: skip
         _run("ceph-osd", *c, "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
-        spawn("ceph-osd", "-i", "0")
+        gw.spawn("ceph-osd", "-i", "0")
         _wait("the OSD", lambda: " 1 up" in _run("ceph", *c, "osd", "stat", timeout=10).stdout,
               gw.procs, deadline)  # fmt: skip
-        spawn("radosgw", "-n", "client.rgw.a")
+        gw.spawn("radosgw", "-n", "client.rgw.a")
         _wait("radosgw", lambda: _http_answers(gw.endpoint), gw.procs, deadline)
         gw.admin("user", "create", "--uid", gw.access_key, "--display-name", "dataloop admin",
                  "--access-key", gw.access_key, "--secret-key", gw.secret_key,
@@ -311,6 +355,10 @@ def radosgw_lake(radosgw: Radosgw, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", radosgw.secret_key)
     # boto3's default session caches the first credentials it resolved (moto's, often)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    if not radosgw.gateway_alive():
+        # A crash of the gateway would fail every later test; say so once, and go on on a new one.
+        warnings.warn(f"radosgw had died; restarted\n{radosgw.gateway_log()}", stacklevel=1)
+        radosgw.restart_gateway()
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
     radosgw.client().create_bucket(Bucket=bucket)
     return f"s3://{bucket}/dataloop"

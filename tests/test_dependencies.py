@@ -22,8 +22,26 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-RUNTIME = [Requirement(r) for r in PROJECT["dependencies"]]
-DECLARED = RUNTIME + [Requirement(r) for r in PROJECT["optional-dependencies"]["test"]]
+EXTRAS = PROJECT["optional-dependencies"]
+
+
+def _requirements(lines: list[str]) -> list[Requirement]:
+    """``lines`` as requirements, with this project's own extras (``dataloop[spark]``) spelled
+    out."""
+    out: list[Requirement] = []
+    for req in map(Requirement, lines):
+        if canonicalize_name(req.name) == PROJECT["name"]:
+            out += [r for extra in sorted(req.extras) for r in _requirements(EXTRAS[extra])]
+        else:
+            out.append(req)
+    return out
+
+
+# What dataloop's code may import: its dependencies and its feature extras (all but `test`).
+RUNTIME = _requirements(
+    PROJECT["dependencies"] + [r for name, rs in EXTRAS.items() if name != "test" for r in rs]
+)
+DECLARED = RUNTIME + _requirements(EXTRAS["test"])
 
 NOT_IMPORTED = {
     "dagster-webserver": "the UI: `dagster dev`, `dataloop demo --ui`",

@@ -278,6 +278,14 @@ def test_a_committed_upload_reaches_the_sensor_through_rabbitmq_exactly_once(
 ):
     """radosgw pushes to a RabbitMQ stream (declared by bootstrap) and the real sensor, on the
     queue path with its daily listing already done, requests the upload's hour from it."""
+    # A fresh gateway: radosgw 16 keeps its AMQP connections for the process's life, and one
+    # that has pushed to another exchange of the same broker fails to connect to this one.
+    radosgw.restart_gateway()
+    with radosgw.crash_reported():
+        _rabbitmq_push(radosgw, radosgw_lake, rabbitmq, tmp_path, capsys, make_log, monkeypatch)
+
+
+def _rabbitmq_push(radosgw, radosgw_lake, rabbitmq, tmp_path, capsys, make_log, monkeypatch):
     name = f"uploads-{uuid.uuid4().hex[:8]}"
     spec = rabbitmq.url(name, exchange=f"{name}-x")
     bucket = _bucket(radosgw_lake)
@@ -312,6 +320,7 @@ def test_a_committed_upload_reaches_the_sensor_through_rabbitmq_exactly_once(
             ) as ctx:
                 tick = raw_upload_sensor(ctx)
             requests, cursor = tick.run_requests, tick.cursor
+    assert requests, f"no notification reached the sensor in 90 s\n{radosgw.gateway_log()}"
     listed, _ = find_new_manifests(
         S3Store(bucket, PREFIX, client=radosgw.client()), ArrivalCursor()
     )

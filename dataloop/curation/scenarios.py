@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -30,10 +30,10 @@ from dataloop.ingest.tables import SCHEMAS, lacking, read_table, to_parquet
 from dataloop.labeling.offboard import LABEL_SCHEMA
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
+from dataloop.lake.engines import DuckTables, Tables, open_tables
 from dataloop.lake.hashing import sha256_json
 from dataloop.lake.layout import day_index_key
 from dataloop.lake.pointers import read_json, write_json
-from dataloop.lake.query import register_table
 from dataloop.lake.store import ObjectExists, ObjectStore
 from dataloop.quality.suites import rules_dir
 
@@ -46,8 +46,7 @@ _TRACK_COLUMNS = "vehicle_id, drive_id, t, {id} AS track_id, object_class, x, y,
 )
 
 
-_EGO_POSE = """CREATE VIEW ego_pose AS
-WITH s AS (
+_EGO_POSE = """WITH s AS (
     SELECT vehicle_id, drive_id, t, speed_mps, yaw_rate_radps, turn_signal,
            least(greatest(coalesce(epoch(t) - lag(epoch(t)) OVER w, 0), 0), 0.1) AS dt
     FROM vehicle_state
@@ -100,12 +99,14 @@ def curatable(state: ledger.DriveState, needs: tuple[str, ...] = NEEDS) -> dict[
     }
 
 
-def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the views the scenario queries read."""
-    con = duckdb.connect()
+def open_views(
+    store: ObjectStore, drives: list[dict[str, Any]], engine: str | None = None
+) -> Tables:
+    """The views the scenario queries read, on ``engine`` (``DATALOOP_TABLE_ENGINE``)."""
+    tables = open_tables(store, engine)
     for name in ("vehicle_state", "events", "objects"):
-        register_table(con, store, name, [d["tables"][name] for d in drives], SCHEMAS[name])
-    register_table(con, store, "labels", [d["labels"] for d in drives if d["labels"]], LABEL_SCHEMA)
+        tables.parquet(name, [d["tables"][name] for d in drives], SCHEMAS[name])
+    tables.parquet("labels", [d["labels"] for d in drives if d["labels"]], LABEL_SCHEMA)
     labelled = pa.table(
         {
             "vehicle_id": [d["vehicle_id"] for d in drives if d["labels"]],
@@ -113,16 +114,16 @@ def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPy
         },
         schema=pa.schema([("vehicle_id", pa.string()), ("drive_id", pa.string())]),
     )
-    con.register("labelled", labelled)
-    con.sql(
-        f"""CREATE VIEW tracks AS
-        SELECT {_TRACK_COLUMNS.format(id="track_id")} FROM labels
+    tables.arrow("labelled", labelled)
+    tables.view(
+        "tracks",
+        f"""SELECT {_TRACK_COLUMNS.format(id="track_id")} FROM labels
         UNION ALL
         SELECT {_TRACK_COLUMNS.format(id="object_id")} FROM objects o
         WHERE NOT EXISTS (SELECT 1 FROM labelled l
-                          WHERE l.vehicle_id = o.vehicle_id AND l.drive_id = o.drive_id)"""
+                          WHERE l.vehicle_id = o.vehicle_id AND l.drive_id = o.drive_id)""",
     )
-    con.sql(_EGO_POSE)
+    tables.view("ego_pose", _EGO_POSE)
     meta = pa.table(
         {
             c: [d[c] for d in drives]
@@ -133,15 +134,20 @@ def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPy
             + [("road", pa.string()), ("conditions", pa.string())]
         ),
     )
-    con.register("drive_meta", meta)
-    con.sql(
-        """CREATE VIEW drives AS
-        SELECT m.*, s.start_t, s.end_t FROM drive_meta m JOIN (
+    tables.arrow("drive_meta", meta)
+    tables.view(
+        "drives",
+        """SELECT m.*, s.start_t, s.end_t FROM drive_meta m JOIN (
             SELECT vehicle_id, drive_id, min(t) AS start_t, max(t) AS end_t
-            FROM vehicle_state GROUP BY ALL
-        ) s USING (vehicle_id, drive_id)"""
+            FROM vehicle_state GROUP BY vehicle_id, drive_id
+        ) s ON m.vehicle_id = s.vehicle_id AND m.drive_id = s.drive_id""",
     )
-    return con
+    return tables
+
+
+def connect(store: ObjectStore, drives: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the views the scenario queries read."""
+    return cast(DuckTables, open_views(store, drives, "duckdb")).con
 
 
 def _merge(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -163,21 +169,21 @@ def _merge(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def mine(
-    con: duckdb.DuckDBPyConnection, scenarios: list[Scenario], day: str
-) -> tuple[pa.Table, dict[str, int]]:
-    """Run every scenario over the connected drives: the clips, and hit counts per scenario."""
+def mine(tables: Tables, scenarios: list[Scenario], day: str) -> tuple[pa.Table, dict[str, int]]:
+    """Run every scenario over the drives of ``tables`` (``open_views``): the clips, and hit
+    counts per scenario."""
+    columns = ("drive_version", "road", "conditions", "start_t", "end_t")
     meta = {
-        (r[0], r[1]): r[2:]
-        for r in con.sql(
+        (r["vehicle_id"], r["drive_id"]): tuple(r[c] for c in columns)
+        for r in tables.query(
             "SELECT vehicle_id, drive_id, drive_version, road, conditions, start_t, end_t "
             "FROM drives"
-        ).fetchall()
+        ).to_pylist()
     }
     rows: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     for scenario in scenarios:
-        hits = con.sql(scenario.sql).to_arrow_table().to_pylist()
+        hits = tables.query(scenario.sql).to_pylist()
         clips = _merge([h for h in hits if (h["vehicle_id"], h["drive_id"]) in meta])
         counts[scenario.name] = len(clips)
         for c in clips:
@@ -213,28 +219,38 @@ def mine(
     return table.take(order), counts
 
 
-def mine_day(store: ObjectStore, day: str, scenarios: list[Scenario]) -> dict[str, Any]:
-    """Mine one arrival day into an immutable clip table and point the day's index at it."""
-    states = ledger.drives_of_day(store, day)
-    state = ledger.day_state_of(states)
+def minable(states: list[ledger.DriveState]) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """The drives of ``states`` that mining reads (``curatable``), and those it sets aside
+    (vehicle, drive, reason)."""
     drives = [curatable(s) for s in states if s.version is not None]
     aside = sorted(
         [d["vehicle_id"], d["drive_id"], d["set_aside"]] for d in drives if d["set_aside"]
     )
-    drives = [d for d in drives if not d["set_aside"]]
-    clips, counts = mine(connect(store, drives), scenarios, day)
+    return [d for d in drives if not d["set_aside"]], aside
+
+
+def mine_day(
+    store: ObjectStore, day: str, scenarios: list[Scenario], engine: str | None = None
+) -> dict[str, Any]:
+    """Mine one arrival day on ``engine`` (``DATALOOP_TABLE_ENGINE``) into an immutable clip
+    table and point the day's index at it."""
+    states = ledger.drives_of_day(store, day)
+    drives, aside = minable(states)
+    tables = open_views(store, drives, engine)
+    clips, counts = mine(tables, scenarios, day)
     data, sha = to_parquet(clips)
     key = L.day_clips_key(day, sha)
     with contextlib.suppress(ObjectExists):
         store.put(key, data)
     record = {
         "day": day,
-        "state": state,
+        "state": ledger.day_state_of(states),
         "clips_key": key,
         "clips": clips.num_rows,
         "drives": len(drives),
         "set_aside": aside,
         "per_scenario": counts,
+        "engine": tables.engine,
         "library_version": library_version(scenarios),
         "drive_versions": sorted(
             [d["vehicle_id"], d["drive_id"], d["drive_version"]] for d in drives

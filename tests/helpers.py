@@ -268,6 +268,13 @@ def simulated_lake(
     return store, reports, instance, hours
 
 
+def pipes_client() -> dict:
+    """The Pipes client the code location provides (training, Spark applications)."""
+    import dagster as dg
+
+    return {"pipes_subprocess_client": dg.PipesSubprocessClient()}
+
+
 def curate(store, instance, days: list[str]):
     """Mine every day's scenario index, then build the training dataset; returns the
     dataset's materialization result."""
@@ -277,7 +284,7 @@ def curate(store, instance, days: list[str]):
     from dataloop.defs.resources import LakeResource
 
     assets = [*hourly_assets(), scenario_index, training_dataset]
-    resources = {"lake": LakeResource(url=str(store.root))}
+    resources = {"lake": LakeResource(url=str(store.root)), **pipes_client()}
     for day in days:
         assert dg.materialize(
             assets,

@@ -18,7 +18,7 @@ from dataloop.defs.curation.automation import curation_automation, lookback_days
 from dataloop.defs.resources import LakeResource
 from dataloop.lake.layout import utc_hour_key
 from dataloop.lake.local import LocalStore
-from tests.helpers import commit_raw, hourly_assets, materialize_hours
+from tests.helpers import commit_raw, hourly_assets, materialize_hours, pipes_client
 
 ENTERED, RELEASE = threading.Event(), threading.Event()
 
@@ -84,7 +84,7 @@ def _mine(store, instance, day: str, lake: LakeResource | None = None) -> dg.Exe
         [*hourly_assets(), scenario_index, clip_embeddings, training_dataset],
         partition_key=day,
         instance=instance,
-        resources={"lake": lake or LakeResource(url=str(store.root))},
+        resources={"lake": lake or LakeResource(url=str(store.root)), **pipes_client()},
         selection=[scenario_index],
     )
 

@@ -19,7 +19,7 @@ from dataloop.lake import ledger
 from dataloop.lake.engines import engine_name
 from dataloop.lake.pointers import read_json
 from dataloop.lake.spark_sql import UntranslatableSQL, to_spark
-from tests.helpers import hourly_assets, simulated_lake
+from tests.helpers import hourly_assets, pipes_client, simulated_lake
 from tests.spark import spark_cluster  # noqa: F401 - the session fixture
 
 SCENARIOS = {s.name for s in load_scenarios()}
@@ -86,19 +86,27 @@ def test_the_scenario_index_asset_runs_on_the_engine_the_switch_names(
     from dataloop.defs.resources import LakeResource
 
     store, instance, days = fleet
-    resources = {"lake": LakeResource(url=str(store.root))}
-    records = {}
+    resources = {"lake": LakeResource(url=str(store.root)), **pipes_client()}
+    records, metadata = {}, {}
     for engine in ("duckdb", "spark"):
         monkeypatch.setenv("DATALOOP_TABLE_ENGINE", engine)
-        assert dg.materialize(
+        result = dg.materialize(
             [*hourly_assets(), scenario_index],
             partition_key=days[-1],
             instance=instance,
             resources=resources,
             selection=[scenario_index],
-        ).success
+        )
+        assert result.success
         records[engine] = read_json(store, L.day_index_key(days[-1])) or {}
+        (event,) = result.asset_materializations_for_node("scenario_index")
+        metadata[engine] = {k: v.value for k, v in event.metadata.items()}
     assert records["spark"]["engine"] == "spark" and records["duckdb"]["engine"] == "duckdb"
+    # spark-submit ran the application on the cluster and reported it back over Pipes
+    assert metadata["spark"]["spark_master"] == on_cluster.master
+    assert metadata["spark"]["spark_application"].startswith("app-")
+    assert "spark_application" not in metadata["duckdb"]
+    assert metadata["spark"]["clips"] == metadata["duckdb"]["clips"] > 0
     # the same clips, so the same immutable clip table
     assert records["spark"]["clips_key"] == records["duckdb"]["clips_key"]
 

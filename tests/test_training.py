@@ -25,7 +25,7 @@ from dataloop.policy import bundle as B
 from dataloop.training.config import model_config, trigger_policy
 from dataloop.training.train import train
 from dataloop.training.trigger import decide
-from tests.helpers import curate, simulated_lake
+from tests.helpers import curate, pipes_client, simulated_lake
 
 EPOCHS = 8
 TOLERANCE = 1e-6
@@ -63,7 +63,7 @@ def _evaluate(store, instance, cursor=None):
                 assets=[trained_model, simulation_report],
                 resources={
                     "lake": LakeResource(url=str(store.root)),
-                    "pipes_subprocess_client": dg.PipesSubprocessClient(),
+                    **pipes_client(),
                 },
             ),
             instance=instance,
@@ -88,7 +88,7 @@ def trained(curated):
         instance=instance,
         resources={
             "lake": LakeResource(url=str(store.root)),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+            **pipes_client(),
         },
         run_config={"ops": {"trained_model": {"config": {"epochs": EPOCHS}}}},
     )

@@ -152,6 +152,10 @@ def resources() -> dg.Definitions:
     s3 = s3_resource()
     # Registered under its own key too, so the UI lists it as a resource of its own.
     resources = {"lake": lake_resource(s3), "lake_s3": s3}
+    # Where work runs outside the code location: training (``python -m
+    # dataloop.training.train``) and Spark applications (spark-submit). A subprocess here;
+    # PipesK8sClient, PipesDatabricksClient or PipesEMRClient on a cluster (docs/scaling.md).
+    resources["pipes_subprocess_client"] = dg.PipesSubprocessClient()
     if (io_manager := step_io_manager(s3)) is not None:
         resources["io_manager"] = io_manager
     return dg.Definitions(resources=resources)

@@ -12,7 +12,9 @@ Spark's timestamps are microseconds: nanoseconds are truncated on the way in.
 from __future__ import annotations
 
 import os
+import sys
 from functools import cache
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,13 +26,17 @@ from dataloop.lake.store import ObjectStore
 MASTER_ENV = "DATALOOP_SPARK_MASTER"
 
 
+def master() -> str:
+    return os.environ.get(MASTER_ENV) or "local[*]"
+
+
 @cache
-def session(master: str | None = None):
-    """This process's Spark session (one per process, made on first use)."""
+def session():
+    """This process's Spark session on ``DATALOOP_SPARK_MASTER`` (made on first use)."""
     from pyspark.sql import SparkSession
 
     return (
-        SparkSession.builder.master(master or os.environ.get(MASTER_ENV) or "local[*]")
+        SparkSession.builder.master(master())
         .appName("dataloop")
         .config("spark.sql.session.timeZone", "UTC")
         # DuckDB's semantics: a division by zero is NULL, not an error
@@ -40,6 +46,18 @@ def session(master: str | None = None):
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
+
+
+def submit_command(app: Path, name: str) -> tuple[list[str], dict[str, str]]:
+    """The spark-submit command line, and the environment it adds, that runs the Python file
+    ``app`` as a Spark application on ``DATALOOP_SPARK_MASTER``, with this interpreter (and so
+    this installation of dataloop) as its driver."""
+    import pyspark
+
+    home = Path(os.environ.get("SPARK_HOME") or Path(pyspark.__file__).parent)
+    command = [str(home / "bin" / "spark-submit"), "--master", master(), "--name", name,
+               "--conf", "spark.log.level=WARN", str(app)]  # fmt: skip
+    return command, {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
 def _to_spark_arrow(table: pa.Table) -> pa.Table:

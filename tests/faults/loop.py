@@ -65,14 +65,14 @@ def process_lake(url: str, run: LoopRun, *, curate: bool = True, instance=None) 
     from dataloop.defs.curation.assets import scenario_index, training_dataset
     from dataloop.defs.resources import LakeResource, s3_resource
     from dataloop.ingest.hour import arrival_hours, upload_days
-    from tests.helpers import hourly_assets
+    from tests.helpers import hourly_assets, pipes_client
 
     store = open_store(url)
     instance = instance or dg.DagsterInstance.ephemeral()
     hourly = hourly_assets()
     assets = [*hourly, scenario_index, training_dataset]
     # The S3 settings as the code location makes them: from the environment, secrets as EnvVars.
-    resources = {"lake": LakeResource(url=url, s3=s3_resource())}
+    resources = {"lake": LakeResource(url=url, s3=s3_resource()), **pipes_client()}
     hours = again(lambda: arrival_hours(store, upload_days(store)), run, "run_retries")
 
     def materialize(selection: list, partition: str | None) -> None:

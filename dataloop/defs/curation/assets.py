@@ -1,6 +1,7 @@
 """Curation: the daily scenario index and search index, and the versioned training dataset."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -15,8 +16,10 @@ from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
 from dataloop.defs.set_aside import set_aside_metadata
+from dataloop.lake.engines import engine_name
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import key_digest
+from dataloop.lake.layout import day_index_key, key_digest
+from dataloop.lake.pointers import read_json
 from dataloop.rules import snapshot
 from dataloop.search.index import index_code_version
 
@@ -42,15 +45,33 @@ def _table(rows: list[dict], columns: dict[str, str]) -> dg.MetadataValue:
     group_name="curation",
     # Editing a query of assets/scenarios/ marks every mined day stale: backfill to re-mine.
     code_version=f"scenarios-1.library-{library_version(SCENARIOS)}",
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "spark", "parquet"},
     tags={"dataloop/stage": "curation"},
     pool="duckdb",
     automation_condition=RECENT_DAY_UPDATED,
 )
-def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def scenario_index(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
     """Every clip the scenario library finds in the day's approved, anonymised drives:
-    drive, start, end, tags, severity (offboard labels where a drive has them)."""
-    record = mine_day(lake.store(), context.partition_key, SCENARIOS)
+    drive, start, end, tags, severity (offboard labels where a drive has them). Mined by
+    DuckDB in this step, or by a Spark application launched through Pipes
+    (``DATALOOP_TABLE_ENGINE=spark``)."""
+    day, spark = context.partition_key, {}
+    if engine_name() == "spark":
+        from dataloop.curation import spark_app
+        from dataloop.lake.spark import submit_command
+
+        command, env = submit_command(Path(spark_app.__file__), f"dataloop-mine-{day}")
+        invocation = pipes_subprocess_client.run(
+            command=command, context=context, env=env, extras={"lake": lake.url, "day": day}
+        )
+        spark = invocation.get_materialize_result().metadata or {}
+        record = read_json(lake.store(), day_index_key(day))
+    else:
+        record = mine_day(lake.store(), day, SCENARIOS, "duckdb")
     rows = [{"scenario": s, "clips": n} for s, n in sorted(record["per_scenario"].items())]
     return dg.MaterializeResult(
         data_version=dg.DataVersion(key_digest(record["clips_key"])),
@@ -60,6 +81,8 @@ def scenario_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
             **set_aside_metadata(map(tuple, record["set_aside"])),
             "per_scenario": _table(rows, {"scenario": "string", "clips": "int"}),
             "index": dg.MetadataValue.path(record["clips_key"]),
+            "engine": dg.MetadataValue.text(record["engine"]),
+            **spark,
         },
     )
 

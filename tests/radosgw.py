@@ -34,6 +34,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
 from tests.helpers import free_port
 
@@ -134,7 +135,8 @@ class Radosgw:
         self.spawn("radosgw", "-n", "client.rgw.a")
         s3 = self.client(https=True)
         deadline = time.monotonic() + START_TIMEOUT_S
-        _wait("radosgw", lambda: s3.list_buckets() is not None, self.procs, deadline)
+        _wait("radosgw", lambda: _http_answers(self.endpoint), self.procs, deadline)
+        _wait("radosgw over TLS", lambda: s3.list_buckets() is not None, self.procs, deadline)
 
     def admin(self, *args: str) -> Any:
         """``radosgw-admin`` against this cluster; its JSON output parsed."""
@@ -259,8 +261,8 @@ def _wait(what: str, ready, procs: list[subprocess.Popen], deadline: float) -> N
         try:
             if ready():
                 return
-        except (OSError, RuntimeError, subprocess.TimeoutExpired):
-            pass
+        except (OSError, RuntimeError, subprocess.TimeoutExpired, BotoCoreError):
+            pass  # not answering yet (botocore's connection errors are not OSErrors)
         time.sleep(0.3)
     raise RuntimeError(f"timed out waiting for {what}")
 

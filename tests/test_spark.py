@@ -1,5 +1,6 @@
-"""Scenario mining on Spark (``DATALOOP_TABLE_ENGINE=spark``): the same SQL files, translated,
-on a real standalone cluster of two workers, find exactly the clips DuckDB finds.
+"""Scenario mining and the dataset build on Spark (``DATALOOP_TABLE_ENGINE=spark``): the same
+SQL files, translated, on a real standalone cluster of two workers, find exactly the clips
+DuckDB finds, and the same policy builds the same manifest, byte for byte.
 
 The lake is a fleet-simulator fleet of its own (seed 33, used by no other test), with every
 corner case frequent enough that each scenario of the library has hits to compare."""
@@ -12,8 +13,10 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from dataloop.curation.scenarios import load_scenarios, minable, mine, open_views
+from dataloop.curation import datasets as D
+from dataloop.curation.scenarios import load_scenarios, minable, mine, mine_day, open_views
 from dataloop.fleet.simulator.config import SimConfig
+from dataloop.ingest.tables import to_parquet
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
 from dataloop.lake.engines import engine_name
@@ -109,6 +112,65 @@ def test_the_scenario_index_asset_runs_on_the_engine_the_switch_names(
     assert metadata["spark"]["clips"] == metadata["duckdb"]["clips"] > 0
     # the same clips, so the same immutable clip table
     assert records["spark"]["clips_key"] == records["duckdb"]["clips_key"]
+
+
+@pytest.fixture(scope="module")
+def mined(fleet):
+    """The fleet with every day mined (DuckDB): the scenario index a dataset is built from."""
+    store, instance, days = fleet
+    for day in days:
+        mine_day(store, day, load_scenarios(), "duckdb")
+    return fleet
+
+
+def _policy(name: str) -> D.Policy:
+    raw = D.load_policy().raw
+    if name == "capped":  # few clips per category (the cap decides), a floor, by vehicle
+        raw = {**raw, "max_clips_per_category": 5, "min_severity": 0.4}
+        raw["split"] = {**raw["split"], "by": "vehicle"}
+    return D.Policy(raw)
+
+
+@pytest.mark.parametrize("name", ["default", "capped"])
+def test_spark_builds_the_dataset_duckdb_builds(mined, on_cluster, name):
+    store, _, days = mined
+    policy = _policy(name)
+    duck, duck_report = D.build(D.open_clips(store, days, "duckdb"), policy)
+    on_spark, report = D.build(D.open_clips(store, days, "spark"), policy)
+    assert report == duck_report
+    assert to_parquet(on_spark)[1] == to_parquet(duck)[1]  # byte for byte: the same version
+    # each step had work to do: near-duplicates dropped, and (capped) the cap reached
+    assert sum(report["after_dedup"].values()) < sum(report["found"].values()), report
+    if name == "capped":
+        assert max(report["kept"].values()) == policy.raw["max_clips_per_category"], report
+        assert sum(report["kept"].values()) < sum(report["after_dedup"].values()), report
+    assert duck.num_rows > 0
+
+
+def test_the_dataset_asset_builds_on_the_engine_the_switch_names(mined, on_cluster, monkeypatch):
+    from dataloop.defs.curation.assets import training_dataset
+    from dataloop.defs.resources import LakeResource
+
+    store, instance, _ = mined
+    resources = {"lake": LakeResource(url=str(store.root)), **pipes_client()}
+    metadata = {}
+    for engine in ("spark", "duckdb"):
+        monkeypatch.setenv("DATALOOP_TABLE_ENGINE", engine)
+        result = dg.materialize([training_dataset], instance=instance, resources=resources)
+        assert result.success
+        (event,) = result.asset_materializations_for_node("training_dataset")
+        metadata[engine] = {k: v.value for k, v in event.metadata.items()}
+        metadata[engine]["version"] = event.tags["dagster/data_version"]
+    assert metadata["spark"]["engine"] == "spark" and metadata["duckdb"]["engine"] == "duckdb"
+    assert metadata["spark"]["spark_master"] == on_cluster.master
+    # the same manifest: one version, published once (the second build finds it the latest)
+    assert metadata["spark"]["version"] == metadata["duckdb"]["version"]
+    assert metadata["spark"]["seq"] == metadata["duckdb"]["seq"]
+    for key in ("clips", "not_eligible", "splits", "mix"):
+        assert metadata["spark"][key] == metadata["duckdb"][key], key
+    assert metadata["spark"]["clips"] > 0
+    record = D.find_version(store, metadata["spark"]["version"])
+    assert D.read_manifest(store, record).num_rows == metadata["spark"]["clips"]
 
 
 def test_a_bad_engine_name_says_what_is_allowed(monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from dataloop.curation.clips import CLIP_SCHEMA
 from dataloop.ingest.tables import read_table, to_parquet
 from dataloop.lake import layout as L
 from dataloop.lake import ledger
+from dataloop.lake.engines import Tables, open_tables
 from dataloop.lake.hashing import sha256_bytes, sha256_json
 from dataloop.lake.pointers import put_json, read_json, update_json
 from dataloop.lake.store import ObjectExists, ObjectStore
@@ -91,59 +93,36 @@ def _dedup(clips: list[dict], gap_s: float) -> list[dict]:
     return [c for group in kept.values() for c in group]
 
 
-def curate(clips: pa.Table, policy: Policy) -> tuple[pa.Table, dict[str, Any]]:
-    """Apply the policy: the manifest (sorted, so the same inputs give the same bytes) and
-    a report of what each step kept."""
-    mix = policy.mix
-    rows = [
-        c
-        for c in clips.to_pylist()
-        if c["scenario"] in mix and c["severity"] >= policy.raw.get("min_severity", 0.0)
-    ]
-    found = {s: sum(c["scenario"] == s for c in rows) for s in mix}
-    rows = _dedup(rows, float(policy.raw.get("near_duplicate_gap_s", 5.0)))
-    deduped = {s: sum(c["scenario"] == s for c in rows) for s in mix}
-    cap = int(policy.raw.get("max_clips_per_category", 10**9))
-    kept: list[dict] = []
-    for s in mix:
-        mine = sorted(
-            (c for c in rows if c["scenario"] == s), key=lambda c: (-c["severity"], c["clip_id"])
-        )
-        kept += mine[:cap]
-    counts = {s: sum(c["scenario"] == s for c in kept) for s in mix}
-    covered = {s: w for s, w in mix.items() if counts[s]}
-    share = sum(covered.values())
-    split = policy.raw["split"]
-    for c in kept:
-        # each category counts for its share of the mix, whatever its clip count
-        c["weight"] = round(covered[c["scenario"]] / share * len(kept) / counts[c["scenario"]], 6)
-        key = c["vehicle_id"] if split["by"] == "vehicle" else f"{c['vehicle_id']}/{c['drive_id']}"
-        c["split"] = split_of(key, split["salt"], split["fractions"])
-    table = pa.Table.from_pylist(kept, schema=MANIFEST_SCHEMA)
-    table = table.take(pc.sort_indices(table, [("clip_id", "ascending")]))
-    report = {
-        "found": found,
-        "after_dedup": deduped,
-        "kept": counts,
-        "uncovered": sorted(s for s in mix if not counts[s]),
-        "splits": {s: int(pc.sum(pc.equal(table["split"], s)).as_py() or 0) for s in SPLITS},
-        "drives": len({(c["vehicle_id"], c["drive_id"]) for c in kept}),
+def _keep_distinct(group: pa.Table, gap_s: float) -> pa.Table:
+    """One drive's clips of one scenario without their near-duplicates (``_dedup``)."""
+    return pa.Table.from_pylist(_dedup(group.to_pylist(), gap_s), schema=group.schema)
+
+
+def eligible_versions(store: ObjectStore, days: list[str]) -> pa.Table:
+    """The drive versions a clip of ``days`` may enter with: approved and anonymised, and
+    still the drive's version (``ledger.at_version``; a re-ingested or forgotten drive's
+    clips drop out until it is mined anew). Reads the ledger's indexes of the days."""
+    names = ("vehicle_id", "drive_id", "drive_version")
+    rows = {
+        (s.vehicle, s.drive, s.version)
+        for day in days
+        for s in ledger.drives_of_day(store, day)
+        if ledger.at_version(s, s.version)
     }
-    return table, report
+    return pa.Table.from_pylist(
+        [dict(zip(names, r, strict=True)) for r in sorted(rows)],
+        schema=pa.schema([CLIP_SCHEMA.field(n) for n in names]),
+    )
 
 
 def eligible(store: ObjectStore, clips: pa.Table) -> tuple[pa.Table, int]:
-    """Only clips of drives that are still approved and anonymised, in the very version the
-    clip was mined from (a re-ingested or forgotten drive drops out until it is mined anew).
-    Reads the ledger's indexes of the clips' days: one request per hour."""
-    states = {
-        (s.vehicle, s.drive): s
-        for day in sorted(set(clips["day"].to_pylist()))
-        for s in ledger.drives_of_day(store, day)
-    }
+    """Only clips whose drive version may still enter (``eligible_versions``), and how many
+    did not."""
+    allowed = eligible_versions(store, sorted(set(clips["day"].to_pylist()))).to_pylist()
+    ok = {(r["vehicle_id"], r["drive_id"], r["drive_version"]) for r in allowed}
     mask = [
-        ledger.at_version(states.get((v, d)), version)
-        for v, d, version in zip(
+        key in ok
+        for key in zip(
             clips["vehicle_id"].to_pylist(),
             clips["drive_id"].to_pylist(),
             clips["drive_version"].to_pylist(),
@@ -152,6 +131,144 @@ def eligible(store: ObjectStore, clips: pa.Table) -> tuple[pa.Table, int]:
     ]
     kept = clips.filter(pa.array(mask, pa.bool_()))
     return kept, clips.num_rows - kept.num_rows
+
+
+def open_clips(store: ObjectStore, days: list[str], engine: str | None = None) -> Tables:
+    """The view ``clips`` on ``engine`` (``DATALOOP_TABLE_ENGINE``): the scenario index of
+    ``days``, eligible drive versions only; ``mined`` holds them all."""
+    tables = open_tables(store, engine)
+    records = [read_json(store, L.day_index_key(day)) for day in days]
+    tables.parquet("mined", [r["clips_key"] for r in records if r], CLIP_SCHEMA)
+    tables.arrow("eligible_versions", eligible_versions(store, days))
+    tables.view(
+        "clips",
+        """SELECT m.* FROM mined m JOIN eligible_versions e
+        ON m.vehicle_id = e.vehicle_id AND m.drive_id = e.drive_id
+        AND m.drive_version = e.drive_version""",
+    )
+    return tables
+
+
+def _counts(tables: Tables, view: str) -> dict[str, int]:
+    rows = tables.query(f"SELECT scenario, count(*) AS n FROM {view} GROUP BY scenario")
+    return dict(zip(rows["scenario"].to_pylist(), rows["n"].to_pylist(), strict=True))
+
+
+def build(tables: Tables, policy: Policy) -> tuple[pa.Table, dict[str, Any]]:
+    """Apply the policy to the view ``clips`` of ``tables`` on their engine: the manifest
+    (sorted, so the same inputs give the same bytes) and a report of what each step kept.
+
+    Steps: the mix's scenarios at ``min_severity``; near-duplicates dropped per drive and
+    scenario (``_dedup``, where the rows are); the ``max_clips_per_category`` most severe
+    per scenario; then weights and splits, from counts and keys small enough for here."""
+    mix, raw = policy.mix, policy.raw
+    tables.arrow(
+        "policy_mix",
+        pa.table({"scenario": list(mix)}, schema=pa.schema([CLIP_SCHEMA.field("scenario")])),
+    )
+    tables.view(
+        "wanted",
+        "SELECT c.* FROM clips c JOIN policy_mix p ON c.scenario = p.scenario "
+        f"WHERE c.severity >= {float(raw.get('min_severity', 0.0))!r}",
+    )
+    gap_s = float(raw.get("near_duplicate_gap_s", 5.0))
+    tables.keep_per_group(
+        "distinct_clips",
+        "SELECT * FROM wanted",
+        ["vehicle_id", "drive_id", "scenario"],
+        partial(_keep_distinct, gap_s=gap_s),
+    )
+    cap = int(raw.get("max_clips_per_category", 10**9))
+    tables.view(
+        "kept",
+        f"""SELECT * FROM (
+            SELECT *, row_number() OVER (
+                PARTITION BY scenario ORDER BY severity DESC, clip_id) AS rank_in_scenario
+            FROM distinct_clips) r
+        WHERE rank_in_scenario <= {cap}""",
+    )
+    found, deduped, counts = (
+        {s: n.get(s, 0) for s in mix}
+        for n in (_counts(tables, v) for v in ("wanted", "distinct_clips", "kept"))
+    )
+    covered = {s: w for s, w in mix.items() if counts[s]}
+    share, total = sum(covered.values()), sum(counts.values())
+    # each category counts for its share of the mix, whatever its clip count
+    weights = {s: round(covered[s] / share * total / counts[s], 6) for s in covered}
+    tables.arrow(
+        "weights",
+        pa.table(
+            {"scenario": list(weights), "weight": list(weights.values())},
+            schema=pa.schema([CLIP_SCHEMA.field("scenario"), MANIFEST_SCHEMA.field("weight")]),
+        ),
+    )
+    split = raw["split"]
+    key = "k.vehicle_id" if split["by"] == "vehicle" else "k.vehicle_id || '/' || k.drive_id"
+    keys = tables.query(f"SELECT DISTINCT {key} AS split_key FROM kept k")["split_key"]
+    tables.arrow(
+        "splits",
+        pa.table(
+            {
+                "split_key": keys.to_pylist(),
+                "split": [split_of(k, split["salt"], split["fractions"]) for k in keys.to_pylist()],
+            },
+            schema=pa.schema([("split_key", pa.string()), MANIFEST_SCHEMA.field("split")]),
+        ),
+    )
+    columns = ", ".join(
+        {"split": "s.split", "weight": "w.weight"}.get(n, f"k.{n}") for n in MANIFEST_SCHEMA.names
+    )
+    table = tables.query(
+        f"SELECT {columns} FROM kept k JOIN weights w ON k.scenario = w.scenario "
+        f"JOIN splits s ON {key} = s.split_key"
+    ).cast(MANIFEST_SCHEMA)
+    table = table.take(pc.sort_indices(table, [("clip_id", "ascending")]))
+    drives = table.select(["vehicle_id", "drive_id"]).group_by(["vehicle_id", "drive_id"])
+    report = {
+        "found": found,
+        "after_dedup": deduped,
+        "kept": counts,
+        "uncovered": sorted(s for s in mix if not counts[s]),
+        "splits": {s: int(pc.sum(pc.equal(table["split"], s)).as_py() or 0) for s in SPLITS},
+        "drives": drives.aggregate([]).num_rows,
+    }
+    return table, report
+
+
+def curate(clips: pa.Table, policy: Policy) -> tuple[pa.Table, dict[str, Any]]:
+    """``build`` over clips held in memory (DuckDB)."""
+    tables = open_tables(None, "duckdb")
+    tables.arrow("clips", clips)
+    return build(tables, policy)
+
+
+def build_dataset(
+    store: ObjectStore, policy: Policy, engine: str | None = None, run_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build the policy's dataset over every mined day on ``engine`` and publish it: the
+    version record, and this build's report (with ``not_eligible``: clips of drive versions
+    that may no longer enter)."""
+    from dataloop.curation.scenarios import index_days
+
+    days = index_days(store)
+    tables = open_clips(store, days, engine)
+    manifest, report = build(tables, policy)
+    report["not_eligible"] = tables.query(
+        "SELECT (SELECT count(*) FROM mined) - (SELECT count(*) FROM clips) AS n"
+    )["n"][0].as_py()
+    record = publish(
+        store,
+        policy.name,
+        manifest,
+        {
+            "policy": policy.raw,
+            "policy_version": policy.version,
+            "scenario_days": days,
+            "report": report,
+            "dagster_run_id": run_id,
+        },
+    )
+    return record, report
 
 
 # -- versions in the lake ---------------------------------------------------------------

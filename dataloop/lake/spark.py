@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def session():
     """This process's Spark session on ``DATALOOP_SPARK_MASTER`` (made on first use)."""
     from pyspark.sql import SparkSession
 
+    # Python on the executors (keep_per_group): this interpreter, unless PYSPARK_PYTHON names
+    # the cluster's (pyspark reads only the variable)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         SparkSession.builder.master(master())
         .appName("dataloop")
@@ -86,8 +90,8 @@ def _from_spark_arrow(table: pa.Table) -> pa.Table:
 class SparkTables:
     engine = "spark"
 
-    def __init__(self, store: ObjectStore) -> None:
-        if not isinstance(store, LocalStore):
+    def __init__(self, store: ObjectStore | None = None) -> None:
+        if store is not None and not isinstance(store, LocalStore):
             raise TypeError(
                 f"DATALOOP_TABLE_ENGINE=spark reads a lake on a shared filesystem; "
                 f"{type(store).__name__} needs s3a (hadoop-aws), which pyspark does not ship"
@@ -99,6 +103,8 @@ class SparkTables:
         if not keys:
             self.arrow(name, schema.empty_table())
             return
+        if self.store is None:
+            raise ValueError(f"{name}: these tables have no lake to read Parquet from")
         frame = self.spark.read.parquet(*(str(self.store.path(k)) for k in keys))
         longs = {f.name for f in frame.schema.fields if f.dataType.typeName() == "long"}
         frame.selectExpr(
@@ -118,3 +124,13 @@ class SparkTables:
 
     def query(self, sql: str) -> pa.Table:
         return _from_spark_arrow(self.spark.sql(to_spark(sql)).toArrow())
+
+    def keep_per_group(
+        self, name: str, sql: str, keys: list[str], keep: Callable[[pa.Table], pa.Table]
+    ) -> None:
+        def on_executor(group: pa.Table) -> pa.Table:
+            return _to_spark_arrow(keep(_from_spark_arrow(group))).cast(group.schema)
+
+        frame = self.spark.sql(to_spark(sql))
+        kept = frame.groupBy(*keys).applyInArrow(on_executor, frame.schema)
+        kept.cache().createOrReplaceTempView(name)  # read more than once: keep runs once

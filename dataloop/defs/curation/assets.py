@@ -16,9 +16,9 @@ from dataloop.defs.curation.partitions import arrival_days
 from dataloop.defs.resources import LakeResource
 from dataloop.defs.rules import rules_or_fail
 from dataloop.defs.set_aside import set_aside_metadata
+from dataloop.lake import layout as L
 from dataloop.lake.engines import engine_name
 from dataloop.lake.hashing import sha256_json
-from dataloop.lake.layout import day_index_key, key_digest
 from dataloop.lake.pointers import read_json
 from dataloop.rules import snapshot
 from dataloop.search.index import index_code_version
@@ -36,6 +36,23 @@ def _table(rows: list[dict], columns: dict[str, str]) -> dg.MetadataValue:
         [dg.TableRecord({c: r.get(c) for c in columns}) for r in rows],
         schema=dg.TableSchema(columns=[dg.TableColumn(c, t) for c, t in columns.items()]),
     )
+
+
+def _on_spark(
+    context: dg.AssetExecutionContext,
+    client: dg.PipesSubprocessClient,
+    name: str,
+    extras: dict,
+) -> dict:
+    """Run ``dataloop/curation/spark_app.py`` with spark-submit through Pipes (its task and
+    arguments in ``extras``); the metadata it reported, as plain values."""
+    from dataloop.curation import spark_app
+    from dataloop.lake.spark import submit_command
+
+    command, env = submit_command(Path(spark_app.__file__), name)
+    invocation = client.run(command=command, context=context, env=env, extras=extras)
+    metadata = invocation.get_materialize_result().metadata or {}
+    return {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
 
 
 @dg.asset(
@@ -61,20 +78,14 @@ def scenario_index(
     (``DATALOOP_TABLE_ENGINE=spark``)."""
     day, spark = context.partition_key, {}
     if engine_name() == "spark":
-        from dataloop.curation import spark_app
-        from dataloop.lake.spark import submit_command
-
-        command, env = submit_command(Path(spark_app.__file__), f"dataloop-mine-{day}")
-        invocation = pipes_subprocess_client.run(
-            command=command, context=context, env=env, extras={"lake": lake.url, "day": day}
-        )
-        spark = invocation.get_materialize_result().metadata or {}
-        record = read_json(lake.store(), day_index_key(day))
+        extras = {"task": "mine", "lake": lake.url, "day": day}
+        spark = _on_spark(context, pipes_subprocess_client, f"dataloop-mine-{day}", extras)
+        record = read_json(lake.store(), L.day_index_key(day))
     else:
         record = mine_day(lake.store(), day, SCENARIOS, "duckdb")
     rows = [{"scenario": s, "clips": n} for s, n in sorted(record["per_scenario"].items())]
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(key_digest(record["clips_key"])),
+        data_version=dg.DataVersion(L.key_digest(record["clips_key"])),
         metadata={
             "clips": dg.MetadataValue.int(record["clips"]),
             "drives": dg.MetadataValue.int(record["drives"]),
@@ -122,36 +133,31 @@ def clip_embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     deps=[scenario_index],
     group_name="curation",
     code_version=POLICY.version(lambda p: f"dataset-1.policy-{p.version}"),
-    kinds={"parquet"},
+    kinds={"duckdb", "spark", "parquet"},
     tags={"dataloop/stage": "curation"},
     automation_condition=dataset_inputs_updated,
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=3), warn_window=timedelta(days=1)
     ),
 )
-def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def training_dataset(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
     """The training dataset, versioned: the curation policy (assets/curation/training.yaml)
     over every mined day, written as an immutable manifest. The data version is the
     manifest's content hash; ``seq`` numbers the versions."""
-    from dataloop.curation.scenarios import index_days, read_scenario_index
-
     policy = rules_or_fail(POLICY)
     store = lake.store()
-    days = index_days(store)
-    clips, dropped = D.eligible(store, read_scenario_index(store, days))
-    manifest, report = D.curate(clips, policy)
-    record = D.publish(
-        store,
-        policy.name,
-        manifest,
-        {
-            "policy": policy.raw,
-            "policy_version": policy.version,
-            "scenario_days": days,
-            "report": report,
-            "dagster_run_id": context.run.run_id,
-        },
-    )
+    if engine_name() == "spark":
+        extras = {"task": "dataset", "lake": lake.url, "policy": policy.raw}
+        spark = _on_spark(context, pipes_subprocess_client, "dataloop-dataset", extras)
+        report = spark.pop("report")
+        record = read_json(store, L.dataset_version_key(policy.name, spark.pop("seq")))
+    else:
+        spark = {}
+        record, report = D.build_dataset(store, policy, "duckdb", context.run.run_id)
     mix = [
         {
             "scenario": s,
@@ -175,7 +181,7 @@ def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> d
             "summary": dg.MetadataValue.md(md),
             "manifest": dg.MetadataValue.path(record["manifest_key"]),
             "clips": dg.MetadataValue.int(record["clips"]),
-            "not_eligible": dg.MetadataValue.int(dropped),
+            "not_eligible": dg.MetadataValue.int(report["not_eligible"]),
             "mix": _table(
                 mix,
                 {
@@ -187,6 +193,8 @@ def training_dataset(context: dg.AssetExecutionContext, lake: LakeResource) -> d
                 },
             ),
             "splits": dg.MetadataValue.json(report["splits"]),
-            "inputs": dg.MetadataValue.text(sha256_json(days)[:16]),
+            "inputs": dg.MetadataValue.text(sha256_json(record["scenario_days"])[:16]),
+            "engine": dg.MetadataValue.text(engine_name()),
+            **spark,
         },
     )

@@ -33,6 +33,10 @@ class Tables(Protocol):
     def view(self, name: str, sql: str) -> None:
         """``name`` is the query ``sql``."""
 
+    def table(self, name: str, sql: str) -> None:
+        """``name`` holds the rows of ``sql``, computed once for every query that reads it
+        (a view that several queries share, or one query reads twice)."""
+
     def query(self, sql: str) -> pa.Table:
         """The rows of ``sql``: timestamps in ns (UTC), numbers as float64 or int64."""
 
@@ -61,6 +65,9 @@ class DuckTables:
 
     def view(self, name: str, sql: str) -> None:
         self.con.sql(f"CREATE VIEW {name} AS {sql}")
+
+    def table(self, name: str, sql: str) -> None:
+        self.con.sql(f"CREATE TEMP TABLE {name} AS {sql}")
 
     def query(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()

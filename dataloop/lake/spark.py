@@ -122,6 +122,9 @@ class SparkTables:
     def view(self, name: str, sql: str) -> None:
         self.spark.sql(to_spark(sql)).createOrReplaceTempView(name)
 
+    def table(self, name: str, sql: str) -> None:
+        self.spark.sql(to_spark(sql)).cache().createOrReplaceTempView(name)
+
     def query(self, sql: str) -> pa.Table:
         return _from_spark_arrow(self.spark.sql(to_spark(sql)).toArrow())
 

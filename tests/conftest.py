@@ -25,6 +25,7 @@ SLOW_FIRST = (
     "test_curation",
     "test_search",
     "test_cli",
+    "test_spark",
     "test_training",
     "test_postgres_storage",
     "test_infra",

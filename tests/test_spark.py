@@ -14,7 +14,14 @@ import pyarrow as pa
 import pytest
 
 from dataloop.curation import datasets as D
-from dataloop.curation.scenarios import load_scenarios, minable, mine, mine_day, open_views
+from dataloop.curation.scenarios import (
+    load_scenarios,
+    minable,
+    mine,
+    mine_day,
+    open_views,
+    read_scenario_index,
+)
 from dataloop.fleet.simulator.config import SimConfig
 from dataloop.ingest.tables import to_parquet
 from dataloop.lake import layout as L
@@ -123,27 +130,21 @@ def mined(fleet):
     return fleet
 
 
-def _policy(name: str) -> D.Policy:
-    raw = D.load_policy().raw
-    if name == "capped":  # few clips per category (the cap decides), a floor, by vehicle
-        raw = {**raw, "max_clips_per_category": 5, "min_severity": 0.4}
-        raw["split"] = {**raw["split"], "by": "vehicle"}
-    return D.Policy(raw)
-
-
-@pytest.mark.parametrize("name", ["default", "capped"])
-def test_spark_builds_the_dataset_duckdb_builds(mined, on_cluster, name):
+def test_spark_builds_the_dataset_duckdb_builds(mined, on_cluster):
+    """Every step of the build has work: a severity floor, near-duplicates, a cap that few
+    clips per category reach, splits by drive (a key the SQL concatenates)."""
     store, _, days = mined
-    policy = _policy(name)
+    policy = D.Policy({**D.load_policy().raw, "max_clips_per_category": 5, "min_severity": 0.4})
     duck, duck_report = D.build(D.open_clips(store, days, "duckdb"), policy)
     on_spark, report = D.build(D.open_clips(store, days, "spark"), policy)
     assert report == duck_report
     assert to_parquet(on_spark)[1] == to_parquet(duck)[1]  # byte for byte: the same version
-    # each step had work to do: near-duplicates dropped, and (capped) the cap reached
+    # each step had work to do: clips under the floor, near-duplicates, the cap reached
+    severities = read_scenario_index(store, days)["severity"].to_pylist()
+    assert sum(report["found"].values()) == sum(s >= 0.4 for s in severities) < len(severities)
     assert sum(report["after_dedup"].values()) < sum(report["found"].values()), report
-    if name == "capped":
-        assert max(report["kept"].values()) == policy.raw["max_clips_per_category"], report
-        assert sum(report["kept"].values()) < sum(report["after_dedup"].values()), report
+    assert max(report["kept"].values()) == policy.raw["max_clips_per_category"], report
+    assert sum(report["kept"].values()) < sum(report["after_dedup"].values()), report
     assert duck.num_rows > 0
 
 

@@ -6,12 +6,7 @@
 -- only: the ego's heading changed by less than 0.03 rad over the window. Severity grows as
 -- the gap shrinks (1.0 at 8 m or less).
 WITH signals AS (
-    SELECT vehicle_id, drive_id, t,
-           max(turn_signal <> 'off') OVER (
-               PARTITION BY vehicle_id, drive_id ORDER BY t
-               RANGE BETWEEN INTERVAL 2 SECONDS PRECEDING AND CURRENT ROW
-           ) AS signalled
-    FROM vehicle_state
+    SELECT vehicle_id, drive_id, t FROM vehicle_state WHERE turn_signal <> 'off'
 ), w AS (
     SELECT vehicle_id, drive_id, track_id, t, x, y, vx, vy,
            first_value(y) OVER past AS y_then,
@@ -23,10 +18,13 @@ WITH signals AS (
         RANGE BETWEEN INTERVAL 3 SECONDS PRECEDING AND CURRENT ROW
     )
 ), now AS (
-    SELECT w.*, e.x AS ex, e.y AS ey, e.heading AS eh, s.signalled
+    SELECT w.*, e.x AS ex, e.y AS ey, e.heading AS eh,
+           coalesce(s.t >= w.t - INTERVAL 2 SECONDS, false) AS signalled
     FROM w
     ASOF JOIN ego_pose e ON w.vehicle_id = e.vehicle_id AND w.drive_id = e.drive_id AND w.t >= e.t
-    ASOF JOIN signals s ON w.vehicle_id = s.vehicle_id AND w.drive_id = s.drive_id AND w.t >= s.t
+    -- the last moment the indicator was on, if ever
+    ASOF LEFT JOIN signals s
+        ON w.vehicle_id = s.vehicle_id AND w.drive_id = s.drive_id AND w.t >= s.t
 ), moved AS (
     SELECT n.*, n.eh - e.heading AS turned,
            n.y - n.y_then + cos(n.eh) * (n.ey - e.y) - sin(n.eh) * (n.ex - e.x) AS own_shift

@@ -6,7 +6,8 @@ sqlglot translates the dialect. Three things it leaves to us:
   every left row takes the last right row at or before it (``last_value(..., true)``). Each
   side travels as a struct named by its alias, so the query's qualified references (``w.x``,
   ``e.heading``, ``w.*``) read the same fields. A query with an ASOF join must therefore
-  qualify its columns, and join on equalities plus one ``left.t >= right.t``.
+  qualify its columns, and join on equalities plus one ``left.t >= right.t``. ``ASOF LEFT
+  JOIN`` keeps the left rows with no right row before them, as DuckDB does.
 - ``epoch(t)``: seconds with their fraction (Spark's ``unix_timestamp`` drops it).
 - ``isfinite(x)``: Spark has none; NaN sorts above infinity there, so ``abs(x) < inf``.
 """
@@ -95,7 +96,8 @@ def _asof_select(select: exp.Select) -> exp.Expression:
             f"(SELECT {names}, {right} FROM (SELECT {names}, __src, last_value({right}, true) "
             f"OVER ({partition}ORDER BY __ts, __src "
             f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {right} FROM ({union})) "
-            f"WHERE __src = 1 AND {right} IS NOT NULL) AS __asof{n}"
+            f"WHERE __src = 1{'' if join.side == 'LEFT' else f' AND {right} IS NOT NULL'})"
+            f" AS __asof{n}"
         )
         aliases.append(right)
         carried = ", ".join(aliases)  # the structs travel on as they are

@@ -115,21 +115,24 @@ def eligible_versions(store: ObjectStore, days: list[str]) -> pa.Table:
     )
 
 
+def _eligible_view(tables: Tables, store: ObjectStore, days: list[str]) -> None:
+    """The view ``clips``: the clips of ``mined`` whose drive version may still enter."""
+    tables.arrow("eligible_versions", eligible_versions(store, days))
+    tables.view(
+        "clips",
+        """SELECT m.* FROM mined m JOIN eligible_versions e
+        ON m.vehicle_id = e.vehicle_id AND m.drive_id = e.drive_id
+        AND m.drive_version = e.drive_version""",
+    )
+
+
 def eligible(store: ObjectStore, clips: pa.Table) -> tuple[pa.Table, int]:
     """Only clips whose drive version may still enter (``eligible_versions``), and how many
-    did not."""
-    allowed = eligible_versions(store, sorted(set(clips["day"].to_pylist()))).to_pylist()
-    ok = {(r["vehicle_id"], r["drive_id"], r["drive_version"]) for r in allowed}
-    mask = [
-        key in ok
-        for key in zip(
-            clips["vehicle_id"].to_pylist(),
-            clips["drive_id"].to_pylist(),
-            clips["drive_version"].to_pylist(),
-            strict=True,
-        )
-    ]
-    kept = clips.filter(pa.array(mask, pa.bool_()))
+    did not: the filter ``open_clips`` applies, over clips held in memory."""
+    tables = open_tables(None, "duckdb")
+    tables.arrow("mined", clips)
+    _eligible_view(tables, store, sorted(set(clips["day"].to_pylist())))
+    kept = tables.query("SELECT * FROM clips").cast(clips.schema)
     return kept, clips.num_rows - kept.num_rows
 
 
@@ -139,13 +142,7 @@ def open_clips(store: ObjectStore, days: list[str], engine: str | None = None) -
     tables = open_tables(store, engine)
     records = [read_json(store, L.day_index_key(day)) for day in days]
     tables.parquet("mined", [r["clips_key"] for r in records if r], CLIP_SCHEMA)
-    tables.arrow("eligible_versions", eligible_versions(store, days))
-    tables.view(
-        "clips",
-        """SELECT m.* FROM mined m JOIN eligible_versions e
-        ON m.vehicle_id = e.vehicle_id AND m.drive_id = e.drive_id
-        AND m.drive_version = e.drive_version""",
-    )
+    _eligible_view(tables, store, days)
     return tables
 
 
@@ -246,8 +243,9 @@ def build_dataset(
     store: ObjectStore, policy: Policy, engine: str | None = None, run_id: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build the policy's dataset over every mined day on ``engine`` and publish it: the
-    version record, and this build's report (with ``not_eligible``: clips of drive versions
-    that may no longer enter)."""
+    version record (an earlier one when the manifest is the latest already), and this
+    build's report, with ``not_eligible`` (clips of drive versions that may no longer enter)
+    and ``inputs`` (a digest of the mined days it read)."""
     from dataloop.curation.scenarios import index_days
 
     days = index_days(store)
@@ -256,6 +254,7 @@ def build_dataset(
     report["not_eligible"] = tables.query(
         "SELECT (SELECT count(*) FROM mined) - (SELECT count(*) FROM clips) AS n"
     )["n"][0].as_py()
+    report["inputs"] = sha256_json(days)[:16]
     record = publish(
         store,
         policy.name,

@@ -18,7 +18,6 @@ from dataloop.defs.rules import rules_or_fail
 from dataloop.defs.set_aside import set_aside_metadata
 from dataloop.lake import layout as L
 from dataloop.lake.engines import engine_name
-from dataloop.lake.hashing import sha256_json
 from dataloop.lake.pointers import read_json
 from dataloop.rules import snapshot
 from dataloop.search.index import index_code_version
@@ -193,7 +192,7 @@ def training_dataset(
                 },
             ),
             "splits": dg.MetadataValue.json(report["splits"]),
-            "inputs": dg.MetadataValue.text(sha256_json(record["scenario_days"])[:16]),
+            "inputs": dg.MetadataValue.text(report["inputs"]),
             "engine": dg.MetadataValue.text(engine_name()),
             **spark,
         },

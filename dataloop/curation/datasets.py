@@ -202,12 +202,13 @@ def build(tables: Tables, policy: Policy) -> tuple[pa.Table, dict[str, Any]]:
     split = raw["split"]
     key = "k.vehicle_id" if split["by"] == "vehicle" else "k.vehicle_id || '/' || k.drive_id"
     keys = tables.query(f"SELECT DISTINCT {key} AS split_key FROM kept k")["split_key"]
+    keys = keys.to_pylist()
     tables.arrow(
         "splits",
         pa.table(
             {
-                "split_key": keys.to_pylist(),
-                "split": [split_of(k, split["salt"], split["fractions"]) for k in keys.to_pylist()],
+                "split_key": keys,
+                "split": [split_of(k, split["salt"], split["fractions"]) for k in keys],
             },
             schema=pa.schema([("split_key", pa.string()), MANIFEST_SCHEMA.field("split")]),
         ),
